@@ -1,0 +1,67 @@
+"""Composition root: builds the services and the schema and mounts them on Starlette."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from catalog.demo import load_demo
+from catalog.http import CatalogGraphQL
+from catalog.services import Services
+from catalog.settings import Settings
+from resolvers import build_schema, make_context
+
+log = logging.getLogger("capahub")
+
+
+def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starlette:
+    """The hub as an ASGI app; the database is opened (and migrated) on startup."""
+    settings = settings or Settings()
+    schema = build_schema(max_depth=settings.max_query_depth)
+    state: dict[str, Any] = {}
+
+    def context(request: Any, response: Any) -> Any:
+        return make_context(state["services"], request, response)
+
+    graphql = CatalogGraphQL(
+        schema, context, graphql_ide="graphiql" if settings.graphql_ide else None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        state["services"] = services
+        app.state.services = services
+        if demo:
+            report = await load_demo(services.registry)
+            log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
+        try:
+            yield
+        finally:
+            await services.close()
+
+    async def healthz(request: Request) -> JSONResponse:
+        services: Services | None = state.get("services")
+        if services is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        async with services.store.read() as r:
+            change = await r.last_change_id()
+        return JSONResponse({"status": "ok", "database": services.store.dialect, "change": change})
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.schema = schema
+    return app
+
+
+__all__ = ["create_app"]

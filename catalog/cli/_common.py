@@ -1,0 +1,49 @@
+"""Options and helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import click
+import typer
+
+from catalog.services import Services
+from catalog.settings import Settings
+from metadata.errors import CatalogError
+
+T = TypeVar("T")
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="SQLAlchemy URL of the catalog (default ./capahub.db; env CAPAHUB_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+
+
+def settings_for(database: str | None) -> Settings:
+    """Settings from the environment, with ``--database`` taking precedence."""
+    settings = Settings()
+    if database:
+        settings = settings.model_copy(update={"database_url": database})
+    return settings
+
+
+def run_with_services(database: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Open the catalog, run ``work`` and close it; a CatalogError becomes a one-line error."""
+
+    async def go() -> T:
+        services = await Services.start(settings_for(database))
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(go())
+    except CatalogError as err:
+        raise click.ClickException(err.message) from None

@@ -1,0 +1,377 @@
+"""The registry: validated, all-or-nothing writes to the catalog (upsert, relate, retire, apply)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+
+from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec
+from metadata.errors import ConflictError, InvalidInputError, NotFoundError
+from metadata.model import (
+    Kind,
+    Lifecycle,
+    NodeRecord,
+    RelationRecord,
+    RelationType,
+    check_endpoints,
+    parse_id,
+)
+from metadata.store import Store, Writer
+
+#: PART_OF chains longer than this are refused: the hierarchy is a tree of a few levels.
+MAX_HIERARCHY_DEPTH = 64
+
+
+@dataclass
+class ApplyReport:
+    """What a batch of writes did (or would do, on a dry run)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    relations_added: int = 0
+    relations_updated: int = 0
+    relations_removed: int = 0
+    dry_run: bool = False
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    relations: list[RelationRecord] = field(default_factory=list)
+
+
+class _DryRunRollback(Exception):
+    """Raised inside a transaction to roll a dry run back."""
+
+
+class Registry:
+    """Validates writes against the metamodel and applies them in one transaction each."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def upsert_node(self, spec: NodeSpec) -> NodeRecord:
+        """Create a node or update the fields the spec sets; a stale expectedVersion conflicts."""
+        report = await self.apply_batch([spec], [])
+        return report.nodes[spec.id]
+
+    async def register_capability(self, spec: CapabilitySpec) -> NodeRecord:
+        """Create a capability and its relations; an existing key is a conflict."""
+        cap_id = spec.key if spec.key.startswith("capability:") else f"capability:{spec.key}"
+        kind, _ = parse_id(cap_id, field="input.key")
+        if kind is not Kind.CAPABILITY:  # pragma: no cover - prefix forced above
+            raise InvalidInputError("input.key: not a capability key", field="input.key")
+        node = NodeSpec(
+            id=cap_id,
+            name=spec.name,
+            description=spec.description,
+            tags=spec.tags,
+            owner=spec.owner,
+            properties=spec.properties,
+            expectedVersion=0,
+        ).at("input")
+        rels: list[RelationSpec] = []
+
+        def rel(src: str, rtype: RelationType, dst: str, loc: str) -> None:
+            rels.append(RelationSpec.model_validate({"from": src, "type": rtype, "to": dst}).at(loc))
+
+        if spec.parent:
+            rel(cap_id, RelationType.PART_OF, spec.parent, "input.parent")
+        if spec.domain:
+            rel(cap_id, RelationType.PART_OF, spec.domain, "input.domain")
+        for i, sys_id in enumerate(spec.provided_by):
+            rel(sys_id, RelationType.PROVIDES, cap_id, f"input.providedBy[{i}]")
+        for i, ent in enumerate(spec.reads):
+            rel(cap_id, RelationType.READS, ent, f"input.reads[{i}]")
+        for i, ent in enumerate(spec.writes):
+            rel(cap_id, RelationType.WRITES, ent, f"input.writes[{i}]")
+        report = await self.apply_batch([node], rels)
+        return report.nodes[cap_id]
+
+    async def relate(self, spec: RelationSpec) -> RelationRecord:
+        """Create a relation (or update its properties); both nodes must exist."""
+        report = await self.apply_batch([], [spec])
+        return report.relations[0]
+
+    async def unrelate(self, spec: RelationSpec) -> bool:
+        """Remove a relation; False when there was none."""
+        src_kind, _ = parse_id(spec.from_, field=f"{spec.loc}.from")
+        dst_kind, _ = parse_id(spec.to, field=f"{spec.loc}.to")
+        async with self.store.transaction() as tx:
+            found = await tx.get_relations([(spec.from_, spec.type.value, spec.to)])
+            if not found:
+                return False
+            await tx.delete_relations(list(found.values()))
+        return True
+
+    async def retire(self, node_id: str) -> NodeRecord:
+        """Set a node's lifecycle to RETIRED; it stays in the catalog and its history."""
+        parse_id(node_id, field="id")
+        async with self.store.transaction() as tx:
+            existing = (await tx.get_nodes([node_id])).get(node_id)
+            if existing is None:
+                raise NotFoundError(f"id: no node {node_id!r} in the catalog", field="id")
+            if existing.lifecycle is Lifecycle.RETIRED:
+                return existing
+            after = replace(
+                existing,
+                lifecycle=Lifecycle.RETIRED,
+                version=existing.version + 1,
+                updated_at=tx.now,
+            )
+            await tx.update_nodes([(existing, after)])
+        return after
+
+    async def apply_document(self, doc: CatalogDocument, *, dry_run: bool = False) -> ApplyReport:
+        """Apply a catalog document as a diff: all or nothing."""
+        return await self.apply_batch(doc.nodes, doc.relations, prune=doc.prune, dry_run=dry_run)
+
+    async def apply_batch(
+        self,
+        node_specs: Sequence[NodeSpec],
+        rel_specs: Sequence[RelationSpec],
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
+    ) -> ApplyReport:
+        """Validate and write nodes and relations in one transaction (rolled back on dry run)."""
+        kinds = _check_ids(node_specs, rel_specs)
+        report = ApplyReport(dry_run=dry_run)
+        try:
+            async with self.store.transaction() as tx:
+                await _apply(tx, node_specs, rel_specs, kinds, prune, report)
+                if dry_run:
+                    raise _DryRunRollback
+        except _DryRunRollback:
+            pass
+        return report
+
+
+def _check_ids(
+    node_specs: Sequence[NodeSpec], rel_specs: Sequence[RelationSpec]
+) -> dict[str, Kind]:
+    """Syntactic checks that need no database: ids, duplicates, endpoint kinds."""
+    kinds: dict[str, Kind] = {}
+    for spec in node_specs:
+        if spec.id in kinds:
+            raise InvalidInputError(
+                f"{spec.loc}.id: node {spec.id!r} appears twice in the same batch",
+                field=f"{spec.loc}.id",
+            )
+        kind, _ = parse_id(spec.id, field=f"{spec.loc}.id")
+        kinds[spec.id] = kind
+        if spec.owner is not None:
+            owner_kind, _ = parse_id(spec.owner, field=f"{spec.loc}.owner")
+            if owner_kind is not Kind.TEAM:
+                raise InvalidInputError(
+                    f"{spec.loc}.owner: an owner must be a team, got {spec.owner!r}",
+                    field=f"{spec.loc}.owner",
+                )
+        if spec.attributes and kind is not Kind.DATA_ENTITY:
+            raise InvalidInputError(
+                f"{spec.loc}.attributes: only data entities (entity:...) have attributes",
+                field=f"{spec.loc}.attributes",
+            )
+        if kind is Kind.JOURNEY_STEP and spec.properties and "order" in spec.properties:
+            order = spec.properties["order"]
+            if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < 2**31:
+                raise InvalidInputError(
+                    f"{spec.loc}.properties.order: a journey step's order is a whole number "
+                    f"from 0, got {order!r}",
+                    field=f"{spec.loc}.properties.order",
+                )
+    for spec in rel_specs:
+        src, _ = parse_id(spec.from_, field=f"{spec.loc}.from")
+        dst, _ = parse_id(spec.to, field=f"{spec.loc}.to")
+        check_endpoints(spec.type, src, dst, field=f"{spec.loc}.type")
+        if spec.type is RelationType.PART_OF and spec.from_ == spec.to:
+            raise InvalidInputError(
+                f"{spec.loc}: a node cannot be PART_OF itself ({spec.from_})",
+                field=f"{spec.loc}",
+            )
+        if spec.type is RelationType.REPRESENTS and spec.properties:
+            _check_field_map(spec)
+    return kinds
+
+
+def _check_field_map(spec: RelationSpec) -> None:
+    props = spec.properties or {}
+    match_key = props.get("matchKey")
+    if match_key is not None and not isinstance(match_key, str):
+        raise InvalidInputError(
+            f"{spec.loc}.properties.matchKey: the match key names one canonical attribute "
+            f"(a string), got {match_key!r}",
+            field=f"{spec.loc}.properties.matchKey",
+        )
+    fields = props.get("fields")
+    if fields is not None and (
+        not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values())
+    ):
+        raise InvalidInputError(
+            f"{spec.loc}.properties.fields: the field map is an object of canonical attribute "
+            "-> physical attribute names",
+            field=f"{spec.loc}.properties.fields",
+        )
+
+
+async def _apply(
+    tx: Writer,
+    node_specs: Sequence[NodeSpec],
+    rel_specs: Sequence[RelationSpec],
+    kinds: dict[str, Kind],
+    prune: bool,
+    report: ApplyReport,
+) -> None:
+    referenced = set(kinds)
+    referenced.update(s.owner for s in node_specs if s.owner)
+    for r in rel_specs:
+        referenced.update((r.from_, r.to))
+    existing = await tx.get_nodes(sorted(referenced))
+
+    inserts: list[NodeRecord] = []
+    updates: list[tuple[NodeRecord, NodeRecord]] = []
+    final: dict[str, NodeRecord] = dict(existing)
+    for spec in node_specs:
+        old = existing.get(spec.id)
+        new = _merge(spec, old, kinds[spec.id], tx)
+        final[spec.id] = new
+        if old is None:
+            inserts.append(new)
+            report.added.append(spec.id)
+        elif new is old:
+            report.unchanged.append(spec.id)
+        else:
+            updates.append((old, new))
+            report.updated.append(spec.id)
+        report.nodes[spec.id] = new
+
+    for spec in node_specs:
+        if spec.owner is not None and spec.owner not in final:
+            raise NotFoundError(
+                f"{spec.loc}.owner: no team {spec.owner!r} in the catalog or this batch",
+                field=f"{spec.loc}.owner",
+            )
+    # Nodes go in first, owners (which may be new in this batch) before the nodes they own.
+    inserts.sort(key=lambda r: r.kind is not Kind.TEAM)
+    await tx.insert_nodes(inserts)
+    await tx.update_nodes(updates)
+
+    wanted: dict[tuple[str, str, str], RelationSpec] = {}
+    for spec in rel_specs:
+        for end, field_name in ((spec.from_, "from"), (spec.to, "to")):
+            if end not in final:
+                raise NotFoundError(
+                    f"{spec.loc}.{field_name}: no node {end!r} in the catalog or this batch",
+                    field=f"{spec.loc}.{field_name}",
+                )
+        wanted[(spec.from_, spec.type.value, spec.to)] = spec
+    stored = await tx.get_relations(list(wanted))
+    rel_inserts: list[RelationRecord] = []
+    rel_updates: list[tuple[RelationRecord, RelationRecord]] = []
+    for key, spec in wanted.items():
+        old_rel = stored.get(key)
+        if old_rel is None:
+            new_rel = RelationRecord(spec.from_, spec.type, spec.to, spec.properties or None)
+            rel_inserts.append(new_rel)
+        elif spec.properties is not None and (spec.properties or None) != old_rel.properties:
+            new_rel = replace(old_rel, properties=spec.properties or None)
+            rel_updates.append((old_rel, new_rel))
+        else:
+            new_rel = old_rel
+        report.relations.append(new_rel)
+    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF])
+    await tx.insert_relations(rel_inserts)
+    await tx.update_relations(rel_updates)
+    report.relations_added = len(rel_inserts)
+    report.relations_updated = len(rel_updates)
+
+    if prune and kinds:
+        listed = set(kinds)
+        stale = [
+            r
+            for r in await tx.relations_from(sorted(listed))
+            if r.to_id in listed and r.key not in wanted
+        ]
+        await tx.delete_relations(stale)
+        report.relations_removed = len(stale)
+
+
+def _merge(spec: NodeSpec, old: NodeRecord | None, kind: Kind, tx: Writer) -> NodeRecord:
+    """The node after applying ``spec``; returns ``old`` itself when nothing changes."""
+    given = spec.model_fields_set
+    if spec.expected_version is not None:
+        current = old.version if old else 0
+        if spec.expected_version != current:
+            raise ConflictError(
+                f"{spec.loc}.expectedVersion: {spec.id} is at version {current}, "
+                f"not {spec.expected_version}; reload it and apply your change again",
+                field=f"{spec.loc}.expectedVersion",
+                current_version=current,
+            )
+
+    def pick(name: str, value: Any, default: Any) -> Any:
+        if name in given:
+            return value
+        return getattr(old, name) if old is not None else default
+
+    attributes = (
+        tuple(a.model_dump(exclude_none=True) for a in spec.attributes)
+        if spec.attributes is not None
+        else None
+    )
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "description": pick("description", spec.description, None),
+        "tags": pick("tags", tuple(spec.tags or ()), ()),
+        "lifecycle": pick("lifecycle", spec.lifecycle or Lifecycle.ACTIVE, Lifecycle.ACTIVE),
+        "owner": pick("owner", spec.owner, None),
+        "properties": pick("properties", spec.properties or None, None),
+        "attributes": pick("attributes", attributes or (), ()),
+    }
+    if old is None:
+        _, key = parse_id(spec.id)
+        return NodeRecord(
+            id=spec.id,
+            kind=kind,
+            key=key,
+            version=1,
+            created_at=tx.now,
+            updated_at=tx.now,
+            **fields,
+        )
+    if all(getattr(old, k) == v for k, v in fields.items()):
+        return old
+    return replace(old, version=old.version + 1, updated_at=tx.now, **fields)
+
+
+async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> None:
+    """Refuse PART_OF edges that would close a cycle (a node part of its own descendant).
+
+    Loads the ancestors of every new edge's target level by level (one query per level,
+    whatever the number of edges), then looks for a cycle in memory.
+    """
+    if not new_edges:
+        return
+    graph = nx.DiGraph()
+    graph.add_edges_from((r.from_id, r.to_id) for r in new_edges)
+    frontier = {r.to_id for r in new_edges}
+    seen = set(frontier)
+    for _ in range(MAX_HIERARCHY_DEPTH):
+        if not frontier:
+            break
+        stored = [r for r in await tx.relations_from(sorted(frontier)) if r.type is RelationType.PART_OF]
+        graph.add_edges_from((r.from_id, r.to_id) for r in stored)
+        frontier = {r.to_id for r in stored} - seen
+        seen |= frontier
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    path = " -> ".join([str(cycle[0][0])] + [str(e[1]) for e in cycle])
+    raise InvalidInputError(
+        f"PART_OF: this would make a cycle ({path}); the hierarchy must not have cycles",
+        field="type",
+    )
+
+
+__all__ = ["ApplyReport", "Registry"]

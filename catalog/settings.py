@@ -1,0 +1,53 @@
+"""Settings of the hub, read once at start from env (``CAPAHUB_*``), ``.env`` and defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the hub can be configured with; each field is documented in docs/settings.md."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPAHUB_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./capahub.db",
+        description="SQLAlchemy URL of the catalog database (SQLite file or PostgreSQL).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface `capahub serve` listens on.")
+    port: int = Field(default=8000, description="TCP port `capahub serve` listens on.")
+    max_query_depth: int = Field(
+        default=12, description="Deepest GraphQL selection accepted (deeper ones are refused)."
+    )
+    max_page_size: int = Field(
+        default=500, description="Largest `first` a connection or list query accepts."
+    )
+    sync_interval: float = Field(
+        default=1.0,
+        description=(
+            "Seconds between checks for changes other processes wrote to the database "
+            "(keeps in-memory projections in step)."
+        ),
+    )
+    graphql_ide: bool = Field(
+        default=True, description="Serve the GraphiQL playground on a browser GET of /graphql."
+    )
+    log_level: str = Field(default="info", description="Log level of the server.")
+    harvest_allowed_hosts: str = Field(
+        default="",
+        description=(
+            "Comma-separated hosts a harvest through the API may reach even though they resolve "
+            "to loopback, private or link-local addresses."
+        ),
+    )
+    harvest_file_roots: str = Field(
+        default="",
+        description=(
+            "Comma-separated directories a harvest through the API may read files from "
+            "(default: none)."
+        ),
+    )
+
+
+__all__ = ["Settings"]

@@ -1,0 +1,264 @@
+"""Registration input crossing into the catalog: nodes, relations and catalog documents (pydantic)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from metadata.errors import InvalidInputError
+from metadata.model import Attribute, Lifecycle, RelationType
+
+MAX_TEXT = 10_000
+MAX_NAME = 500
+MAX_TAGS = 64
+MAX_JSON_DEPTH = 32
+MAX_DOCUMENT_BYTES = 50_000_000
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without timestamp resolution: dates stay strings, as JSON would have them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def check_text(value: str, field: str) -> str:
+    """Refuse text a database cannot store faithfully (NUL, unpaired surrogates)."""
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} is not valid Unicode (unpaired surrogate)") from None
+    return value
+
+
+def check_json(value: Any, field: str, depth: int = 0) -> Any:
+    """Refuse JSON values that do not round-trip: NaN, infinities, bad text, deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field} holds {value}, which JSON cannot represent")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{field} has a non-string key {k!r}")
+            check_text(k, field)
+            check_json(v, f"{field}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_json(v, f"{field}[{i}]", depth + 1)
+    elif value is not None and not isinstance(value, bool | int | float):
+        raise ValueError(f"{field} holds a {type(value).__name__}, which is not JSON")
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    _loc: str = PrivateAttr(default="input")
+
+    def at(self, loc: str) -> _Spec:
+        """Set where this spec came from, used to name fields in errors (``nodes[3]``)."""
+        self._loc = loc
+        return self
+
+    @property
+    def loc(self) -> str:
+        """Where this spec came from, e.g. ``nodes[3]`` or ``input``."""
+        return self._loc
+
+
+class NodeSpec(_Spec):
+    """A node to create or update; fields left out keep their stored value."""
+
+    id: str = Field(max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
+    lifecycle: Lifecycle | None = None
+    owner: str | None = Field(default=None, max_length=200)
+    properties: dict[str, Any] | None = None
+    attributes: list[Attribute] | None = Field(default=None, max_length=2000)
+    expected_version: int | None = Field(default=None, alias="expectedVersion", ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name must not be blank")
+        return check_text(v.strip(), "name")
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str | None) -> str | None:
+        return None if v is None else check_text(v, "description")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out: list[str] = []
+        for t in v:
+            t = check_text(t.strip(), "tags")
+            if not t or len(t) > 100:
+                raise ValueError(f"tag {t!r} must be 1-100 characters")
+            if t not in out:
+                out.append(t)
+        return out
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else check_json(v, "properties")
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes(cls, v: list[Attribute] | None) -> list[Attribute] | None:
+        if v is None:
+            return None
+        seen: set[str] = set()
+        for a in v:
+            for name, text in a.model_dump().items():
+                if isinstance(text, str):
+                    check_text(text, f"attributes.{name}")
+            if a.name in seen:
+                raise ValueError(f"attribute {a.name!r} appears twice")
+            seen.add(a.name)
+        return v
+
+
+class RelationSpec(_Spec):
+    """A relation to create or update (properties left out keep their stored value)."""
+
+    from_: str = Field(alias="from", max_length=200)
+    type: RelationType
+    to: str = Field(max_length=200)
+    properties: dict[str, Any] | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else check_json(v, "properties")
+
+
+class CapabilitySpec(_Spec):
+    """A capability with its place in the map, its providers and the data it touches."""
+
+    key: str = Field(max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
+    parent: str | None = None
+    domain: str | None = None
+    owner: str | None = None
+    provided_by: list[str] = Field(default_factory=list, alias="providedBy")
+    reads: list[str] = Field(default_factory=list)
+    writes: list[str] = Field(default_factory=list)
+    tags: list[str] | None = None
+    properties: dict[str, Any] | None = None
+
+
+class CatalogDocument(_Spec):
+    """A declarative catalog file: nodes, relations and whether to prune missing relations."""
+
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    relations: list[RelationSpec] = Field(default_factory=list)
+    prune: bool = False
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """Turn pydantic's errors into one message that names each offending field."""
+    parts = []
+    for e in err.errors()[:5]:
+        loc = prefix
+        for p in e["loc"]:
+            loc += f"[{p}]" if isinstance(p, int) else (f".{p}" if loc else str(p))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc or 'document'}: {msg}")
+    more = len(err.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def build(model: type[_Spec], data: Any, loc: str) -> Any:
+    """Validate ``data`` into ``model`` or raise ``InvalidInputError`` naming the field."""
+    try:
+        return model.model_validate(data).at(loc)
+    except ValidationError as err:
+        raise InvalidInputError(format_validation_error(err, loc), field=loc) from None
+
+
+def parse_document(text: str) -> CatalogDocument:
+    """Parse a catalog document (JSON, or YAML with one or several documents) and merge them."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise InvalidInputError(
+            f"document: larger than {MAX_DOCUMENT_BYTES // 1_000_000} MB; split it", field="document"
+        )
+    stripped = text.lstrip()
+    raw_docs: list[Any]
+    if stripped.startswith(("{", "[")):
+        try:
+            raw_docs = [json.loads(text)]
+        except json.JSONDecodeError as err:
+            raise InvalidInputError(
+                f"document: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                field="document",
+            ) from None
+    else:
+        try:
+            raw_docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise InvalidInputError(
+                f"document: not valid YAML{where}: {problem}", field="document"
+            ) from None
+        except RecursionError:
+            raise InvalidInputError("document: nested too deeply", field="document") from None
+    merged = CatalogDocument()
+    for i, raw in enumerate(raw_docs):
+        loc = f"document[{i}]." if len(raw_docs) > 1 else ""
+        if not isinstance(raw, dict):
+            raise InvalidInputError(
+                f"{loc or 'document'}: expected a mapping with 'nodes' and 'relations', "
+                f"got {type(raw).__name__}",
+                field="document",
+            )
+        try:
+            doc = CatalogDocument.model_validate(raw)
+        except ValidationError as err:
+            raise InvalidInputError(
+                format_validation_error(err, loc.rstrip(".")), field="document"
+            ) from None
+        except RecursionError:
+            raise InvalidInputError("document: nested too deeply", field="document") from None
+        for j, n in enumerate(doc.nodes):
+            n.at(f"{loc}nodes[{j}]")
+        for j, r in enumerate(doc.relations):
+            r.at(f"{loc}relations[{j}]")
+        merged.nodes.extend(doc.nodes)
+        merged.relations.extend(doc.relations)
+        merged.prune = merged.prune or doc.prune
+    return merged
+
+
+__all__ = [
+    "CapabilitySpec",
+    "CatalogDocument",
+    "NodeSpec",
+    "RelationSpec",
+    "build",
+    "check_json",
+    "parse_document",
+]

@@ -1,0 +1,64 @@
+"""Errors every layer can raise and the edges translate (GraphQL codes, CLI messages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CatalogError(Exception):
+    """Base of every error a user can act on; ``code`` is the GraphQL ``extensions.code``."""
+
+    code = "INTERNAL"
+
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+
+class InvalidInputError(CatalogError):
+    """The input breaks a rule of the metamodel or the document format."""
+
+    code = "BAD_USER_INPUT"
+
+
+class NotFoundError(CatalogError):
+    """A referenced node, relation or source does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class ConflictError(CatalogError):
+    """The write is based on a stale version or collides with existing data."""
+
+    code = "CONFLICT"
+
+
+class NotAllowedError(CatalogError):
+    """The operation is refused by policy (e.g. a harvest URL pointing at a private address)."""
+
+    code = "FORBIDDEN"
+
+
+class SourceUnavailableError(CatalogError):
+    """A source system could not be reached or did not answer in time."""
+
+    code = "SOURCE_UNAVAILABLE"
+
+
+class BadSourceDataError(CatalogError):
+    """A source answered with data that cannot be read."""
+
+    code = "BAD_SOURCE_DATA"
+
+
+__all__ = [
+    "BadSourceDataError",
+    "CatalogError",
+    "ConflictError",
+    "InvalidInputError",
+    "NotAllowedError",
+    "NotFoundError",
+    "SourceUnavailableError",
+]

@@ -1,0 +1,440 @@
+"""The async store: connections, migrations, batched reads and recorded writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, and_, delete, event, func, insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType
+from metadata.tables import history, node_tags, nodes, relations
+
+#: SQLite accepts 32766 bound parameters; stay far below so one IN list is always one statement.
+CHUNK = 900
+
+
+def normalize_url(url: str) -> str:
+    """Map plain SQLAlchemy URLs to their async drivers (``sqlite://`` -> ``sqlite+aiosqlite://``)."""
+    u = make_url(url)
+    driver = u.drivername
+    if driver == "sqlite":
+        u = u.set(drivername="sqlite+aiosqlite")
+    elif driver in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        u = u.set(drivername="postgresql+asyncpg")
+    return u.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change, as recorded in history; ``id`` orders the change log."""
+
+    id: int
+    target: str  # "node" | "relation"
+    target_id: str
+    op: str  # "create" | "update" | "delete"
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFilter:
+    """Filters of a node listing; empty means no filter."""
+
+    kinds: Sequence[Kind] = ()
+    tags: Sequence[str] = ()
+    lifecycle: Sequence[Lifecycle] = ()
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        """The SQL conditions for this filter."""
+        out: list[ColumnElement[bool]] = []
+        if self.kinds:
+            out.append(nodes.c.kind.in_([k.value for k in self.kinds]))
+        if self.lifecycle:
+            out.append(nodes.c.lifecycle.in_([lc.value for lc in self.lifecycle]))
+        if self.tags:
+            tagged = select(node_tags.c.node_id).where(node_tags.c.tag.in_(list(self.tags)))
+            out.append(nodes.c.id.in_(tagged))
+        return out
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def node_from_row(row: Any) -> NodeRecord:
+    """Build a ``NodeRecord`` from a row of the nodes table."""
+    return NodeRecord(
+        id=row.id,
+        kind=Kind(row.kind),
+        key=row.key,
+        name=row.name,
+        description=row.description,
+        tags=tuple(row.tags or ()),
+        lifecycle=Lifecycle(row.lifecycle),
+        owner=row.owner_id,
+        properties=row.properties,
+        attributes=tuple(row.attributes or ()),
+        version=row.version,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+    )
+
+
+def relation_from_row(row: Any) -> RelationRecord:
+    """Build a ``RelationRecord`` from a row of the relations table."""
+    return RelationRecord(row.from_id, RelationType(row.type), row.to_id, row.properties)
+
+
+def node_snapshot(rec: NodeRecord) -> dict[str, Any]:
+    """A JSON-ready image of a node for history and change events."""
+    out = rec.content()
+    out.update(
+        kind=rec.kind.value,
+        version=rec.version,
+        createdAt=rec.created_at.isoformat(),
+        updatedAt=rec.updated_at.isoformat(),
+    )
+    return out
+
+
+def _node_values(rec: NodeRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "kind": rec.kind.value,
+        "key": rec.key,
+        "name": rec.name,
+        "description": rec.description,
+        "tags": list(rec.tags),
+        "lifecycle": rec.lifecycle.value,
+        "owner_id": rec.owner,
+        "properties": rec.properties,
+        "attributes": [dict(a) for a in rec.attributes],
+        "version": rec.version,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+    }
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+class Reader:
+    """Batched reads on one connection; every method is one SQL statement per CHUNK of keys."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeRecord]:
+        """Load the nodes with these ids; missing ids are simply absent from the result."""
+        out: dict[str, NodeRecord] = {}
+        unique = list(dict.fromkeys(ids))
+        for part in _chunks(unique):
+            result = await self.conn.execute(select(nodes).where(nodes.c.id.in_(part)))
+            for row in result:
+                out[row.id] = node_from_row(row)
+        return out
+
+    async def list_nodes(
+        self, flt: NodeFilter, *, after: str | None, limit: int
+    ) -> list[NodeRecord]:
+        """List nodes ordered by id, starting after the id ``after``."""
+        stmt = select(nodes).where(*flt.clauses()).order_by(nodes.c.id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(nodes.c.id > after)
+        return [node_from_row(r) for r in await self.conn.execute(stmt)]
+
+    async def count_nodes(self, flt: NodeFilter) -> int:
+        """Count the nodes that match a filter."""
+        stmt = select(func.count()).select_from(nodes).where(*flt.clauses())
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def relations_from(self, ids: Sequence[str]) -> list[RelationRecord]:
+        """Relations whose source is one of ``ids``."""
+        return await self._relations(relations.c.from_id, ids)
+
+    async def relations_to(self, ids: Sequence[str]) -> list[RelationRecord]:
+        """Relations whose target is one of ``ids``."""
+        return await self._relations(relations.c.to_id, ids)
+
+    async def _relations(self, col: Any, ids: Sequence[str]) -> list[RelationRecord]:
+        out: list[RelationRecord] = []
+        for part in _chunks(list(dict.fromkeys(ids))):
+            stmt = select(relations).where(col.in_(part)).order_by(relations.c.id)
+            out.extend(relation_from_row(r) for r in await self.conn.execute(stmt))
+        return out
+
+    async def get_relations(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], RelationRecord]:
+        """Load relations by (from, type, to); absent ones are missing from the result."""
+        out: dict[tuple[str, str, str], RelationRecord] = {}
+        froms = list(dict.fromkeys(k[0] for k in keys))
+        wanted = set(keys)
+        for rel in await self.relations_from(froms):
+            if rel.key in wanted:
+                out[rel.key] = rel
+        return out
+
+    async def nodes_owned_by(self, team_ids: Sequence[str]) -> list[NodeRecord]:
+        """Nodes whose owner is one of ``team_ids``."""
+        out: list[NodeRecord] = []
+        for part in _chunks(list(dict.fromkeys(team_ids))):
+            stmt = select(nodes).where(nodes.c.owner_id.in_(part)).order_by(nodes.c.id)
+            out.extend(node_from_row(r) for r in await self.conn.execute(stmt))
+        return out
+
+    async def all_nodes(self) -> list[NodeRecord]:
+        """Every node, ordered by id."""
+        result = await self.conn.execute(select(nodes).order_by(nodes.c.id))
+        return [node_from_row(r) for r in result]
+
+    async def all_relations(self) -> list[RelationRecord]:
+        """Every relation, in insertion order."""
+        result = await self.conn.execute(select(relations).order_by(relations.c.id))
+        return [relation_from_row(r) for r in result]
+
+    async def history_of(self, target_id: str, *, limit: int) -> list[Change]:
+        """The latest recorded changes of one node or relation, newest first."""
+        stmt = (
+            select(history)
+            .where(history.c.target_id == target_id)
+            .order_by(history.c.id.desc())
+            .limit(limit)
+        )
+        return [_change(r) for r in await self.conn.execute(stmt)]
+
+    async def last_change_id(self) -> int:
+        """The id of the newest history row (0 for an empty catalog)."""
+        value = (await self.conn.execute(select(func.max(history.c.id)))).scalar()
+        return int(value or 0)
+
+    async def changes_since(self, change_id: int, *, limit: int = 10_000) -> list[Change]:
+        """Committed changes after ``change_id``, oldest first."""
+        stmt = select(history).where(history.c.id > change_id).order_by(history.c.id).limit(limit)
+        return [_change(r) for r in await self.conn.execute(stmt)]
+
+
+def _change(row: Any) -> Change:
+    return Change(row.id, row.target, row.target_id, row.op, row.before, row.after, _aware(row.at))
+
+
+@dataclass
+class _Pending:
+    target: str
+    target_id: str
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass
+class Writer(Reader):
+    """Reads plus recorded writes inside one transaction; nothing is visible before commit."""
+
+    conn: AsyncConnection
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    pending: list[_Pending] = field(default_factory=list)
+
+    async def insert_nodes(self, recs: Sequence[NodeRecord]) -> None:
+        """Insert new nodes (and their tags), recording each creation."""
+        if not recs:
+            return
+        await self.conn.execute(insert(nodes), [_node_values(r) for r in recs])
+        await self._insert_tags(recs)
+        self.pending.extend(_Pending("node", r.id, "create", None, node_snapshot(r)) for r in recs)
+
+    async def update_nodes(self, pairs: Sequence[tuple[NodeRecord, NodeRecord]]) -> None:
+        """Replace nodes (before, after), recording each change."""
+        for before, after in pairs:
+            values = _node_values(after)
+            del values["id"], values["created_at"]
+            await self.conn.execute(update(nodes).where(nodes.c.id == after.id).values(**values))
+        changed_tags = [a for b, a in pairs if b.tags != a.tags]
+        for part in _chunks([a.id for a in changed_tags]):
+            await self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(part)))
+        await self._insert_tags(changed_tags)
+        self.pending.extend(
+            _Pending("node", a.id, "update", node_snapshot(b), node_snapshot(a)) for b, a in pairs
+        )
+
+    async def _insert_tags(self, recs: Sequence[NodeRecord]) -> None:
+        rows = [{"node_id": r.id, "tag": t} for r in recs for t in dict.fromkeys(r.tags)]
+        if rows:
+            await self.conn.execute(insert(node_tags), rows)
+
+    async def insert_relations(self, rels: Sequence[RelationRecord]) -> None:
+        """Insert new relations, recording each."""
+        if not rels:
+            return
+        rows = [
+            {"from_id": r.from_id, "type": r.type.value, "to_id": r.to_id, "properties": r.properties}
+            for r in rels
+        ]
+        await self.conn.execute(insert(relations), rows)
+        self.pending.extend(
+            _Pending("relation", _rel_id(r), "create", None, r.content()) for r in rels
+        )
+
+    async def update_relations(self, pairs: Sequence[tuple[RelationRecord, RelationRecord]]) -> None:
+        """Replace the properties of relations (before, after), recording each."""
+        for before, after in pairs:
+            await self.conn.execute(
+                update(relations)
+                .where(_rel_match(after))
+                .values(properties=after.properties)
+            )
+            self.pending.append(
+                _Pending("relation", _rel_id(after), "update", before.content(), after.content())
+            )
+
+    async def delete_relations(self, rels: Sequence[RelationRecord]) -> None:
+        """Delete relations, recording each (the history row keeps what was removed)."""
+        for rel in rels:
+            await self.conn.execute(delete(relations).where(_rel_match(rel)))
+            self.pending.append(_Pending("relation", _rel_id(rel), "delete", rel.content(), None))
+
+
+def _rel_id(rel: RelationRecord) -> str:
+    return f"{rel.from_id}|{rel.type.value}|{rel.to_id}"
+
+
+def _rel_match(rel: RelationRecord) -> ColumnElement[bool]:
+    return and_(
+        relations.c.from_id == rel.from_id,
+        relations.c.type == rel.type.value,
+        relations.c.to_id == rel.to_id,
+    )
+
+
+Listener = Callable[[Sequence[Change]], None]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _migrate(sync_conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+class Store:
+    """The metadata repository's persistence: one engine, serialized writers, change listeners."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Connect to ``url`` (any SQLAlchemy URL), tune the connection and apply migrations."""
+        url = normalize_url(url)
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            path = make_url(url).database
+            if path and path != ":memory:":
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            _tune_sqlite(engine)
+        store = cls(engine)
+        if migrate:
+            async with engine.begin() as conn:
+                await conn.run_sync(_migrate)
+        return store
+
+    async def close(self) -> None:
+        """Dispose of the engine's connections."""
+        await self.engine.dispose()
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with the changes of every transaction this process commits."""
+        self._listeners.append(listener)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Reader]:
+        """A connection for reads."""
+        async with self.engine.connect() as conn:
+            yield Reader(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Writer]:
+        """One all-or-nothing write transaction; listeners hear of it after commit."""
+        async with self._write_lock, self.engine.connect() as conn:
+            conn = await conn.execution_options(capahub_write=True)
+            async with conn.begin():
+                if self.dialect == "postgresql":
+                    # Serialize writers across replicas, as the in-process lock does locally.
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
+                writer = Writer(conn)
+                yield writer
+                committed = await self._record_history(writer)
+        if committed:
+            for listener in self._listeners:
+                listener(committed)
+
+    async def _record_history(self, writer: Writer) -> list[Change]:
+        if not writer.pending:
+            return []
+        rows = [
+            {
+                "at": writer.now,
+                "target": p.target,
+                "target_id": p.target_id,
+                "op": p.op,
+                "before": p.before,
+                "after": p.after,
+            }
+            for p in writer.pending
+        ]
+        result = await writer.conn.execute(
+            insert(history).returning(history.c.id), rows
+        )
+        ids = [row[0] for row in result]
+        return [
+            Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)
+            for i, p in zip(ids, writer.pending, strict=True)
+        ]
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    """WAL for concurrent readers, enforced foreign keys, and BEGIN IMMEDIATE for writers."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A writer takes the lock up front so it never fails to upgrade a read lock.
+        if conn.get_execution_options().get("capahub_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+__all__ = ["Change", "NodeFilter", "Reader", "Store", "Writer", "normalize_url"]

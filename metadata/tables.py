@@ -1,0 +1,87 @@
+"""SQLAlchemy tables of the metadata repository: nodes, their tags, relations and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LENGTH = 160
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the repository's tables."""
+
+
+class NodeRow(Base):
+    """One catalog node; ``attributes`` is only filled for data entities."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    lifecycle: Mapped[str] = mapped_column(String(16), index=True)
+    owner_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("nodes.id"), index=True
+    )
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NodeTagRow(Base):
+    """A node's tag, one row each, so tag filters and facets use an index."""
+
+    __tablename__ = "node_tags"
+
+    node_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+
+
+class RelationRow(Base):
+    """A typed, directed relation; (from_id, type, to_id) is unique."""
+
+    __tablename__ = "relations"
+    __table_args__ = (
+        UniqueConstraint("from_id", "type", "to_id", name="uq_relation"),
+        Index("ix_relations_to", "to_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    from_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("nodes.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    to_id: Mapped[str] = mapped_column(String(ID_LENGTH), ForeignKey("nodes.id"))
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class HistoryRow(Base):
+    """One recorded change of a node or relation; its id orders the change log."""
+
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_target", "target_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    target: Mapped[str] = mapped_column(String(10))  # "node" | "relation"
+    target_id: Mapped[str] = mapped_column(String(3 * ID_LENGTH))
+    op: Mapped[str] = mapped_column(String(10))  # "create" | "update" | "delete"
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+nodes = NodeRow.__table__
+node_tags = NodeTagRow.__table__
+relations = RelationRow.__table__
+history = HistoryRow.__table__
+
+__all__ = ["Base", "HistoryRow", "NodeRow", "NodeTagRow", "RelationRow", "history", "nodes"]

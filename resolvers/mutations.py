@@ -1,0 +1,151 @@
+"""Mutation root of the catalog: registration, relations, retirement, declarative apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from catalog.specs import CapabilitySpec, NodeSpec, RelationSpec, build, parse_document
+from resolvers.context import CatalogInfo
+from resolvers.enums import Lifecycle, RelationType
+from resolvers.types import Capability, CatalogNode, Relation, as_node
+
+
+def _given(obj: object) -> dict[str, Any]:
+    """The fields of an input object the client actually sent (UNSET ones left out)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if value is strawberry.UNSET:
+            continue
+        if isinstance(value, list):
+            value = [_given(v) if hasattr(v, "__strawberry_definition__") else v for v in value]
+        out[name] = value
+    return out
+
+
+@strawberry.input(description="One attribute of a data entity.")
+class AttributeInput:
+    name: str
+    type: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    classification: str | None = strawberry.UNSET
+
+
+@strawberry.input(description="A node to create or update; fields left out keep their value.")
+class NodeInput:
+    id: strawberry.ID
+    name: str
+    description: str | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    lifecycle: Lifecycle | None = strawberry.UNSET
+    owner: strawberry.ID | None = strawberry.UNSET
+    properties: JSON | None = strawberry.UNSET
+    attributes: list[AttributeInput] | None = strawberry.UNSET
+    expected_version: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Refuse the write (CONFLICT) unless the node is at this version (0: new).",
+    )
+
+
+@strawberry.input(description="A relation between two existing nodes.")
+class RelationInput:
+    from_: strawberry.ID = strawberry.field(name="from")
+    type: RelationType
+    to: strawberry.ID
+    properties: JSON | None = strawberry.UNSET
+
+
+@strawberry.input(description="A capability with its parent, domain, providers and data.")
+class CapabilityInput:
+    key: str
+    name: str
+    description: str | None = strawberry.UNSET
+    parent: strawberry.ID | None = strawberry.UNSET
+    domain: strawberry.ID | None = strawberry.UNSET
+    owner: strawberry.ID | None = strawberry.UNSET
+    provided_by: list[strawberry.ID] | None = strawberry.UNSET
+    reads: list[strawberry.ID] | None = strawberry.UNSET
+    writes: list[strawberry.ID] | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    properties: JSON | None = strawberry.UNSET
+
+
+def _relation_data(value: RelationInput) -> dict[str, Any]:
+    data = _given(value)
+    data["from"] = data.pop("from_")
+    return data
+
+
+def _capability_data(value: CapabilityInput) -> dict[str, Any]:
+    data = {k: v for k, v in _given(value).items() if v is not None}
+    if "provided_by" in data:
+        data["providedBy"] = data.pop("provided_by")
+    return data
+
+
+@strawberry.type(description="What applying a catalog document did (or would do).")
+class ApplyReport:
+    added: list[strawberry.ID]
+    updated: list[strawberry.ID]
+    unchanged: list[strawberry.ID]
+    relations_added: int
+    relations_updated: int
+    relations_removed: int
+    dry_run: bool
+
+
+@strawberry.type
+class CatalogMutation:
+    """Writes to the catalog: each one validated and all-or-nothing."""
+
+    @strawberry.mutation(description="Create a node or update the fields you send.")
+    async def upsert_node(self, info: CatalogInfo, input: NodeInput) -> CatalogNode:
+        data = _given(input)
+        if "expected_version" in data:
+            data["expectedVersion"] = data.pop("expected_version")
+        spec = build(NodeSpec, data, "input")
+        rec = await info.context.services.registry.upsert_node(spec)
+        return as_node(rec)
+
+    @strawberry.mutation(description="Register a new capability and its relations at once.")
+    async def register_capability(self, info: CatalogInfo, input: CapabilityInput) -> Capability:
+        spec = build(CapabilitySpec, _capability_data(input), "input")
+        rec = await info.context.services.registry.register_capability(spec)
+        return Capability(rec=rec)
+
+    @strawberry.mutation(description="Create a relation (or update its properties).")
+    async def relate(self, info: CatalogInfo, input: RelationInput) -> Relation:
+        spec = build(RelationSpec, _relation_data(input), "input")
+        rec = await info.context.services.registry.relate(spec)
+        return Relation(rec=rec)
+
+    @strawberry.mutation(description="Remove a relation; false when there was none.")
+    async def unrelate(self, info: CatalogInfo, input: RelationInput) -> bool:
+        spec = build(RelationSpec, _relation_data(input), "input")
+        return await info.context.services.registry.unrelate(spec)
+
+    @strawberry.mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
+    async def retire(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode:
+        rec = await info.context.services.registry.retire(str(id))
+        return as_node(rec)
+
+    @strawberry.mutation(description="Apply a YAML or JSON catalog document as a diff.")
+    async def apply_catalog(
+        self, info: CatalogInfo, document: str, dry_run: bool | None = False
+    ) -> ApplyReport:
+        doc = parse_document(document)
+        report = await info.context.services.registry.apply_document(doc, dry_run=bool(dry_run))
+        return ApplyReport(
+            added=[strawberry.ID(i) for i in report.added],
+            updated=[strawberry.ID(i) for i in report.updated],
+            unchanged=[strawberry.ID(i) for i in report.unchanged],
+            relations_added=report.relations_added,
+            relations_updated=report.relations_updated,
+            relations_removed=report.relations_removed,
+            dry_run=report.dry_run,
+        )
+
+
+__all__ = ["CatalogMutation"]

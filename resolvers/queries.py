@@ -1,0 +1,85 @@
+"""Query root of the catalog: lookups and paged listings."""
+
+from __future__ import annotations
+
+import strawberry
+
+from metadata import model
+from metadata.store import NodeFilter
+from resolvers.connections import (
+    CapabilityConnection,
+    CapabilityEdge,
+    DataEntityConnection,
+    DataEntityEdge,
+    NodeConnection,
+    NodeEdge,
+    SystemConnection,
+    SystemEdge,
+    connection,
+)
+from resolvers.context import CatalogInfo
+from resolvers.enums import Kind, Lifecycle
+from resolvers.history import ChangeRecord
+from resolvers.types import CatalogNode, as_node
+
+
+@strawberry.type
+class CatalogQuery:
+    """Discovery of the catalog's nodes."""
+
+    @strawberry.field(description="A node by id, or null when there is none.")
+    async def node(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode | None:
+        model.parse_id(str(id), field="id")
+        rec = await info.context.loaders.node.load(str(id))
+        return as_node(rec) if rec is not None else None
+
+    @strawberry.field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")
+    async def nodes(
+        self,
+        info: CatalogInfo,
+        kinds: list[Kind] | None = None,
+        tags: list[str] | None = None,
+        lifecycle: list[Lifecycle] | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> NodeConnection:
+        flt = NodeFilter(kinds=kinds or (), tags=tags or (), lifecycle=lifecycle or ())
+        page = await info.context.services.discovery.page(flt, first=first, after=after)
+        return connection(NodeConnection, NodeEdge, page, after)
+
+    @strawberry.field(description="Systems, by id.")
+    async def systems(
+        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+    ) -> SystemConnection:
+        flt = NodeFilter(kinds=(model.Kind.SYSTEM,))
+        page = await info.context.services.discovery.page(flt, first=first, after=after)
+        return connection(SystemConnection, SystemEdge, page, after)
+
+    @strawberry.field(description="Capabilities, by id.")
+    async def capabilities(
+        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+    ) -> CapabilityConnection:
+        flt = NodeFilter(kinds=(model.Kind.CAPABILITY,))
+        page = await info.context.services.discovery.page(flt, first=first, after=after)
+        return connection(CapabilityConnection, CapabilityEdge, page, after)
+
+    @strawberry.field(description="Data entities, by id.")
+    async def data_entities(
+        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+    ) -> DataEntityConnection:
+        flt = NodeFilter(kinds=(model.Kind.DATA_ENTITY,))
+        page = await info.context.services.discovery.page(flt, first=first, after=after)
+        return connection(DataEntityConnection, DataEntityEdge, page, after)
+
+    @strawberry.field(description="Recorded changes of a node, newest first.")
+    async def history(
+        self, info: CatalogInfo, id: strawberry.ID, first: int | None = 20
+    ) -> list[ChangeRecord]:
+        model.parse_id(str(id), field="id")
+        changes = await info.context.services.discovery.history(
+            str(id), first=20 if first is None else first
+        )
+        return [ChangeRecord.from_model(c) for c in changes]
+
+
+__all__ = ["CatalogQuery"]

@@ -1,0 +1,46 @@
+"""Build the strawberry schema (a Federation 2 subgraph) with its extensions."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.tools import merge_types
+
+from resolvers.errors import ErrorCodes
+from resolvers.mutations import CatalogMutation
+from resolvers.queries import CatalogQuery
+from resolvers.types import NODE_TYPES
+
+Query = merge_types("Query", (CatalogQuery,))
+Mutation = merge_types("Mutation", (CatalogMutation,))
+
+
+def build_schema(*, max_depth: int = 12) -> strawberry.federation.Schema:
+    """The capahub schema: catalog queries and mutations, caches, limits, error codes."""
+    return strawberry.federation.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=NODE_TYPES,
+        extensions=[
+            ErrorCodes,
+            ParserCache(maxsize=1024),
+            ValidationCache(maxsize=1024),
+            QueryDepthLimiter(max_depth=max_depth),
+            MaxTokensLimiter(max_token_count=20_000),
+            MaxAliasesLimiter(max_alias_count=200),
+        ],
+    )
+
+
+def print_sdl() -> str:
+    """The schema as SDL, exactly as ``schema.graphql`` holds it."""
+    return build_schema().as_str() + "\n"
+
+
+__all__ = ["build_schema", "print_sdl"]

@@ -1,0 +1,440 @@
+"""GraphQL object types of the catalog: the CatalogNode interface, its nine kinds, Relation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from metadata import model
+from metadata.model import Direction as D
+from metadata.model import Kind as K
+from metadata.model import NodeRecord, RelationRecord
+from metadata.model import RelationType as R
+from resolvers.context import CatalogInfo
+from resolvers.enums import Direction, Kind, Lifecycle, RelationType
+
+
+async def related(
+    info: CatalogInfo,
+    node_id: str,
+    rtype: model.RelationType,
+    direction: model.Direction,
+    kind: model.Kind | None = None,
+) -> list[NodeRecord]:
+    """Nodes at the other end of this node's ``rtype`` relations, batched through dataloaders."""
+    loaders = info.context.loaders
+    if direction is D.OUT:
+        ids = [r.to_id for r in await loaders.out_rels.load(node_id) if r.type is rtype]
+    else:
+        ids = [r.from_id for r in await loaders.in_rels.load(node_id) if r.type is rtype]
+    found = await loaders.node.load_many(ids)
+    return sorted(
+        (n for n in found if n is not None and (kind is None or n.kind is kind)),
+        key=lambda n: n.id,
+    )
+
+
+def as_node(rec: NodeRecord) -> CatalogNode:
+    """Wrap a stored node in the GraphQL type of its kind."""
+    return TYPE_BY_KIND[rec.kind](rec=rec)
+
+
+def as_nodes(recs: Iterable[NodeRecord]) -> list[Any]:
+    """Wrap stored nodes in their GraphQL types."""
+    return [as_node(r) for r in recs]
+
+
+@strawberry.type(description="One attribute of a data entity.")
+class Attribute:
+    name: str
+    type: str | None
+    description: str | None
+    classification: str | None = strawberry.field(
+        description="Data classification, e.g. PII, CONFIDENTIAL, INTERNAL, PUBLIC."
+    )
+
+
+@strawberry.type(description="A typed, directed relation between two catalog nodes.")
+class Relation:
+    rec: strawberry.Private[RelationRecord]
+
+    @strawberry.field
+    def type(self) -> RelationType:
+        return self.rec.type
+
+    @strawberry.field(name="from")
+    async def from_(self, info: CatalogInfo) -> CatalogNode:
+        return await _load(info, self.rec.from_id)
+
+    @strawberry.field
+    async def to(self, info: CatalogInfo) -> CatalogNode:
+        return await _load(info, self.rec.to_id)
+
+    @strawberry.field
+    def properties(self) -> JSON | None:
+        return self.rec.properties
+
+
+async def _load(info: CatalogInfo, node_id: str) -> CatalogNode:
+    rec = await info.context.loaders.node.load(node_id)
+    if rec is None:  # pragma: no cover - relations keep their nodes (foreign keys)
+        raise LookupError(f"relation endpoint {node_id} vanished")
+    return as_node(rec)
+
+
+@strawberry.interface(description="What every node of the catalog has.")
+class CatalogNode:
+    rec: strawberry.Private[NodeRecord]
+
+    @strawberry.field(description="`<prefix>:<key>`, e.g. `system:crm`.")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.rec.id)
+
+    @strawberry.field
+    def kind(self) -> Kind:
+        return self.rec.kind
+
+    @strawberry.field
+    def key(self) -> str:
+        return self.rec.key
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.rec.name
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self.rec.description
+
+    @strawberry.field
+    def tags(self) -> list[str]:
+        return list(self.rec.tags)
+
+    @strawberry.field
+    def lifecycle(self) -> Lifecycle:
+        return self.rec.lifecycle
+
+    @strawberry.field(description="The team accountable for this node.")
+    async def owner(self, info: CatalogInfo) -> Team | None:
+        if self.rec.owner is None:
+            return None
+        rec = await info.context.loaders.node.load(self.rec.owner)
+        return Team(rec=rec) if rec is not None else None
+
+    @strawberry.field
+    def properties(self) -> JSON | None:
+        return self.rec.properties
+
+    @strawberry.field(description="Rises by one with every change of the node.")
+    def version(self) -> int:
+        return self.rec.version
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.rec.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.rec.updated_at
+
+    @strawberry.field(description="Relations of this node, optionally by type and direction.")
+    async def relations(
+        self,
+        info: CatalogInfo,
+        types: list[RelationType] | None = None,
+        direction: Direction | None = model.Direction.BOTH,
+    ) -> list[Relation]:
+        loaders = info.context.loaders
+        rels: list[RelationRecord] = []
+        direction = direction or D.BOTH
+        if direction in (D.OUT, D.BOTH):
+            rels.extend(await loaders.out_rels.load(self.rec.id))
+        if direction in (D.IN, D.BOTH):
+            rels.extend(
+                r for r in await loaders.in_rels.load(self.rec.id) if r.from_id != r.to_id
+            )
+        wanted = set(types) if types else None
+        return [Relation(rec=r) for r in rels if wanted is None or r.type in wanted]
+
+    @classmethod
+    async def resolve_reference(cls, info: CatalogInfo, id: strawberry.ID) -> CatalogNode | None:
+        """Federation: resolve an entity representation ``{__typename, id}``."""
+        rec = await info.context.loaders.node.load(str(id))
+        if rec is None or TYPE_BY_KIND[rec.kind] is not cls:
+            return None
+        return cls(rec=rec)
+
+
+def _key(cls: type[Any]) -> Any:
+    return strawberry.federation.type(keys=["id"], description=cls.__doc__)(cls)
+
+
+@_key
+class Domain(CatalogNode):
+    """A business domain: Sales, Service, Marketing, Commerce."""
+
+    @strawberry.field(description="Capabilities directly in this domain.")
+    async def capabilities(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY))
+
+    @strawberry.field(description="Systems in this domain.")
+    async def systems(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM))
+
+    @strawberry.field(description="Data entities in this domain.")
+    async def entities(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.DATA_ENTITY))
+
+
+@_key
+class Team(CatalogNode):
+    """A team: owner of nodes and steward of data."""
+
+    @strawberry.field(description="Nodes this team owns.")
+    async def owns(self, info: CatalogInfo) -> list[CatalogNode]:
+        owned = await info.context.loaders.owned.load(self.rec.id)
+        extra = await related(info, self.rec.id, R.OWNS, D.OUT)
+        seen = {n.id for n in owned}
+        return as_nodes(owned + [n for n in extra if n.id not in seen])
+
+    @strawberry.field(description="Data entities this team stewards.")
+    async def stewards(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.STEWARDS, D.OUT))
+
+
+@_key
+class System(CatalogNode):
+    """An application: CRM, ERP, CDP, webshop, chatbot."""
+
+    @strawberry.field(description="Capabilities this system implements.")
+    async def provides(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.PROVIDES, D.OUT))
+
+    @strawberry.field(description="Data entities this system is the system of record for.")
+    async def masters(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.MASTERS, D.OUT))
+
+    @strawberry.field(description="Data entities this system holds a copy of.")
+    async def stores(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.STORES, D.OUT))
+
+    @strawberry.field(description="Systems this one depends on at run time.")
+    async def depends_on(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.OUT))
+
+    @strawberry.field(description="Systems that depend on this one.")
+    async def dependents(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.IN))
+
+    @strawberry.field
+    async def domain(self, info: CatalogInfo) -> Domain | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN)
+        return Domain(rec=found[0]) if found else None
+
+    @strawberry.field(description="The larger system this one is a component of.")
+    async def parent(self, info: CatalogInfo) -> System | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM)
+        return System(rec=found[0]) if found else None
+
+    @strawberry.field(description="Components of this system.")
+    async def components(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM))
+
+    @strawberry.field(description="Touchpoints (channels) this system serves.")
+    async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
+        return as_nodes(await related(info, self.rec.id, R.SERVED_BY, D.IN))
+
+    @strawberry.field(description="Registered metadata or data sources of this system.")
+    async def sources(self, info: CatalogInfo) -> list[Source]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SOURCE))
+
+
+@_key
+class Capability(CatalogNode):
+    """A business capability, hierarchical (L1 > L2 > L3), possibly exposed as an API."""
+
+    @strawberry.field
+    async def parent(self, info: CatalogInfo) -> Capability | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.CAPABILITY)
+        return Capability(rec=found[0]) if found else None
+
+    @strawberry.field
+    async def children(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY))
+
+    @strawberry.field(description="Systems that implement this capability.")
+    async def providers(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.PROVIDES, D.IN))
+
+    @strawberry.field
+    async def reads(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.READS, D.OUT))
+
+    @strawberry.field
+    async def writes(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.WRITES, D.OUT))
+
+    @strawberry.field(description="Capabilities this one depends on.")
+    async def depends_on(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.OUT))
+
+    @strawberry.field(description="The domain of this capability or of its nearest ancestor.")
+    async def domain(self, info: CatalogInfo) -> Domain | None:
+        node_id: str | None = self.rec.id
+        for _ in range(16):  # the hierarchy is a few levels; one batched lookup per level
+            if node_id is None:
+                break
+            found = await related(info, node_id, R.PART_OF, D.OUT, K.DOMAIN)
+            if found:
+                return Domain(rec=found[0])
+            parents = await related(info, node_id, R.PART_OF, D.OUT, K.CAPABILITY)
+            node_id = parents[0].id if parents else None
+        return None
+
+    @strawberry.field(description="Journey steps that use this capability.")
+    async def used_by(self, info: CatalogInfo) -> list[JourneyStep]:
+        return as_nodes(await related(info, self.rec.id, R.USES, D.IN))
+
+
+@_key
+class DataEntity(CatalogNode):
+    """A business object (Customer, Order): canonical, or physical in one system."""
+
+    @strawberry.field
+    def attributes(self) -> list[Attribute]:
+        return [
+            Attribute(
+                name=a["name"],
+                type=a.get("type"),
+                description=a.get("description"),
+                classification=a.get("classification"),
+            )
+            for a in self.rec.attributes
+        ]
+
+    @strawberry.field(description="Systems of record (golden source) of this entity.")
+    async def mastered_by(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.MASTERS, D.IN))
+
+    @strawberry.field(description="Systems that hold a copy of this entity.")
+    async def stored_by(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.STORES, D.IN))
+
+    @strawberry.field
+    async def stewards(self, info: CatalogInfo) -> list[Team]:
+        return as_nodes(await related(info, self.rec.id, R.STEWARDS, D.IN))
+
+    @strawberry.field(description="Capabilities that read this entity.")
+    async def read_by(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.READS, D.IN))
+
+    @strawberry.field(description="Capabilities that write this entity.")
+    async def written_by(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.WRITES, D.IN))
+
+    @strawberry.field(description="Physical entities in systems that map to this canonical one.")
+    async def represented_by(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.REPRESENTS, D.IN))
+
+    @strawberry.field(description="Canonical entities this physical entity maps to.")
+    async def represents(self, info: CatalogInfo) -> list[DataEntity]:
+        return as_nodes(await related(info, self.rec.id, R.REPRESENTS, D.OUT))
+
+    @strawberry.field
+    async def domain(self, info: CatalogInfo) -> Domain | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN)
+        return Domain(rec=found[0]) if found else None
+
+
+@_key
+class Journey(CatalogNode):
+    """A customer journey, e.g. "buy everyday sneakers"."""
+
+    @strawberry.field(description="The steps of the journey, in order.")
+    async def steps(self, info: CatalogInfo) -> list[JourneyStep]:
+        found = await related(info, self.rec.id, R.PART_OF, D.IN, K.JOURNEY_STEP)
+        return as_nodes(sorted(found, key=lambda n: (step_order(n), n.id)))
+
+
+def step_order(rec: NodeRecord) -> int:
+    """A journey step's position, from ``properties.order`` (0 when not given)."""
+    order = (rec.properties or {}).get("order", 0)
+    return order if isinstance(order, int) and not isinstance(order, bool) else 0
+
+
+@_key
+class JourneyStep(CatalogNode):
+    """An ordered stage of a journey (interest, purchase, service...)."""
+
+    @strawberry.field(description="Position in the journey (properties.order).")
+    def order(self) -> int:
+        return step_order(self.rec)
+
+    @strawberry.field
+    async def journey(self, info: CatalogInfo) -> Journey | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.JOURNEY)
+        return Journey(rec=found[0]) if found else None
+
+    @strawberry.field(description="Capabilities this step needs.")
+    async def uses(self, info: CatalogInfo) -> list[Capability]:
+        return as_nodes(await related(info, self.rec.id, R.USES, D.OUT))
+
+    @strawberry.field(description="Channels where this step happens.")
+    async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
+        return as_nodes(await related(info, self.rec.id, R.OCCURS_AT, D.OUT))
+
+
+@_key
+class Touchpoint(CatalogNode):
+    """A channel where a journey step happens: web, app, store tablet, email, call center."""
+
+    @strawberry.field(description="Systems behind this channel.")
+    async def served_by(self, info: CatalogInfo) -> list[System]:
+        return as_nodes(await related(info, self.rec.id, R.SERVED_BY, D.OUT))
+
+    @strawberry.field(description="Journey steps that happen here.")
+    async def steps(self, info: CatalogInfo) -> list[JourneyStep]:
+        return as_nodes(await related(info, self.rec.id, R.OCCURS_AT, D.IN))
+
+
+@_key
+class Source(CatalogNode):
+    """A registered connection to a system's metadata or data."""
+
+    @strawberry.field
+    async def system(self, info: CatalogInfo) -> System | None:
+        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM)
+        return System(rec=found[0]) if found else None
+
+    @strawberry.field(description="Nodes harvested from this source.")
+    async def harvested(self, info: CatalogInfo) -> list[CatalogNode]:
+        return as_nodes(await related(info, self.rec.id, R.HARVESTED_FROM, D.IN))
+
+
+TYPE_BY_KIND: dict[model.Kind, type[CatalogNode]] = {
+    K.DOMAIN: Domain,
+    K.TEAM: Team,
+    K.SYSTEM: System,
+    K.CAPABILITY: Capability,
+    K.DATA_ENTITY: DataEntity,
+    K.JOURNEY: Journey,
+    K.JOURNEY_STEP: JourneyStep,
+    K.TOUCHPOINT: Touchpoint,
+    K.SOURCE: Source,
+}
+NODE_TYPES = list(TYPE_BY_KIND.values())
+
+__all__ = [
+    "NODE_TYPES",
+    "TYPE_BY_KIND",
+    "Attribute",
+    "CatalogNode",
+    "Relation",
+    "as_node",
+    "as_nodes",
+    "related",
+]
