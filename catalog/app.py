@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from catalog.demo import load_demo
 from catalog.http import CatalogGraphQL
+from catalog.playground import playground_routes
 from catalog.services import Services
 from catalog.settings import Settings
 from resolvers import build_schema, make_context
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", graphql, methods=["GET", "POST"]),
+        *playground_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.schema = schema

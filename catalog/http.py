@@ -7,9 +7,11 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+
+from catalog.playground import playground_html
 
 
 class CatalogGraphQL(GraphQL[Any, None]):
@@ -22,6 +24,10 @@ class CatalogGraphQL(GraphQL[Any, None]):
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Any:
         """A fresh context, with fresh dataloaders, for every request."""
         return self._context_factory(request, response)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """The playground page (served from the hub itself, no CDN)."""
+        return HTMLResponse(playground_html(self.graphql_ide_html))
 
     def encode_json(self, data: object) -> bytes:
         """Encode responses with orjson (several times faster than the standard library)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,7 +233,9 @@ def _change(row: Any) -> Change:
 
 
 @dataclass
-class _Pending:
+class PendingChange:
+    """A change made in an open transaction, recorded in history on commit."""
+
     target: str
     target_id: str
     op: str
@@ -247,7 +249,7 @@ class Writer(Reader):
 
     conn: AsyncConnection
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
-    pending: list[_Pending] = field(default_factory=list)
+    pending: list[PendingChange] = field(default_factory=list)
 
     async def insert_nodes(self, recs: Sequence[NodeRecord]) -> None:
         """Insert new nodes (and their tags), recording each creation."""
@@ -255,7 +257,7 @@ class Writer(Reader):
             return
         await self.conn.execute(insert(nodes), [_node_values(r) for r in recs])
         await self._insert_tags(recs)
-        self.pending.extend(_Pending("node", r.id, "create", None, node_snapshot(r)) for r in recs)
+        self.pending.extend(PendingChange("node", r.id, "create", None, node_snapshot(r)) for r in recs)
 
     async def update_nodes(self, pairs: Sequence[tuple[NodeRecord, NodeRecord]]) -> None:
         """Replace nodes (before, after), recording each change."""
@@ -268,7 +270,7 @@ class Writer(Reader):
             await self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(part)))
         await self._insert_tags(changed_tags)
         self.pending.extend(
-            _Pending("node", a.id, "update", node_snapshot(b), node_snapshot(a)) for b, a in pairs
+            PendingChange("node", a.id, "update", node_snapshot(b), node_snapshot(a)) for b, a in pairs
         )
 
     async def _insert_tags(self, recs: Sequence[NodeRecord]) -> None:
@@ -286,7 +288,7 @@ class Writer(Reader):
         ]
         await self.conn.execute(insert(relations), rows)
         self.pending.extend(
-            _Pending("relation", _rel_id(r), "create", None, r.content()) for r in rels
+            PendingChange("relation", _rel_id(r), "create", None, r.content()) for r in rels
         )
 
     async def update_relations(self, pairs: Sequence[tuple[RelationRecord, RelationRecord]]) -> None:
@@ -298,14 +300,14 @@ class Writer(Reader):
                 .values(properties=after.properties)
             )
             self.pending.append(
-                _Pending("relation", _rel_id(after), "update", before.content(), after.content())
+                PendingChange("relation", _rel_id(after), "update", before.content(), after.content())
             )
 
     async def delete_relations(self, rels: Sequence[RelationRecord]) -> None:
         """Delete relations, recording each (the history row keeps what was removed)."""
         for rel in rels:
             await self.conn.execute(delete(relations).where(_rel_match(rel)))
-            self.pending.append(_Pending("relation", _rel_id(rel), "delete", rel.content(), None))
+            self.pending.append(PendingChange("relation", _rel_id(rel), "delete", rel.content(), None))
 
 
 def _rel_id(rel: RelationRecord) -> str:
@@ -321,6 +323,8 @@ def _rel_match(rel: RelationRecord) -> ColumnElement[bool]:
 
 
 Listener = Callable[[Sequence[Change]], None]
+#: Runs inside a write transaction just before commit (e.g. to update an index in step).
+TransactionHook = Callable[["Writer"], Awaitable[None]]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -340,6 +344,7 @@ class Store:
         self.dialect = engine.dialect.name
         self._write_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._hooks: list[TransactionHook] = []
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -369,6 +374,10 @@ class Store:
         """Call ``listener`` with the changes of every transaction this process commits."""
         self._listeners.append(listener)
 
+    def add_transaction_hook(self, hook: TransactionHook) -> None:
+        """Run ``hook(writer)`` inside every write transaction, just before it commits."""
+        self._hooks.append(hook)
+
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Reader]:
         """A connection for reads."""
@@ -386,6 +395,9 @@ class Store:
                     await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
                 writer = Writer(conn)
                 yield writer
+                if writer.pending:
+                    for hook in self._hooks:
+                        await hook(writer)
                 committed = await self._record_history(writer)
         if committed:
             for listener in self._listeners:
@@ -437,4 +449,13 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-__all__ = ["Change", "NodeFilter", "Reader", "Store", "Writer", "normalize_url"]
+__all__ = [
+    "Change",
+    "NodeFilter",
+    "PendingChange",
+    "Reader",
+    "Store",
+    "TransactionHook",
+    "Writer",
+    "normalize_url",
+]

@@ -1,57 +1,41 @@
-"""One schema extension that turns every error into a coded GraphQL error."""
+"""Turn every GraphQL error into a coded one: ``extensions.code`` plus a message users can act on."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from metadata.errors import CatalogError
 
 log = logging.getLogger("capahub.errors")
 
+INTERNAL_MESSAGE = "Internal error; the details are in the server log."
 
-def _coded(error: GraphQLError) -> GraphQLError:
-    original = error.original_error
+
+def code_error(error: GraphQLError) -> None:
+    """Set ``extensions.code`` (and hide the details of unexpected errors), in place.
+
+    In place, because strawberry keeps some errors in two lists that share the objects.
+    """
     ext = dict(error.extensions or {})
+    if "code" in ext:
+        return
+    original = error.original_error
     if isinstance(original, CatalogError):
         ext["code"] = original.code
         if original.field:
             ext["field"] = original.field
-        message = original.message
+        error.message = original.message
     elif original is None or isinstance(original, GraphQLError):
         # Parse and validation errors, and variable or argument coercion errors.
-        ext.setdefault("code", "BAD_USER_INPUT")
-        message = error.message
+        ext["code"] = "BAD_USER_INPUT"
     else:
         log.error("internal error at %s", error.path, exc_info=original)
         ext["code"] = "INTERNAL"
-        message = "Internal error; the details are in the server log."
-    return GraphQLError(
-        message,
-        nodes=error.nodes,
-        source=error.source,
-        positions=error.positions,
-        path=error.path,
-        original_error=original if isinstance(original, CatalogError) else None,
-        extensions=ext,
-    )
+        error.message = INTERNAL_MESSAGE
+        error.original_error = None
+    error.extensions = ext
 
 
-class ErrorCodes(SchemaExtension):
-    """Give every error an ``extensions.code``; hide the details of unexpected ones."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [_coded(e) for e in errors]  # type: ignore[union-attr]
-        pre = self.execution_context.pre_execution_errors
-        if pre:
-            self.execution_context.pre_execution_errors = [_coded(e) for e in pre]
-
-
-__all__ = ["ErrorCodes"]
+__all__ = ["code_error"]

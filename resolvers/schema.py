@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -11,8 +12,9 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
-from resolvers.errors import ErrorCodes
+from resolvers.errors import code_error
 from resolvers.mutations import CatalogMutation
 from resolvers.queries import CatalogQuery
 from resolvers.types import NODE_TYPES
@@ -21,14 +23,24 @@ Query = merge_types("Query", (CatalogQuery,))
 Mutation = merge_types("Mutation", (CatalogMutation,))
 
 
-def build_schema(*, max_depth: int = 12) -> strawberry.federation.Schema:
+class CatalogSchema(strawberry.federation.Schema):
+    """The federation schema, with coded errors."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Code every error; only INTERNAL ones are logged (refused input is not a fault)."""
+        for error in errors:
+            code_error(error)
+
+
+def build_schema(*, max_depth: int = 12) -> CatalogSchema:
     """The capahub schema: catalog queries and mutations, caches, limits, error codes."""
-    return strawberry.federation.Schema(
+    return CatalogSchema(
         query=Query,
         mutation=Mutation,
         types=NODE_TYPES,
         extensions=[
-            ErrorCodes,
             ParserCache(maxsize=1024),
             ValidationCache(maxsize=1024),
             QueryDepthLimiter(max_depth=max_depth),
