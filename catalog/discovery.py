@@ -68,6 +68,11 @@ class Discovery:
         async with self.store.read() as r:
             return await r.relations_to(ids)
 
+    async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
+        """Incoming and outgoing relations of these nodes, in one query."""
+        async with self.store.read() as r:
+            return await r.relations_touching(ids)
+
     async def owned_by(self, team_ids: Sequence[str]) -> list[NodeRecord]:
         """Nodes owned by these teams."""
         async with self.store.read() as r:

@@ -12,7 +12,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, and_, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
@@ -169,6 +180,18 @@ class Reader:
     async def relations_to(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Relations whose target is one of ``ids``."""
         return await self._relations(relations.c.to_id, ids)
+
+    async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
+        """Relations whose source or target is one of ``ids`` (one statement per chunk)."""
+        out: list[RelationRecord] = []
+        for part in _chunks(list(dict.fromkeys(ids))):
+            stmt = (
+                select(relations)
+                .where(or_(relations.c.from_id.in_(part), relations.c.to_id.in_(part)))
+                .order_by(relations.c.id)
+            )
+            out.extend(relation_from_row(r) for r in await self.conn.execute(stmt))
+        return out
 
     async def _relations(self, col: Any, ids: Sequence[str]) -> list[RelationRecord]:
         out: list[RelationRecord] = []

@@ -23,14 +23,21 @@ def _group(rels: Sequence[RelationRecord], attr: str) -> dict[str, list[Relation
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Touching:
+    """A node's outgoing and incoming relations."""
+
+    out: list[RelationRecord]
+    into: list[RelationRecord]
+
+
 @dataclass
 class Loaders:
     """Dataloaders that batch every nested lookup of one request into one query per level."""
 
     services: Services
     node: DataLoader[str, NodeRecord | None] = field(init=False)
-    out_rels: DataLoader[str, list[RelationRecord]] = field(init=False)
-    in_rels: DataLoader[str, list[RelationRecord]] = field(init=False)
+    rels: DataLoader[str, Touching] = field(init=False)
     owned: DataLoader[str, list[NodeRecord]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -40,13 +47,11 @@ class Loaders:
             found = await d.get_nodes(ids)
             return [found.get(i) for i in ids]
 
-        async def load_out(ids: list[str]) -> list[list[RelationRecord]]:
-            grouped = _group(await d.relations_from(ids), "from_id")
-            return [grouped.get(i, []) for i in ids]
-
-        async def load_in(ids: list[str]) -> list[list[RelationRecord]]:
-            grouped = _group(await d.relations_to(ids), "to_id")
-            return [grouped.get(i, []) for i in ids]
+        async def load_rels(ids: list[str]) -> list[Touching]:
+            # One statement for both directions, so every relation field of a level shares it.
+            rels = await d.relations_touching(ids)
+            outs, ins = _group(rels, "from_id"), _group(rels, "to_id")
+            return [Touching(outs.get(i, []), ins.get(i, [])) for i in ids]
 
         async def load_owned(ids: list[str]) -> list[list[NodeRecord]]:
             by_owner: dict[str, list[NodeRecord]] = defaultdict(list)
@@ -56,8 +61,7 @@ class Loaders:
             return [by_owner.get(i, []) for i in ids]
 
         self.node = DataLoader(load_fn=load_nodes)
-        self.out_rels = DataLoader(load_fn=load_out)
-        self.in_rels = DataLoader(load_fn=load_in)
+        self.rels = DataLoader(load_fn=load_rels)
         self.owned = DataLoader(load_fn=load_owned)
 
 
@@ -78,4 +82,4 @@ def make_context(services: Services, request: Any = None, response: Any = None) 
 
 CatalogInfo = Info[Context, None]
 
-__all__ = ["CatalogInfo", "Context", "Loaders", "make_context"]
+__all__ = ["CatalogInfo", "Context", "Loaders", "Touching", "make_context"]

@@ -27,10 +27,11 @@ async def related(
 ) -> list[NodeRecord]:
     """Nodes at the other end of this node's ``rtype`` relations, batched through dataloaders."""
     loaders = info.context.loaders
+    touching = await loaders.rels.load(node_id)
     if direction is D.OUT:
-        ids = [r.to_id for r in await loaders.out_rels.load(node_id) if r.type is rtype]
+        ids = [r.to_id for r in touching.out if r.type is rtype]
     else:
-        ids = [r.from_id for r in await loaders.in_rels.load(node_id) if r.type is rtype]
+        ids = [r.from_id for r in touching.into if r.type is rtype]
     found = await loaders.node.load_many(ids)
     return sorted(
         (n for n in found if n is not None and (kind is None or n.kind is kind)),
@@ -148,15 +149,13 @@ class CatalogNode:
         types: list[RelationType] | None = None,
         direction: Direction | None = model.Direction.BOTH,
     ) -> list[Relation]:
-        loaders = info.context.loaders
+        touching = await info.context.loaders.rels.load(self.rec.id)
         rels: list[RelationRecord] = []
         direction = direction or D.BOTH
         if direction in (D.OUT, D.BOTH):
-            rels.extend(await loaders.out_rels.load(self.rec.id))
+            rels.extend(touching.out)
         if direction in (D.IN, D.BOTH):
-            rels.extend(
-                r for r in await loaders.in_rels.load(self.rec.id) if r.from_id != r.to_id
-            )
+            rels.extend(r for r in touching.into if r.from_id != r.to_id)
         wanted = set(types) if types else None
         return [Relation(rec=r) for r in rels if wanted is None or r.type in wanted]
 

@@ -6,12 +6,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-import click
 import typer
 
 from catalog.services import Services
 from catalog.settings import Settings
 from metadata.errors import CatalogError
+
+try:  # typer >= 0.20 vendors click; its own ClickException is the one it reports nicely
+    from typer._click.exceptions import ClickException as CliError
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import ClickException as CliError
 
 T = TypeVar("T")
 
@@ -46,4 +50,4 @@ def run_with_services(database: str | None, work: Callable[[Services], Awaitable
     try:
         return asyncio.run(go())
     except CatalogError as err:
-        raise click.ClickException(err.message) from None
+        raise CliError(err.message) from None

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from catalog.cli._common import DatabaseOption, run_with_services
+from catalog.cli._common import CliError, DatabaseOption, run_with_services
 from catalog.registry import ApplyReport
 from catalog.services import Services
 from catalog.specs import CatalogDocument, parse_document
@@ -30,11 +29,11 @@ def apply(
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
-            raise click.ClickException(f"{path}: cannot read ({err.strerror})") from None
+            raise CliError(f"{path}: cannot read ({err.strerror})") from None
         try:
             doc = parse_document(text)
         except CatalogError as err:
-            raise click.ClickException(f"{path}: {err.message}") from None
+            raise CliError(f"{path}: {err.message}") from None
         for spec in [*doc.nodes, *doc.relations]:
             spec.at(f"{path.name}:{spec.loc}")
         merged.nodes.extend(doc.nodes)

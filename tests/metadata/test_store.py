@@ -1,0 +1,112 @@
+"""The store: migrations, WAL, recorded history, rollback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType
+from metadata.store import Store, normalize_url
+
+
+def _node(node_id: str, kind: Kind, name: str = "x") -> NodeRecord:
+    now = datetime.now(UTC)
+    return NodeRecord(
+        id=node_id,
+        kind=kind,
+        key=node_id.split(":", 1)[1],
+        name=name,
+        description=None,
+        tags=("a",),
+        lifecycle=Lifecycle.ACTIVE,
+        owner=None,
+        properties=None,
+        attributes=(),
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_normalize_url_picks_async_drivers() -> None:
+    assert normalize_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+    assert normalize_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+async def test_open_migrates_an_empty_database(db_url: str) -> None:
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert {"nodes", "relations", "history", "node_tags", "alembic_version"} <= names
+        # Opening again is a no-op migration.
+        await (await Store.open(db_url)).close()
+    finally:
+        await store.close()
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        async with store.engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        assert mode == "wal"
+    finally:
+        await store.close()
+
+
+async def test_transaction_records_history_and_notifies(db_url: str) -> None:
+    store = await Store.open(db_url)
+    seen: list[str] = []
+    store.subscribe(lambda changes: seen.extend(c.target_id for c in changes))
+    try:
+        async with store.transaction() as tx:
+            await tx.insert_nodes([_node("system:a", Kind.SYSTEM), _node("system:b", Kind.SYSTEM)])
+            await tx.insert_relations(
+                [RelationRecord("system:a", RelationType.DEPENDS_ON, "system:b")]
+            )
+        assert seen == ["system:a", "system:b", "system:a|DEPENDS_ON|system:b"]
+        async with store.read() as r:
+            hist = await r.history_of("system:a", limit=10)
+            assert [h.op for h in hist] == ["create"]
+            assert hist[0].before is None and hist[0].after is not None
+            assert hist[0].after["name"] == "x"
+            assert await r.last_change_id() == 3
+    finally:
+        await store.close()
+
+
+async def test_failed_transaction_writes_nothing(db_url: str) -> None:
+    store = await Store.open(db_url)
+    seen: list[object] = []
+    store.subscribe(seen.append)
+    try:
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await tx.insert_nodes([_node("system:a", Kind.SYSTEM)])
+                raise RuntimeError("boom")
+        async with store.read() as r:
+            assert await r.get_nodes(["system:a"]) == {}
+            assert await r.last_change_id() == 0
+        assert seen == []
+    finally:
+        await store.close()
+
+
+async def test_tags_filter_uses_the_tag_table(db_url: str) -> None:
+    from metadata.store import NodeFilter
+
+    store = await Store.open(db_url)
+    try:
+        async with store.transaction() as tx:
+            await tx.insert_nodes([_node("system:a", Kind.SYSTEM), _node("entity:b", Kind.DATA_ENTITY)])
+        async with store.read() as r:
+            assert await r.count_nodes(NodeFilter(tags=["a"])) == 2
+            assert await r.count_nodes(NodeFilter(tags=["zzz"])) == 0
+            assert await r.count_nodes(NodeFilter(kinds=[Kind.SYSTEM], tags=["a"])) == 1
+    finally:
+        await store.close()

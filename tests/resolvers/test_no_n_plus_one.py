@@ -1,0 +1,56 @@
+"""SQL statements per request grow with the query's depth, never with the number of items."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from catalog.app import create_app
+from catalog.settings import Settings
+from tests.conftest import StatementCounter
+
+DISCOVERY = """query($first: Int) { capabilities(first: $first) { edges { node {
+  id name providers { id name } reads { id name } writes { id name } parent { id }
+} } } }"""
+
+DEEP = """query($first: Int) { capabilities(first: $first) { edges { node {
+  id owner { id name } domain { id }
+  providers { id name dependsOn { id provides { id } } masters { id stewards { id } } }
+  reads { id masteredBy { id } attributes { name } }
+  relations { type from { id } to { id } }
+  children { id providers { id } }
+} } } }"""
+
+
+def _statements(
+    settings: Settings, count_statements: Callable[[Any], StatementCounter], query: str, first: int
+) -> int:
+    with TestClient(create_app(settings, demo=True)) as client:
+        counter = count_statements(client.app.state.services.store.engine)  # type: ignore[attr-defined]
+        resp = client.post("/graphql", json={"query": query, "variables": {"first": first}})
+        body = resp.json()
+        assert not body.get("errors"), body
+        assert len(body["data"]["capabilities"]["edges"]) == min(first, 104)
+        return counter.count
+
+
+def test_discovery_query_uses_a_constant_number_of_statements(
+    settings: Settings, count_statements: Callable[[Any], StatementCounter]
+) -> None:
+    counts = {n: _statements(settings, count_statements, DISCOVERY, n) for n in (1, 10, 100)}
+    # page + totalCount + one relation batch (both directions) + one node batch
+    assert counts == {1: 4, 10: 4, 100: 4}
+
+
+def test_deep_query_statements_are_bounded_by_depth_not_items(
+    settings: Settings, count_statements: Callable[[Any], StatementCounter]
+) -> None:
+    counts = {n: _statements(settings, count_statements, DEEP, n) for n in (1, 10, 100)}
+    # Three levels of relation fields. Per level: one relation batch and node batches, which
+    # may split in two or three when concurrent batches finish at different moments. A query
+    # per item would need hundreds of statements for 100 capabilities.
+    relation_levels = 3
+    bound = 2 + relation_levels * 4
+    assert max(counts.values()) <= bound, counts
