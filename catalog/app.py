@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -20,6 +21,17 @@ from catalog.settings import Settings
 from resolvers import build_schema, make_context
 
 log = logging.getLogger("capahub")
+
+
+async def _follow_other_processes(services: Services) -> None:
+    """Poll the change log so projections see what other processes (apply, replicas) wrote."""
+    interval = services.settings.sync_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await services.sync()
+        except Exception:  # keep following; a transient database error must not stop it
+            log.exception("catching up with the change log failed; retrying")
 
 
 def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starlette:
@@ -43,9 +55,13 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         if demo:
             report = await load_demo(services.registry)
             log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
+        syncer = asyncio.create_task(_follow_other_processes(services))
         try:
             yield
         finally:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
             await services.close()
 
     async def healthz(request: Request) -> JSONResponse:

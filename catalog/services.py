@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from catalog.analysis import GraphAnalysis
 from catalog.discovery import Discovery
 from catalog.registry import Registry
 from catalog.settings import Settings
+from metadata.graph import CatalogGraph
 from metadata.store import Store
 
 
@@ -18,17 +20,33 @@ class Services:
     store: Store
     registry: Registry
     discovery: Discovery
+    graph: CatalogGraph
+    analysis: GraphAnalysis
 
     @classmethod
-    async def start(cls, settings: Settings) -> Services:
-        """Open the database (migrating it) and build the services on it."""
+    async def start(cls, settings: Settings, *, projections: bool = True) -> Services:
+        """Open the database (migrating it) and build the services on it.
+
+        With ``projections`` (the server), the graph projection is loaded and follows every
+        commit; one-shot CLI commands leave it empty.
+        """
         store = await Store.open(settings.database_url)
+        graph = CatalogGraph()
+        if projections:
+            await graph.load(store)
+            graph.attach(store)
         return cls(
             settings=settings,
             store=store,
             registry=Registry(store),
             discovery=Discovery(store, max_page_size=settings.max_page_size),
+            graph=graph,
+            analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
         )
+
+    async def sync(self) -> int:
+        """Catch up with changes other processes committed; returns how many were applied."""
+        return await self.graph.sync(self.store)
 
     async def close(self) -> None:
         """Release the database connections."""

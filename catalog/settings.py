@@ -30,6 +30,10 @@ class Settings(BaseSettings):
             "(keeps in-memory projections in step)."
         ),
     )
+    graph_time_budget: float = Field(
+        default=5.0,
+        description="Seconds a graph question (impact, path, gaps...) may run before it is refused.",
+    )
     graphql_ide: bool = Field(
         default=True, description="Serve the GraphiQL playground on a browser GET of /graphql."
     )

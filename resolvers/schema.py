@@ -15,11 +15,12 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import code_error
+from resolvers.graph import GraphQuery
 from resolvers.mutations import CatalogMutation
 from resolvers.queries import CatalogQuery
 from resolvers.types import NODE_TYPES
 
-Query = merge_types("Query", (CatalogQuery,))
+Query = merge_types("Query", (CatalogQuery, GraphQuery))
 Mutation = merge_types("Mutation", (CatalogMutation,))
 
 

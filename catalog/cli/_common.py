@@ -41,7 +41,7 @@ def run_with_services(database: str | None, work: Callable[[Services], Awaitable
     """Open the catalog, run ``work`` and close it; a CatalogError becomes a one-line error."""
 
     async def go() -> T:
-        services = await Services.start(settings_for(database))
+        services = await Services.start(settings_for(database), projections=False)
         try:
             return await work(services)
         finally:

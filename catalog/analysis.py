@@ -1,0 +1,381 @@
+"""Graph questions over the projection: impact, paths, gaps, redundancies, maps, coverage.
+
+"Depends on" for impact analysis (docs/graph.md): when a node is affected, these neighbours are
+affected too. A relation u -[T]-> v is followed forward (OUT: v depends on u) or backward
+(IN: u depends on v):
+
+    PROVIDES, MASTERS, STORES, FLOWS_TO, REPRESENTS        OUT  (the capability/data needs the system)
+    DEPENDS_ON, USES, SERVED_BY, OCCURS_AT, READS, WRITES,
+    REFERENCES                                             IN   (the dependent points at what it needs)
+    PART_OF                                                IN   (parts of an affected whole), and OUT
+                                                                 from a journey step to its journey
+    OWNS, STEWARDS, HARVESTED_FROM                         not followed (accountability, provenance)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from metadata.errors import InvalidInputError, NotFoundError
+from metadata.graph import CatalogGraph, Deadline, Step
+from metadata.model import Kind, Lifecycle, RelationType, parse_id
+
+R = RelationType
+FORWARD = (R.PROVIDES, R.MASTERS, R.STORES, R.FLOWS_TO, R.REPRESENTS)
+BACKWARD = (R.DEPENDS_ON, R.USES, R.SERVED_BY, R.OCCURS_AT, R.READS, R.WRITES, R.REFERENCES, R.PART_OF)
+LINEAGE = (R.FLOWS_TO, R.REPRESENTS)
+
+MAX_DEPTH = 10
+MAX_PATH_LENGTH = 12
+MAX_FIRST = 500
+TIME_BUDGET_S = 5.0
+
+
+@dataclass
+class ImpactResult:
+    """Everything that depends on a root, with how it is reached."""
+
+    root: str
+    affected: list[tuple[str, int, list[Step]]]
+    unprovided_capabilities: list[str]
+    orphaned_entities: list[str]
+
+
+@dataclass
+class SubgraphResult:
+    """A set of nodes and the relations between them that a traversal crossed."""
+
+    nodes: list[str]
+    relations: list[Step]
+
+
+@dataclass(frozen=True)
+class GapResult:
+    """A node missing something it should have, with a reason a person can read."""
+
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RedundancyResult:
+    """A node served more than once (a capability with two providers, an entity mastered twice)."""
+
+    node: str
+    reason: str
+    involved: list[str]
+
+
+@dataclass
+class MapEntry:
+    """One capability in the capability map."""
+
+    capability: str
+    level: int
+    parent: str | None
+    providers: list[str]
+    covered_leaves: int
+    uncovered_leaves: int
+
+
+@dataclass
+class StepCoverage:
+    """What stands behind one journey step."""
+
+    step: str
+    touchpoints: list[str]
+    capabilities: list[str]
+    systems: list[str]
+    entities: list[str]
+    gaps: list[GapResult]
+
+
+@dataclass
+class CoverageResult:
+    """Coverage of a journey, step by step in order."""
+
+    journey: str
+    steps: list[StepCoverage] = field(default_factory=list)
+
+
+def _check_range(name: str, value: int, high: int) -> None:
+    if not 0 <= value <= high:
+        raise InvalidInputError(f"{name}: must be between 0 and {high}, got {value}", field=name)
+
+
+class GraphAnalysis:
+    """Answers graph questions from the projection; every one bounded in depth and time."""
+
+    def __init__(self, graph: CatalogGraph, *, time_budget: float = TIME_BUDGET_S) -> None:
+        self.graph = graph
+        self.time_budget = time_budget
+        self._hotspots: tuple[int, list[tuple[str, float]]] | None = None
+
+    def _node(self, node_id: str, field_name: str = "id", kind: Kind | None = None) -> str:
+        parse_id(node_id, field=field_name)
+        if not self.graph.has(node_id):
+            raise NotFoundError(f"{field_name}: no node {node_id!r} in the catalog", field=field_name)
+        if kind is not None and self.graph.kind(node_id) is not kind:
+            raise InvalidInputError(
+                f"{field_name}: {node_id} is a {self.graph.kind(node_id).prefix}, "
+                f"not a {kind.prefix}",
+                field=field_name,
+            )
+        return node_id
+
+    def _deadline(self, what: str) -> Deadline:
+        return Deadline(self.time_budget, what)
+
+    def dependents(self, n: str) -> Iterator[tuple[str, Step]]:
+        """Neighbours that depend on ``n`` (see the module docstring)."""
+        graph = self.graph
+        yield from graph.steps(n, FORWARD, "out")
+        yield from graph.steps(n, BACKWARD, "in")
+        if graph.kind(n) is Kind.JOURNEY_STEP:
+            yield from graph.steps(n, (R.PART_OF,), "out")
+
+    def impact(self, node_id: str, depth: int) -> ImpactResult:
+        """Everything that depends on a node, up to ``depth`` relations away."""
+        self._node(node_id)
+        _check_range("depth", depth, MAX_DEPTH)
+        g = self.graph
+        found = g.bfs(node_id, self.dependents, depth, self._deadline("impact"))
+        affected = sorted(((n, d, via) for n, (d, via) in found.items()), key=lambda x: (x[1], x[0]))
+        lost = {node_id, *found}
+        unprovided = sorted(
+            c
+            for c in found
+            if g.kind(c) is Kind.CAPABILITY
+            and g.into(c, R.PROVIDES)
+            and not any(s not in lost and g.active(s) for s in g.into(c, R.PROVIDES))
+        )
+        orphaned = sorted(
+            e
+            for e in found
+            if g.kind(e) is Kind.DATA_ENTITY
+            and g.into(e, R.MASTERS)
+            and not any(s not in lost and g.active(s) for s in g.into(e, R.MASTERS))
+        )
+        return ImpactResult(node_id, affected, unprovided, orphaned)
+
+    def path(self, src: str, dst: str, max_length: int) -> list[Step] | None:
+        """A shortest connection (direction ignored for finding it, reported as stored)."""
+        self._node(src, "from")
+        self._node(dst, "to")
+        _check_range("maxLength", max_length, MAX_PATH_LENGTH)
+        ids = self.graph.shortest_path(src, dst, max_length, self._deadline("path"))
+        if ids is None:
+            return None
+        return [self.graph.relation_between(a, b) for a, b in zip(ids, ids[1:], strict=False)]
+
+    def neighborhood(self, node_id: str, depth: int, types: Sequence[RelationType] | None) -> SubgraphResult:
+        """Nodes within ``depth`` relations (any direction, optionally only some types)."""
+        self._node(node_id)
+        _check_range("depth", depth, MAX_DEPTH)
+        g = self.graph
+        found = g.bfs(
+            node_id, lambda n: g.steps(n, types, "both"), depth, self._deadline("neighborhood"),
+            skip_retired=False,
+        )
+        return self._subgraph(node_id, found, types)
+
+    def lineage(self, node_id: str, direction: str, depth: int) -> SubgraphResult:
+        """Upstream (IN), downstream (OUT) or both along FLOWS_TO and REPRESENTS."""
+        self._node(node_id, kind=None)
+        _check_range("depth", depth, MAX_DEPTH)
+        g = self.graph
+        found = g.bfs(
+            node_id, lambda n: g.steps(n, LINEAGE, direction), depth, self._deadline("lineage"),
+            skip_retired=False,
+        )
+        return self._subgraph(node_id, found, LINEAGE)
+
+    def _subgraph(
+        self, root: str, found: dict[str, tuple[int, list[Step]]], types: Sequence[RelationType] | None
+    ) -> SubgraphResult:
+        members = {root, *found}
+        wanted = set(types) if types else None
+        rels = [
+            Step(u, t, v, props)
+            for u in sorted(members)
+            for v, d in self.graph.g.succ[u].items()
+            if v in members
+            for t, props in sorted(d["rels"].items(), key=lambda kv: kv[0].value)
+            if wanted is None or t in wanted
+        ]
+        return SubgraphResult(sorted(members), rels)
+
+    # -- coverage -------------------------------------------------------------------------
+
+    def _covered(self) -> set[str]:
+        """Capabilities that an active system provides, directly or through a descendant."""
+        g = self.graph
+        covered: set[str] = set()
+        for c in g.nodes_of(Kind.CAPABILITY):
+            if any(g.active(s) for s in g.into(c, R.PROVIDES)):
+                # Mark c and its ancestors.
+                n: str | None = c
+                while n is not None and n not in covered:
+                    covered.add(n)
+                    parents = [p for p in g.out(n, R.PART_OF) if g.kind(p) is Kind.CAPABILITY]
+                    n = parents[0] if parents else None
+        return covered
+
+    def gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
+        """What is missing: providers, systems of record, stewards, owners, served touchpoints."""
+        g = self.graph
+        want = set(kinds) if kinds else set(Kind)
+        deadline = self._deadline("gaps")
+        out: list[GapResult] = []
+        covered = self._covered() if want & {Kind.CAPABILITY, Kind.JOURNEY_STEP} else set()
+        if Kind.CAPABILITY in want:
+            for c in sorted(g.nodes_of(Kind.CAPABILITY)):
+                deadline.check()
+                if c not in covered:
+                    out.append(GapResult(c, "no active system provides this capability or any of its sub-capabilities"))
+        for kind in (Kind.SYSTEM, Kind.CAPABILITY):
+            if kind in want:
+                for n in sorted(g.nodes_of(kind)):
+                    deadline.check()
+                    if g.owner(n) is None and not g.into(n, R.OWNS):
+                        out.append(GapResult(n, f"this {kind.prefix} has no owner (no team owns it)"))
+        if Kind.DATA_ENTITY in want:
+            for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
+                deadline.check()
+                if g.out(e, R.REPRESENTS) or g.into(e, R.STORES):
+                    continue  # a physical copy in a system: its canonical entity carries these
+                if not any(g.active(s) for s in g.into(e, R.MASTERS)):
+                    out.append(GapResult(e, "no active system is the system of record (MASTERS) for this entity"))
+                if not g.into(e, R.STEWARDS):
+                    out.append(GapResult(e, "no team stewards this entity"))
+        if Kind.JOURNEY_STEP in want:
+            for s in sorted(g.nodes_of(Kind.JOURNEY_STEP)):
+                for c in sorted(g.out(s, R.USES)):
+                    if c not in covered:
+                        out.append(GapResult(s, f"uses {c}, which no active system provides"))
+        if Kind.TOUCHPOINT in want:
+            for t in sorted(g.nodes_of(Kind.TOUCHPOINT)):
+                if not any(g.active(s) for s in g.out(t, R.SERVED_BY)):
+                    out.append(GapResult(t, "no active system serves this touchpoint"))
+        return out
+
+    def redundancies(self) -> list[RedundancyResult]:
+        """Capabilities provided by several active systems; entities mastered by several (silos)."""
+        g = self.graph
+        deadline = self._deadline("redundancies")
+        out: list[RedundancyResult] = []
+        for c in sorted(g.nodes_of(Kind.CAPABILITY)):
+            deadline.check()
+            providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
+            if len(providers) > 1:
+                out.append(RedundancyResult(c, f"provided by {len(providers)} active systems", providers))
+        for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
+            deadline.check()
+            masters = sorted(s for s in g.into(e, R.MASTERS) if g.active(s))
+            if len(masters) > 1:
+                out.append(
+                    RedundancyResult(e, f"mastered by {len(masters)} systems: competing systems of record", masters)
+                )
+        return out
+
+    def capability_map(self, root: str | None, depth: int) -> list[MapEntry]:
+        """The capability hierarchy in pre-order, with providers and leaf coverage at each node."""
+        _check_range("depth", depth, MAX_DEPTH)
+        g = self.graph
+        if root is None:
+            tops = [
+                c for c in g.nodes_of(Kind.CAPABILITY)
+                if not any(g.kind(p) is Kind.CAPABILITY for p in g.out(c, R.PART_OF))
+            ]
+        else:
+            self._node(root, "root")
+            if g.kind(root) is Kind.DOMAIN:
+                tops = [c for c in g.into(root, R.PART_OF) if g.kind(c) is Kind.CAPABILITY and g.active(c)]
+            elif g.kind(root) is Kind.CAPABILITY:
+                tops = [root]
+            else:
+                raise InvalidInputError("root: give a capability or a domain id", field="root")
+        deadline = self._deadline("capabilityMap")
+
+        def children(c: str) -> list[str]:
+            return sorted(k for k in g.into(c, R.PART_OF) if g.kind(k) is Kind.CAPABILITY and g.active(k))
+
+        leaves_memo: dict[str, tuple[int, int]] = {}
+
+        def leaves(c: str) -> tuple[int, int]:
+            if c in leaves_memo:
+                return leaves_memo[c]
+            deadline.check()
+            kids = children(c)
+            if not kids:
+                ok = any(g.active(s) for s in g.into(c, R.PROVIDES))
+                result = (1, 0) if ok else (0, 1)
+            else:
+                parts = [leaves(k) for k in kids]
+                result = (sum(p[0] for p in parts), sum(p[1] for p in parts))
+            leaves_memo[c] = result
+            return result
+
+        out: list[MapEntry] = []
+
+        def walk(c: str, level: int, parent: str | None) -> None:
+            cov, unc = leaves(c)
+            providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
+            out.append(MapEntry(c, level, parent, providers, cov, unc))
+            if level < depth:
+                for k in children(c):
+                    walk(k, level + 1, c)
+
+        for top in sorted(tops):
+            walk(top, 1, None)
+        return out
+
+    def journey_coverage(self, journey: str, orders: dict[str, int]) -> CoverageResult:
+        """For each step of a journey in order: touchpoints, capabilities, systems, entities, gaps."""
+        self._node(journey, kind=Kind.JOURNEY)
+        g = self.graph
+        covered = self._covered()
+        steps = [s for s in g.into(journey, R.PART_OF) if g.kind(s) is Kind.JOURNEY_STEP and g.active(s)]
+        steps.sort(key=lambda s: (orders.get(s, 0), s))
+        result = CoverageResult(journey)
+        for s in steps:
+            tps = sorted(t for t in g.out(s, R.OCCURS_AT) if g.active(t))
+            caps = sorted(c for c in g.out(s, R.USES) if g.active(c))
+            systems: set[str] = set()
+            entities: set[str] = set()
+            gaps: list[GapResult] = []
+            for c in caps:
+                provs = [p for p in g.into(c, R.PROVIDES) if g.active(p)]
+                systems.update(provs)
+                entities.update(e for e in g.out(c, R.READS) + g.out(c, R.WRITES) if g.active(e))
+                if c not in covered:
+                    gaps.append(GapResult(c, "no active system provides this capability"))
+            for t in tps:
+                servers = [p for p in g.out(t, R.SERVED_BY) if g.active(p)]
+                systems.update(servers)
+                if not servers:
+                    gaps.append(GapResult(t, "no active system serves this touchpoint"))
+            if not caps:
+                gaps.append(GapResult(s, "this step uses no capability"))
+            if not tps:
+                gaps.append(GapResult(s, "this step happens at no touchpoint"))
+            result.steps.append(StepCoverage(s, tps, caps, sorted(systems), sorted(entities), gaps))
+        return result
+
+    def hotspots(self, first: int) -> list[tuple[str, float]]:
+        """The most central active nodes by PageRank (directions ignored), cached per version."""
+        _check_range("first", first, MAX_FIRST)
+        g = self.graph
+        if self._hotspots is None or self._hotspots[0] != g.version:
+            active = [n for n, d in g.g.nodes(data=True) if d["lifecycle"] is not Lifecycle.RETIRED]
+            view = g.g.subgraph(active).to_undirected(as_view=True)
+            ranks = nx.pagerank(view) if view.number_of_edges() else {}
+            ordered = sorted(ranks.items(), key=lambda kv: (-kv[1], kv[0]))
+            self._hotspots = (g.version, ordered)
+        return self._hotspots[1][:first]
+
+
+__all__ = ["GraphAnalysis", "MAX_DEPTH", "MAX_FIRST", "MAX_PATH_LENGTH"]

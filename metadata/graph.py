@@ -1,0 +1,295 @@
+"""The networkx projection of the catalog: built once from the store, then kept in step by changes.
+
+The projection holds only what traversals need: each node's kind, lifecycle and owner, and each
+relation (edge u -> v carries ``rels``: relation type -> properties). Records (names, tags...)
+stay in the store; answers are node ids and relations that upper layers load in batches.
+
+It is changed only on the event loop's thread, synchronously, so a traversal (also synchronous)
+never sees half a transaction. Changes arrive two ways: this process's commits through the store
+listener (read-your-writes), and a poll of the history table, which replays every change in
+order, including other processes' (idempotent: node changes carry full snapshots).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+from sqlalchemy import select
+
+from metadata.errors import InvalidInputError
+from metadata.model import Kind, Lifecycle, RelationRecord, RelationType
+from metadata.store import Change, Store
+from metadata.tables import nodes, relations
+
+
+class GraphQueryTooExpensiveError(InvalidInputError):
+    """A graph question ran past its time budget."""
+
+
+class Deadline:
+    """A time budget for one graph question; ``check()`` raises once it has passed."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = seconds
+        self.what = what
+        self.until = time.monotonic() + seconds
+        self._ticks = 0
+
+    def check(self) -> None:
+        """Raise ``GraphQueryTooExpensiveError`` when the budget is spent (cheap to call often)."""
+        self._ticks += 1
+        if self._ticks % 256 == 1 and time.monotonic() > self.until:
+            raise GraphQueryTooExpensiveError(
+                f"{self.what}: took longer than {self.seconds:g} s; ask a narrower question "
+                "(a lower depth or fewer relation types)",
+                field=self.what,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One relation crossed by a traversal, as stored (from, type, to)."""
+
+    from_id: str
+    type: RelationType
+    to_id: str
+    properties: dict[str, Any] | None
+
+    def record(self) -> RelationRecord:
+        """The relation as a record."""
+        return RelationRecord(self.from_id, self.type, self.to_id, self.properties)
+
+
+class CatalogGraph:
+    """The in-memory projection of every node and relation."""
+
+    def __init__(self) -> None:
+        self.g: nx.DiGraph = nx.DiGraph()
+        self.last_change = 0
+        self.version = 0  # rises with every applied change; caches key on it
+
+    # -- building and keeping in step -------------------------------------------------------
+
+    async def load(self, store: Store) -> None:
+        """Build the projection from the store (the change id is read first, so nothing is lost)."""
+        g: nx.DiGraph = nx.DiGraph()
+        async with store.read() as r:
+            last = await r.last_change_id()
+            result = await r.conn.stream(
+                select(nodes.c.id, nodes.c.kind, nodes.c.lifecycle, nodes.c.owner_id)
+            )
+            async for part in result.partitions(5000):
+                g.add_nodes_from(
+                    (i, {"kind": Kind(k), "lifecycle": Lifecycle(lc), "owner": o})
+                    for i, k, lc, o in part
+                )
+            result = await r.conn.stream(
+                select(relations.c.from_id, relations.c.type, relations.c.to_id, relations.c.properties)
+            )
+            async for part in result.partitions(5000):
+                for f, t, to, props in part:
+                    _add_edge(g, f, RelationType(t), to, props)
+        self.g = g
+        self.last_change = last
+        self.version += 1
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Apply committed changes (full snapshots; applying one twice is harmless)."""
+        g = self.g
+        for c in changes:
+            if c.target == "node":
+                snap = c.after or {}
+                g.add_node(
+                    snap["id"],
+                    kind=Kind(snap["kind"]),
+                    lifecycle=Lifecycle(snap["lifecycle"]),
+                    owner=snap.get("owner"),
+                )
+            elif c.op == "delete":
+                before = c.before or {}
+                _remove_edge(g, before["from"], RelationType(before["type"]), before["to"])
+            else:
+                after = c.after or {}
+                _add_edge(
+                    g, after["from"], RelationType(after["type"]), after["to"], after.get("properties")
+                )
+        if changes:
+            self.version += 1
+
+    async def sync(self, store: Store) -> int:
+        """Replay, in order, every change committed since the last sync (any process's)."""
+        applied = 0
+        while True:
+            async with store.read() as r:
+                changes = await r.changes_since(self.last_change, limit=5000)
+            if not changes:
+                return applied
+            self.apply(changes)
+            self.last_change = changes[-1].id
+            applied += len(changes)
+
+    def attach(self, store: Store) -> None:
+        """Follow this process's commits as they happen (read-your-writes)."""
+        store.subscribe(self.apply)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def has(self, node_id: str) -> bool:
+        """Whether the node exists."""
+        return node_id in self.g
+
+    def kind(self, node_id: str) -> Kind:
+        """The kind of a node."""
+        kind: Kind = self.g.nodes[node_id]["kind"]
+        return kind
+
+    def active(self, node_id: str) -> bool:
+        """Whether a node is not RETIRED."""
+        return self.g.nodes[node_id]["lifecycle"] is not Lifecycle.RETIRED
+
+    def owner(self, node_id: str) -> str | None:
+        """The owner column of a node."""
+        owner: str | None = self.g.nodes[node_id]["owner"]
+        return owner
+
+    def nodes_of(self, kind: Kind) -> Iterator[str]:
+        """Ids of the active nodes of one kind."""
+        for n, data in self.g.nodes(data=True):
+            if data["kind"] is kind and data["lifecycle"] is not Lifecycle.RETIRED:
+                yield n
+
+    def out(self, node_id: str, rtype: RelationType) -> list[str]:
+        """Targets of this node's ``rtype`` relations."""
+        return [v for v, d in self.g.succ[node_id].items() if rtype in d["rels"]]
+
+    def into(self, node_id: str, rtype: RelationType) -> list[str]:
+        """Sources of the ``rtype`` relations pointing at this node."""
+        return [u for u, d in self.g.pred[node_id].items() if rtype in d["rels"]]
+
+    def steps(self, node_id: str, types: Iterable[RelationType] | None, direction: str) -> Iterator[tuple[str, Step]]:
+        """(neighbour, relation) pairs around a node, by type and direction ("out", "in", "both")."""
+        wanted = set(types) if types else None
+        if direction in ("out", "both"):
+            for v, d in self.g.succ[node_id].items():
+                for t, props in d["rels"].items():
+                    if wanted is None or t in wanted:
+                        yield v, Step(node_id, t, v, props)
+        if direction in ("in", "both"):
+            for u, d in self.g.pred[node_id].items():
+                for t, props in d["rels"].items():
+                    if wanted is None or t in wanted:
+                        yield u, Step(u, t, node_id, props)
+
+    def relation_between(self, a: str, b: str) -> Step:
+        """One stored relation joining a and b in either direction (lowest type name first)."""
+        if self.g.has_edge(a, b):
+            t = min(self.g.succ[a][b]["rels"], key=lambda r: r.value)
+            return Step(a, t, b, self.g.succ[a][b]["rels"][t])
+        t = min(self.g.succ[b][a]["rels"], key=lambda r: r.value)
+        return Step(b, t, a, self.g.succ[b][a]["rels"][t])
+
+    # -- traversals ---------------------------------------------------------------------------
+
+    def shortest_path(self, src: str, dst: str, max_length: int, deadline: Deadline) -> list[str] | None:
+        """Node ids of a shortest path ignoring direction and retired nodes, or None."""
+        if src == dst:
+            return [src]
+        g = self.g
+        parents: dict[str, str | None] = {src: None}
+        children: dict[str, str | None] = {dst: None}
+        front, back = [src], [dst]
+        length = 0
+        while front and back and length < max_length:
+            # Expand the smaller frontier: bidirectional BFS.
+            forward = len(front) <= len(back)
+            frontier, seen, other = (front, parents, children) if forward else (back, children, parents)
+            nxt: list[str] = []
+            for n in frontier:
+                for m in _undirected(g, n):
+                    deadline.check()
+                    if m in seen or g.nodes[m]["lifecycle"] is Lifecycle.RETIRED:
+                        continue
+                    seen[m] = n
+                    if m in other:
+                        return _join(parents, children, m)
+                    nxt.append(m)
+            length += 1
+            if forward:
+                front = nxt
+            else:
+                back = nxt
+        return None
+
+    def bfs(
+        self,
+        root: str,
+        expand: Any,
+        depth: int,
+        deadline: Deadline,
+        *,
+        skip_retired: bool = True,
+    ) -> dict[str, tuple[int, list[Step]]]:
+        """Breadth-first from root with ``expand(node) -> [(neighbour, step)]``.
+
+        Returns node -> (distance, relations from root), root excluded.
+        """
+        found: dict[str, tuple[int, list[Step]]] = {}
+        seen = {root}
+        queue: deque[tuple[str, int, list[Step]]] = deque([(root, 0, [])])
+        while queue:
+            n, dist, via = queue.popleft()
+            if dist >= depth:
+                continue
+            for m, step in expand(n):
+                deadline.check()
+                if m in seen:
+                    continue
+                seen.add(m)
+                if skip_retired and not self.active(m):
+                    continue
+                path = [*via, step]
+                found[m] = (dist + 1, path)
+                queue.append((m, dist + 1, path))
+        return found
+
+
+def _undirected(g: nx.DiGraph, n: str) -> Iterator[str]:
+    yield from g.succ[n]
+    yield from g.pred[n]
+
+
+def _join(parents: dict[str, str | None], children: dict[str, str | None], meet: str) -> list[str]:
+    left: list[str] = []
+    n: str | None = meet
+    while n is not None:
+        left.append(n)
+        n = parents[n]
+    left.reverse()
+    n = children[meet]
+    while n is not None:
+        left.append(n)
+        n = children[n]
+    return left
+
+
+def _add_edge(g: nx.DiGraph, f: str, t: RelationType, to: str, props: Any) -> None:
+    if g.has_edge(f, to):
+        g.succ[f][to]["rels"][t] = props
+    else:
+        g.add_edge(f, to, rels={t: props})
+
+
+def _remove_edge(g: nx.DiGraph, f: str, t: RelationType, to: str) -> None:
+    if g.has_edge(f, to):
+        rels = g.succ[f][to]["rels"]
+        rels.pop(t, None)
+        if not rels:
+            g.remove_edge(f, to)
+
+
+__all__ = ["CatalogGraph", "Deadline", "GraphQueryTooExpensiveError", "Step"]

@@ -1,0 +1,303 @@
+"""Graph questions on the Query root: impact, path, neighborhood, gaps, lineage, maps, hotspots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import strawberry
+
+from catalog import analysis as a
+from metadata import model
+from metadata.graph import Step
+from resolvers.context import CatalogInfo
+from resolvers.enums import Direction, Kind, RelationType
+from resolvers.types import (
+    Capability,
+    CatalogNode,
+    DataEntity,
+    Journey,
+    JourneyStep,
+    Relation,
+    System,
+    Touchpoint,
+    as_node,
+    step_order,
+)
+
+
+async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
+    found = await info.context.loaders.node.load_many(list(ids))
+    return [as_node(r) for r in found if r is not None]
+
+
+async def _node(info: CatalogInfo, node_id: str) -> Any:
+    rec = await info.context.loaders.node.load(node_id)
+    if rec is None:  # pragma: no cover - the projection only holds stored nodes
+        raise LookupError(node_id)
+    return as_node(rec)
+
+
+def _relations(steps: Sequence[Step]) -> list[Relation]:
+    return [Relation(rec=s.record()) for s in steps]
+
+
+@strawberry.type(description="A node reached by an impact analysis.")
+class ImpactedNode:
+    node_id: strawberry.Private[str]
+    distance: int = strawberry.field(description="Relations between the root and this node.")
+    steps: strawberry.Private[list[Step]]
+
+    @strawberry.field
+    async def node(self, info: CatalogInfo) -> CatalogNode:
+        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The relations from the root to this node, in order.")
+    def via(self) -> list[Relation]:
+        return _relations(self.steps)
+
+
+@strawberry.type(description="What depends on a node (see docs/graph.md for the directions).")
+class Impact:
+    result: strawberry.Private[a.ImpactResult]
+
+    @strawberry.field
+    async def root(self, info: CatalogInfo) -> CatalogNode:
+        return await _node(info, self.result.root)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def affected(self) -> list[ImpactedNode]:
+        return [ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected]
+
+    @strawberry.field(description="Capabilities that lose their last active provider.")
+    async def unprovided_capabilities(self, info: CatalogInfo) -> list[Capability]:
+        return await _nodes(info, self.result.unprovided_capabilities)
+
+    @strawberry.field(description="Entities that lose their last system of record.")
+    async def orphaned_entities(self, info: CatalogInfo) -> list[DataEntity]:
+        return await _nodes(info, self.result.orphaned_entities)
+
+
+@strawberry.type(description="Nodes and the relations between them.")
+class Subgraph:
+    result: strawberry.Private[a.SubgraphResult]
+
+    @strawberry.field
+    async def nodes(self, info: CatalogInfo) -> list[CatalogNode]:
+        return await _nodes(info, self.result.nodes)
+
+    @strawberry.field
+    def relations(self) -> list[Relation]:
+        return _relations(self.result.relations)
+
+
+@strawberry.type(description="A node missing something it should have.")
+class Gap:
+    node_id: strawberry.Private[str]
+    reason: str
+
+    @strawberry.field
+    async def node(self, info: CatalogInfo) -> CatalogNode:
+        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+
+
+def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
+    return [Gap(node_id=g.node, reason=g.reason) for g in gaps]
+
+
+@strawberry.type(description="A capability provided, or an entity mastered, more than once.")
+class Redundancy:
+    node_id: strawberry.Private[str]
+    reason: str
+    involved_ids: strawberry.Private[list[str]]
+
+    @strawberry.field
+    async def node(self, info: CatalogInfo) -> CatalogNode:
+        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="The systems involved.")
+    async def involved(self, info: CatalogInfo) -> list[CatalogNode]:
+        return await _nodes(info, self.involved_ids)
+
+
+@strawberry.type(description="A node central to the landscape (PageRank, directions ignored).")
+class Hotspot:
+    node_id: strawberry.Private[str]
+    score: float
+
+    @strawberry.field
+    async def node(self, info: CatalogInfo) -> CatalogNode:
+        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+
+
+@strawberry.type(description="One capability of the capability map, in pre-order.")
+class CapabilityMapNode:
+    entry: strawberry.Private[a.MapEntry]
+
+    @strawberry.field
+    async def capability(self, info: CatalogInfo) -> Capability:
+        return await _node(info, self.entry.capability)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="1 for the top of the map, 2 for its children...")
+    def level(self) -> int:
+        return self.entry.level
+
+    @strawberry.field(description="Id of the parent capability in the map (null at the top).")
+    def parent_id(self) -> strawberry.ID | None:
+        return strawberry.ID(self.entry.parent) if self.entry.parent else None
+
+    @strawberry.field(description="Active systems providing this capability directly.")
+    async def providers(self, info: CatalogInfo) -> list[System]:
+        return await _nodes(info, self.entry.providers)
+
+    @strawberry.field(description="Leaf capabilities below (or this leaf) with an active provider.")
+    def covered_leaves(self) -> int:
+        return self.entry.covered_leaves
+
+    @strawberry.field(description="Leaf capabilities below (or this leaf) without one.")
+    def uncovered_leaves(self) -> int:
+        return self.entry.uncovered_leaves
+
+
+@strawberry.type(description="What stands behind one journey step.")
+class StepCoverage:
+    cov: strawberry.Private[a.StepCoverage]
+
+    @strawberry.field
+    async def step(self, info: CatalogInfo) -> JourneyStep:
+        return await _node(info, self.cov.step)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
+        return await _nodes(info, self.cov.touchpoints)
+
+    @strawberry.field
+    async def capabilities(self, info: CatalogInfo) -> list[Capability]:
+        return await _nodes(info, self.cov.capabilities)
+
+    @strawberry.field(description="Systems providing the capabilities or serving the touchpoints.")
+    async def systems(self, info: CatalogInfo) -> list[System]:
+        return await _nodes(info, self.cov.systems)
+
+    @strawberry.field(description="Entities the capabilities read or write.")
+    async def entities(self, info: CatalogInfo) -> list[DataEntity]:
+        return await _nodes(info, self.cov.entities)
+
+    @strawberry.field
+    def gaps(self) -> list[Gap]:
+        return _gaps(self.cov.gaps)
+
+    @strawberry.field(description="True when the step has no gap.")
+    def covered(self) -> bool:
+        return not self.cov.gaps
+
+
+@strawberry.type(description="Coverage of a journey, step by step in order.")
+class JourneyCoverage:
+    result: strawberry.Private[a.CoverageResult]
+
+    @strawberry.field
+    async def journey(self, info: CatalogInfo) -> Journey:
+        return await _node(info, self.result.journey)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def steps(self) -> list[StepCoverage]:
+        return [StepCoverage(cov=s) for s in self.result.steps]
+
+    @strawberry.field(description="Every gap of every step.")
+    def gaps(self) -> list[Gap]:
+        return _gaps([g for s in self.result.steps for g in s.gaps])
+
+    @strawberry.field(description="Share of steps without gaps, 0..1.")
+    def coverage(self) -> float:
+        steps = self.result.steps
+        return sum(1 for s in steps if not s.gaps) / len(steps) if steps else 0.0
+
+
+def _direction(d: model.Direction | None) -> str:
+    return {model.Direction.OUT: "out", model.Direction.IN: "in"}.get(d or model.Direction.BOTH, "both")
+
+
+@strawberry.type
+class GraphQuery:
+    """Questions about the landscape as a graph."""
+
+    @strawberry.field(description="Everything that depends on a node, up to `depth` relations away.")
+    def impact(self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3) -> Impact:
+        result = info.context.services.analysis.impact(str(id), 3 if depth is None else depth)
+        return Impact(result=result)
+
+    @strawberry.field(description="A shortest connection between two nodes, or null when none.")
+    def path(
+        self,
+        info: CatalogInfo,
+        from_: Annotated[strawberry.ID, strawberry.argument(name="from")],
+        to: strawberry.ID,
+        max_length: int | None = 6,
+    ) -> list[Relation] | None:
+        steps = info.context.services.analysis.path(
+            str(from_), str(to), 6 if max_length is None else max_length
+        )
+        return None if steps is None else _relations(steps)
+
+    @strawberry.field(description="Nodes within `depth` relations of a node, in any direction.")
+    def neighborhood(
+        self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 1,
+        types: list[RelationType] | None = None,
+    ) -> Subgraph:
+        result = info.context.services.analysis.neighborhood(
+            str(id), 1 if depth is None else depth, types
+        )
+        return Subgraph(result=result)
+
+    @strawberry.field(description="What is missing in the landscape, with reasons.")
+    def gaps(self, info: CatalogInfo, kinds: list[Kind] | None = None) -> list[Gap]:
+        return _gaps(info.context.services.analysis.gaps(kinds))
+
+    @strawberry.field(description="Capabilities provided twice, entities mastered twice.")
+    def redundancies(self, info: CatalogInfo) -> list[Redundancy]:
+        return [
+            Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved)
+            for r in info.context.services.analysis.redundancies()
+        ]
+
+    @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
+    def lineage(
+        self, info: CatalogInfo, id: strawberry.ID,
+        direction: Direction | None = model.Direction.BOTH, depth: int | None = 5,
+    ) -> Subgraph:
+        result = info.context.services.analysis.lineage(
+            str(id), _direction(direction), 5 if depth is None else depth
+        )
+        return Subgraph(result=result)
+
+    @strawberry.field(description="The capability hierarchy with providers and leaf coverage.")
+    def capability_map(
+        self,
+        info: CatalogInfo,
+        # "root" is strawberry's name for the parent value, hence the rename.
+        root_: Annotated[strawberry.ID | None, strawberry.argument(name="root")] = None,
+        depth: int | None = 3,
+    ) -> list[CapabilityMapNode]:
+        entries = info.context.services.analysis.capability_map(
+            str(root_) if root_ else None, 3 if depth is None else depth
+        )
+        return [CapabilityMapNode(entry=e) for e in entries]
+
+    @strawberry.field(description="For each step of a journey: touchpoints, capabilities, systems, gaps.")
+    async def journey_coverage(self, info: CatalogInfo, id: strawberry.ID) -> JourneyCoverage:
+        services = info.context.services
+        graph = services.graph
+        # The projection answers; the step records give the order (properties.order).
+        steps = graph.into(str(id), model.RelationType.PART_OF) if graph.has(str(id)) else []
+        recs = await info.context.loaders.node.load_many(steps)
+        orders = {r.id: step_order(r) for r in recs if r is not None}
+        return JourneyCoverage(result=services.analysis.journey_coverage(str(id), orders))
+
+    @strawberry.field(description="The most central nodes (PageRank over relations, directions ignored).")
+    def hotspots(self, info: CatalogInfo, first: int | None = 10) -> list[Hotspot]:
+        ranked = info.context.services.analysis.hotspots(10 if first is None else first)
+        return [Hotspot(node_id=n, score=s) for n, s in ranked]
+
+
+__all__ = ["GraphQuery"]

@@ -1,0 +1,229 @@
+"""Graph questions on small hand-built graphs whose answers are known, and on the demo."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.demo import load_demo
+from catalog.services import Services
+from catalog.specs import RelationSpec, parse_document
+from metadata.errors import InvalidInputError, NotFoundError
+from metadata.graph import CatalogGraph
+from metadata.model import Kind, RelationType
+
+SMALL = """
+nodes:
+  - {id: team:t, name: T}
+  - {id: system:crm, name: CRM, owner: team:t}
+  - {id: system:erp, name: ERP, owner: team:t}
+  - {id: system:shop, name: Shop, owner: team:t}
+  - {id: system:bot, name: Bot}
+  - {id: capability:orders, name: Orders, owner: team:t}
+  - {id: capability:orders.create, name: Create order, owner: team:t}
+  - {id: capability:orders.change, name: Change order, owner: team:t}
+  - {id: capability:profile, name: Profile, owner: team:t}
+  - {id: entity:customer, name: Customer}
+  - {id: entity:order, name: Order}
+  - {id: entity:crm.contact, name: Contact}
+  - {id: entity:dwh.customer, name: DWH customer}
+  - {id: journey:buy, name: Buy}
+  - {id: step:buy.choose, name: Choose, properties: {order: 1}}
+  - {id: step:buy.pay, name: Pay, properties: {order: 2}}
+  - {id: touchpoint:web, name: Web}
+  - {id: touchpoint:reviews, name: Reviews}
+relations:
+  - {from: capability:orders.create, type: PART_OF, to: capability:orders}
+  - {from: capability:orders.change, type: PART_OF, to: capability:orders}
+  - {from: system:erp, type: PROVIDES, to: capability:orders.create}
+  - {from: system:crm, type: PROVIDES, to: capability:profile}
+  - {from: system:shop, type: PROVIDES, to: capability:profile}
+  - {from: system:shop, type: DEPENDS_ON, to: system:crm}
+  - {from: system:bot, type: DEPENDS_ON, to: system:shop}
+  - {from: system:crm, type: MASTERS, to: entity:customer}
+  - {from: system:erp, type: MASTERS, to: entity:order}
+  - {from: system:erp, type: MASTERS, to: entity:customer}
+  - {from: team:t, type: STEWARDS, to: entity:customer}
+  - {from: capability:profile, type: READS, to: entity:customer}
+  - {from: entity:order, type: REFERENCES, to: entity:customer}
+  - {from: entity:crm.contact, type: REPRESENTS, to: entity:customer}
+  - {from: system:crm, type: STORES, to: entity:crm.contact}
+  - {from: entity:crm.contact, type: FLOWS_TO, to: entity:dwh.customer}
+  - {from: step:buy.choose, type: PART_OF, to: journey:buy}
+  - {from: step:buy.pay, type: PART_OF, to: journey:buy}
+  - {from: step:buy.choose, type: USES, to: capability:profile}
+  - {from: step:buy.pay, type: USES, to: capability:orders.change}
+  - {from: step:buy.choose, type: OCCURS_AT, to: touchpoint:web}
+  - {from: step:buy.pay, type: OCCURS_AT, to: touchpoint:reviews}
+  - {from: touchpoint:web, type: SERVED_BY, to: system:shop}
+"""
+
+
+@pytest.fixture
+async def small(services: Services) -> Services:
+    await services.registry.apply_document(parse_document(SMALL))
+    return services
+
+
+async def test_impact_of_retiring_the_crm(small: Services) -> None:
+    result = small.analysis.impact("system:crm", 3)
+    got = {n: d for n, d, _ in result.affected}
+    assert got["capability:profile"] == 1
+    assert got["system:shop"] == 1
+    assert got["entity:customer"] == 1
+    assert got["system:bot"] == 2  # depends on the shop, which depends on the CRM
+    assert got["step:buy.choose"] == 2  # uses the profile capability
+    assert got["journey:buy"] == 3
+    assert got["entity:order"] == 2  # references the customer
+    # The shop provides profile too, but it is affected itself: profile loses every provider.
+    assert result.unprovided_capabilities == ["capability:profile"]
+    # The ERP also masters the customer: it is not orphaned.
+    assert result.orphaned_entities == []
+    via = dict((n, v) for n, _, v in result.affected)["system:bot"]
+    assert [(s.from_id, s.type, s.to_id) for s in via] == [
+        ("system:shop", RelationType.DEPENDS_ON, "system:crm"),
+        ("system:bot", RelationType.DEPENDS_ON, "system:shop"),
+    ]
+
+
+async def test_impact_depth_limits_and_skips_retired(small: Services) -> None:
+    assert {n for n, _, _ in small.analysis.impact("system:crm", 1).affected} == {
+        "capability:profile",
+        "system:shop",
+        "entity:customer",
+        "entity:crm.contact",
+    }
+    await small.registry.retire("system:shop")
+    affected = {n for n, _, _ in small.analysis.impact("system:crm", 3).affected}
+    assert "system:shop" not in affected and "system:bot" not in affected
+    assert small.analysis.impact("system:erp", 1).orphaned_entities == ["entity:order"]
+
+
+async def test_path_reports_relations_as_stored(small: Services) -> None:
+    steps = small.analysis.path("system:bot", "entity:customer", 6)
+    assert steps is not None
+    assert [(s.from_id, s.type.value, s.to_id) for s in steps] == [
+        ("system:bot", "DEPENDS_ON", "system:shop"),
+        ("system:shop", "DEPENDS_ON", "system:crm"),
+        ("system:crm", "MASTERS", "entity:customer"),
+    ]
+    assert small.analysis.path("system:bot", "entity:customer", 2) is None
+    assert small.analysis.path("system:crm", "system:crm", 6) == []
+    assert small.analysis.path("team:t", "journey:buy", 6) is not None
+
+
+async def test_neighborhood_and_lineage(small: Services) -> None:
+    hood = small.analysis.neighborhood("system:shop", 1, None)
+    assert set(hood.nodes) == {"system:shop", "system:crm", "system:bot", "capability:profile", "touchpoint:web"}
+    only_deps = small.analysis.neighborhood("system:shop", 2, [RelationType.DEPENDS_ON])
+    assert set(only_deps.nodes) == {"system:shop", "system:crm", "system:bot"}
+    assert {(r.from_id, r.to_id) for r in only_deps.relations} == {
+        ("system:shop", "system:crm"),
+        ("system:bot", "system:shop"),
+    }
+    down = small.analysis.lineage("entity:crm.contact", "out", 5)
+    assert set(down.nodes) == {"entity:crm.contact", "entity:customer", "entity:dwh.customer"}
+    up = small.analysis.lineage("entity:dwh.customer", "in", 5)
+    assert set(up.nodes) == {"entity:dwh.customer", "entity:crm.contact"}
+
+
+async def test_gaps_name_what_is_missing(small: Services) -> None:
+    gaps = {(g.node, g.reason) for g in small.analysis.gaps(None)}
+    nodes = {g for g, _ in gaps}
+    assert "capability:orders.change" in nodes  # nobody provides it
+    assert "capability:orders" not in nodes  # covered through orders.create
+    assert ("system:bot", "this system has no owner (no team owns it)") in gaps
+    assert any(n == "step:buy.pay" and "capability:orders.change" in r for n, r in gaps)
+    assert ("touchpoint:reviews", "no active system serves this touchpoint") in gaps
+    assert ("entity:order", "no team stewards this entity") in gaps
+    assert not any(n == "entity:crm.contact" for n in nodes)  # a physical copy
+    only = small.analysis.gaps([Kind.TOUCHPOINT])
+    assert [g.node for g in only] == ["touchpoint:reviews"]
+
+
+async def test_redundancies_find_double_providers_and_masters(small: Services) -> None:
+    found = {r.node: r.involved for r in small.analysis.redundancies()}
+    assert found == {
+        "capability:profile": ["system:crm", "system:shop"],
+        "entity:customer": ["system:crm", "system:erp"],
+    }
+
+
+async def test_capability_map_counts_leaves(small: Services) -> None:
+    entries = small.analysis.capability_map(None, 3)
+    by_id = {e.capability: e for e in entries}
+    assert [e.capability for e in entries] == [
+        "capability:orders",
+        "capability:orders.change",
+        "capability:orders.create",
+        "capability:profile",
+    ]
+    assert (by_id["capability:orders"].covered_leaves, by_id["capability:orders"].uncovered_leaves) == (1, 1)
+    assert by_id["capability:orders.create"].providers == ["system:erp"]
+    assert by_id["capability:orders.create"].parent == "capability:orders"
+    assert [e.capability for e in small.analysis.capability_map(None, 1)] == [
+        "capability:orders",
+        "capability:profile",
+    ]
+
+
+async def test_journey_coverage_in_step_order(small: Services) -> None:
+    cov = small.analysis.journey_coverage("journey:buy", {"step:buy.choose": 1, "step:buy.pay": 2})
+    assert [s.step for s in cov.steps] == ["step:buy.choose", "step:buy.pay"]
+    choose, pay = cov.steps
+    assert choose.systems == ["system:crm", "system:shop"]
+    assert choose.entities == ["entity:customer"] and choose.gaps == []
+    assert {g.node for g in pay.gaps} == {"capability:orders.change", "touchpoint:reviews"}
+
+
+async def test_hotspots_rank_the_most_connected(small: Services) -> None:
+    top = small.analysis.hotspots(3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    assert "entity:customer" in [n for n, _ in top]
+
+
+async def test_bad_arguments_are_refused(small: Services) -> None:
+    with pytest.raises(NotFoundError):
+        small.analysis.impact("system:ghost", 3)
+    with pytest.raises(InvalidInputError, match="depth: must be between 0 and 10"):
+        small.analysis.impact("system:crm", 11)
+    with pytest.raises(InvalidInputError, match="maxLength"):
+        small.analysis.path("system:crm", "system:erp", -1)
+    with pytest.raises(InvalidInputError, match="not a journey"):
+        small.analysis.journey_coverage("system:crm", {})
+
+
+async def test_projection_follows_commits_and_ignores_rollbacks(small: Services) -> None:
+    spec = RelationSpec.model_validate({"from": "system:bot", "type": "DEPENDS_ON", "to": "system:erp"})
+    await small.registry.relate(spec)
+    assert small.graph.out("system:bot", RelationType.DEPENDS_ON) == ["system:shop", "system:erp"]
+    with pytest.raises(NotFoundError):
+        await small.registry.apply_document(
+            parse_document("nodes: [{id: system:x, name: X}]\nrelations: [{from: system:x, type: DEPENDS_ON, to: system:ghost}]")
+        )
+    assert not small.graph.has("system:x")
+    await small.registry.unrelate(spec)
+    assert small.graph.out("system:bot", RelationType.DEPENDS_ON) == ["system:shop"]
+
+
+async def test_a_fresh_projection_equals_the_incremental_one(small: Services) -> None:
+    await small.registry.retire("system:bot")
+    fresh = CatalogGraph()
+    await fresh.load(small.store)
+    assert sorted(fresh.g.edges(data=True)) == sorted(small.graph.g.edges(data=True))
+    assert dict(fresh.g.nodes(data=True)) == dict(small.graph.g.nodes(data=True))
+    # Replaying the change log over a fresh projection changes nothing (idempotent sync).
+    fresh.last_change = 0
+    await fresh.sync(small.store)
+    assert dict(fresh.g.nodes(data=True)) == dict(small.graph.g.nodes(data=True))
+
+
+async def test_demo_landscape_has_real_answers(services: Services) -> None:
+    await load_demo(services.registry)
+    gaps = services.analysis.gaps(None)
+    assert any(g.node == "step:sneakers.advocate" for g in gaps)
+    assert any(g.node == "touchpoint:review-site" for g in gaps)
+    red = {r.node for r in services.analysis.redundancies()}
+    assert {"entity:customer", "capability:customer-profile-management.profile-maintenance"} <= red
+    impact = services.analysis.impact("system:crm", 3)
+    assert len(impact.affected) > 10
+    assert services.analysis.path("system:chatbot", "entity:order", 6) is not None
