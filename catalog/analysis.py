@@ -4,12 +4,12 @@
 affected too. A relation u -[T]-> v is followed forward (OUT: v depends on u) or backward
 (IN: u depends on v):
 
-    PROVIDES, MASTERS, STORES, FLOWS_TO, REPRESENTS        OUT  (the capability/data needs the system)
-    DEPENDS_ON, USES, SERVED_BY, OCCURS_AT, READS, WRITES,
-    REFERENCES                                             IN   (the dependent points at what it needs)
-    PART_OF                                                IN   (parts of an affected whole), and OUT
-                                                                 from a journey step to its journey
-    OWNS, STEWARDS, HARVESTED_FROM                         not followed (accountability, provenance)
+    PROVIDES, MASTERS, STORES, FLOWS_TO, REPRESENTS   OUT (the capability/data needs the system)
+    DEPENDS_ON, USES, SERVED_BY, OCCURS_AT, READS,
+    WRITES, REFERENCES                                IN  (the dependent points at what it needs)
+    PART_OF                                           IN  (parts of an affected whole), and OUT
+                                                          from a journey step to its journey
+    OWNS, STEWARDS, HARVESTED_FROM                    not followed (accountability, provenance)
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ from metadata.model import Kind, Lifecycle, RelationType, parse_id
 
 R = RelationType
 FORWARD = (R.PROVIDES, R.MASTERS, R.STORES, R.FLOWS_TO, R.REPRESENTS)
-BACKWARD = (R.DEPENDS_ON, R.USES, R.SERVED_BY, R.OCCURS_AT, R.READS, R.WRITES, R.REFERENCES, R.PART_OF)
+BACKWARD = (
+    R.DEPENDS_ON,
+    R.USES,
+    R.SERVED_BY,
+    R.OCCURS_AT,
+    R.READS,
+    R.WRITES,
+    R.REFERENCES,
+    R.PART_OF,
+)
 LINEAGE = (R.FLOWS_TO, R.REPRESENTS)
 
 MAX_DEPTH = 10
@@ -117,7 +126,9 @@ class GraphAnalysis:
     def _node(self, node_id: str, field_name: str = "id", kind: Kind | None = None) -> str:
         parse_id(node_id, field=field_name)
         if not self.graph.has(node_id):
-            raise NotFoundError(f"{field_name}: no node {node_id!r} in the catalog", field=field_name)
+            raise NotFoundError(
+                f"{field_name}: no node {node_id!r} in the catalog", field=field_name
+            )
         if kind is not None and self.graph.kind(node_id) is not kind:
             raise InvalidInputError(
                 f"{field_name}: {node_id} is a {self.graph.kind(node_id).prefix}, "
@@ -143,7 +154,9 @@ class GraphAnalysis:
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
         found = g.bfs(node_id, self.dependents, depth, self._deadline("impact"))
-        affected = sorted(((n, d, via) for n, (d, via) in found.items()), key=lambda x: (x[1], x[0]))
+        affected = sorted(
+            ((n, d, via) for n, (d, via) in found.items()), key=lambda x: (x[1], x[0])
+        )
         lost = {node_id, *found}
         unprovided = sorted(
             c
@@ -171,13 +184,18 @@ class GraphAnalysis:
             return None
         return [self.graph.relation_between(a, b) for a, b in zip(ids, ids[1:], strict=False)]
 
-    def neighborhood(self, node_id: str, depth: int, types: Sequence[RelationType] | None) -> SubgraphResult:
+    def neighborhood(
+        self, node_id: str, depth: int, types: Sequence[RelationType] | None
+    ) -> SubgraphResult:
         """Nodes within ``depth`` relations (any direction, optionally only some types)."""
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
         found = g.bfs(
-            node_id, lambda n: g.steps(n, types, "both"), depth, self._deadline("neighborhood"),
+            node_id,
+            lambda n: g.steps(n, types, "both"),
+            depth,
+            self._deadline("neighborhood"),
             skip_retired=False,
         )
         return self._subgraph(node_id, found, types)
@@ -188,13 +206,19 @@ class GraphAnalysis:
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
         found = g.bfs(
-            node_id, lambda n: g.steps(n, LINEAGE, direction), depth, self._deadline("lineage"),
+            node_id,
+            lambda n: g.steps(n, LINEAGE, direction),
+            depth,
+            self._deadline("lineage"),
             skip_retired=False,
         )
         return self._subgraph(node_id, found, LINEAGE)
 
     def _subgraph(
-        self, root: str, found: dict[str, tuple[int, list[Step]]], types: Sequence[RelationType] | None
+        self,
+        root: str,
+        found: dict[str, tuple[int, list[Step]]],
+        types: Sequence[RelationType] | None,
     ) -> SubgraphResult:
         members = {root, *found}
         wanted = set(types) if types else None
@@ -235,20 +259,31 @@ class GraphAnalysis:
             for c in sorted(g.nodes_of(Kind.CAPABILITY)):
                 deadline.check()
                 if c not in covered:
-                    out.append(GapResult(c, "no active system provides this capability or any of its sub-capabilities"))
+                    out.append(
+                        GapResult(
+                            c,
+                            "no active system provides this capability or any sub-capability",
+                        )
+                    )
         for kind in (Kind.SYSTEM, Kind.CAPABILITY):
             if kind in want:
                 for n in sorted(g.nodes_of(kind)):
                     deadline.check()
                     if g.owner(n) is None and not g.into(n, R.OWNS):
-                        out.append(GapResult(n, f"this {kind.prefix} has no owner (no team owns it)"))
+                        out.append(
+                            GapResult(n, f"this {kind.prefix} has no owner (no team owns it)")
+                        )
         if Kind.DATA_ENTITY in want:
             for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
                 deadline.check()
                 if g.out(e, R.REPRESENTS) or g.into(e, R.STORES):
                     continue  # a physical copy in a system: its canonical entity carries these
                 if not any(g.active(s) for s in g.into(e, R.MASTERS)):
-                    out.append(GapResult(e, "no active system is the system of record (MASTERS) for this entity"))
+                    out.append(
+                        GapResult(
+                            e, "no active system is the system of record (MASTERS) for this entity"
+                        )
+                    )
                 if not g.into(e, R.STEWARDS):
                     out.append(GapResult(e, "no team stewards this entity"))
         if Kind.JOURNEY_STEP in want:
@@ -271,13 +306,19 @@ class GraphAnalysis:
             deadline.check()
             providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
             if len(providers) > 1:
-                out.append(RedundancyResult(c, f"provided by {len(providers)} active systems", providers))
+                out.append(
+                    RedundancyResult(c, f"provided by {len(providers)} active systems", providers)
+                )
         for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
             deadline.check()
             masters = sorted(s for s in g.into(e, R.MASTERS) if g.active(s))
             if len(masters) > 1:
                 out.append(
-                    RedundancyResult(e, f"mastered by {len(masters)} systems: competing systems of record", masters)
+                    RedundancyResult(
+                        e,
+                        f"mastered by {len(masters)} systems: competing systems of record",
+                        masters,
+                    )
                 )
         return out
 
@@ -287,13 +328,18 @@ class GraphAnalysis:
         g = self.graph
         if root is None:
             tops = [
-                c for c in g.nodes_of(Kind.CAPABILITY)
+                c
+                for c in g.nodes_of(Kind.CAPABILITY)
                 if not any(g.kind(p) is Kind.CAPABILITY for p in g.out(c, R.PART_OF))
             ]
         else:
             self._node(root, "root")
             if g.kind(root) is Kind.DOMAIN:
-                tops = [c for c in g.into(root, R.PART_OF) if g.kind(c) is Kind.CAPABILITY and g.active(c)]
+                tops = [
+                    c
+                    for c in g.into(root, R.PART_OF)
+                    if g.kind(c) is Kind.CAPABILITY and g.active(c)
+                ]
             elif g.kind(root) is Kind.CAPABILITY:
                 tops = [root]
             else:
@@ -301,7 +347,9 @@ class GraphAnalysis:
         deadline = self._deadline("capabilityMap")
 
         def children(c: str) -> list[str]:
-            return sorted(k for k in g.into(c, R.PART_OF) if g.kind(k) is Kind.CAPABILITY and g.active(k))
+            return sorted(
+                k for k in g.into(c, R.PART_OF) if g.kind(k) is Kind.CAPABILITY and g.active(k)
+            )
 
         leaves_memo: dict[str, tuple[int, int]] = {}
 
@@ -334,11 +382,13 @@ class GraphAnalysis:
         return out
 
     def journey_coverage(self, journey: str, orders: dict[str, int]) -> CoverageResult:
-        """For each step of a journey in order: touchpoints, capabilities, systems, entities, gaps."""
+        """Each step of a journey in order: touchpoints, capabilities, systems, entities, gaps."""
         self._node(journey, kind=Kind.JOURNEY)
         g = self.graph
         covered = self._covered()
-        steps = [s for s in g.into(journey, R.PART_OF) if g.kind(s) is Kind.JOURNEY_STEP and g.active(s)]
+        steps = [
+            s for s in g.into(journey, R.PART_OF) if g.kind(s) is Kind.JOURNEY_STEP and g.active(s)
+        ]
         steps.sort(key=lambda s: (orders.get(s, 0), s))
         result = CoverageResult(journey)
         for s in steps:

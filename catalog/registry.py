@@ -73,7 +73,9 @@ class Registry:
         rels: list[RelationSpec] = []
 
         def rel(src: str, rtype: RelationType, dst: str, loc: str) -> None:
-            rels.append(RelationSpec.model_validate({"from": src, "type": rtype, "to": dst}).at(loc))
+            rels.append(
+                RelationSpec.model_validate({"from": src, "type": rtype, "to": dst}).at(loc)
+            )
 
         if spec.parent:
             rel(cap_id, RelationType.PART_OF, spec.parent, "input.parent")
@@ -359,7 +361,9 @@ async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> N
     for _ in range(MAX_HIERARCHY_DEPTH):
         if not frontier:
             break
-        stored = [r for r in await tx.relations_from(sorted(frontier)) if r.type is RelationType.PART_OF]
+        stored = [
+            r for r in await tx.relations_from(sorted(frontier)) if r.type is RelationType.PART_OF
+        ]
         graph.add_edges_from((r.from_id, r.to_id) for r in stored)
         frontier = {r.to_id for r in stored} - seen
         seen |= frontier

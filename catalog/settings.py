@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
     graph_time_budget: float = Field(
         default=5.0,
-        description="Seconds a graph question (impact, path, gaps...) may run before it is refused.",
+        description="Seconds a graph question (impact, path, gaps...) may run before refusal.",
     )
     graphql_ide: bool = Field(
         default=True, description="Serve the GraphiQL playground on a browser GET of /graphql."

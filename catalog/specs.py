@@ -1,4 +1,4 @@
-"""Registration input crossing into the catalog: nodes, relations and catalog documents (pydantic)."""
+"""Registration input crossing into the catalog: nodes, relations, catalog documents."""
 
 from __future__ import annotations
 
@@ -202,7 +202,8 @@ def parse_document(text: str) -> CatalogDocument:
     """Parse a catalog document (JSON, or YAML with one or several documents) and merge them."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(
-            f"document: larger than {MAX_DOCUMENT_BYTES // 1_000_000} MB; split it", field="document"
+            f"document: larger than {MAX_DOCUMENT_BYTES // 1_000_000} MB; split it",
+            field="document",
         )
     stripped = text.lstrip()
     raw_docs: list[Any]

@@ -89,7 +89,9 @@ class CatalogGraph:
                     for i, k, lc, o in part
                 )
             result = await r.conn.stream(
-                select(relations.c.from_id, relations.c.type, relations.c.to_id, relations.c.properties)
+                select(
+                    relations.c.from_id, relations.c.type, relations.c.to_id, relations.c.properties
+                )
             )
             async for part in result.partitions(5000):
                 for f, t, to, props in part:
@@ -116,7 +118,11 @@ class CatalogGraph:
             else:
                 after = c.after or {}
                 _add_edge(
-                    g, after["from"], RelationType(after["type"]), after["to"], after.get("properties")
+                    g,
+                    after["from"],
+                    RelationType(after["type"]),
+                    after["to"],
+                    after.get("properties"),
                 )
         if changes:
             self.version += 1
@@ -171,8 +177,10 @@ class CatalogGraph:
         """Sources of the ``rtype`` relations pointing at this node."""
         return [u for u, d in self.g.pred[node_id].items() if rtype in d["rels"]]
 
-    def steps(self, node_id: str, types: Iterable[RelationType] | None, direction: str) -> Iterator[tuple[str, Step]]:
-        """(neighbour, relation) pairs around a node, by type and direction ("out", "in", "both")."""
+    def steps(
+        self, node_id: str, types: Iterable[RelationType] | None, direction: str
+    ) -> Iterator[tuple[str, Step]]:
+        """(neighbour, relation) pairs around a node by type and direction: out, in or both."""
         wanted = set(types) if types else None
         if direction in ("out", "both"):
             for v, d in self.g.succ[node_id].items():
@@ -195,7 +203,9 @@ class CatalogGraph:
 
     # -- traversals ---------------------------------------------------------------------------
 
-    def shortest_path(self, src: str, dst: str, max_length: int, deadline: Deadline) -> list[str] | None:
+    def shortest_path(
+        self, src: str, dst: str, max_length: int, deadline: Deadline
+    ) -> list[str] | None:
         """Node ids of a shortest path ignoring direction and retired nodes, or None."""
         if src == dst:
             return [src]
@@ -207,7 +217,9 @@ class CatalogGraph:
         while front and back and length < max_length:
             # Expand the smaller frontier: bidirectional BFS.
             forward = len(front) <= len(back)
-            frontier, seen, other = (front, parents, children) if forward else (back, children, parents)
+            frontier, seen, other = (
+                (front, parents, children) if forward else (back, children, parents)
+            )
             nxt: list[str] = []
             for n in frontier:
                 for m in _undirected(g, n):

@@ -280,11 +280,13 @@ class Writer(Reader):
             return
         await self.conn.execute(insert(nodes), [_node_values(r) for r in recs])
         await self._insert_tags(recs)
-        self.pending.extend(PendingChange("node", r.id, "create", None, node_snapshot(r)) for r in recs)
+        self.pending.extend(
+            PendingChange("node", r.id, "create", None, node_snapshot(r)) for r in recs
+        )
 
     async def update_nodes(self, pairs: Sequence[tuple[NodeRecord, NodeRecord]]) -> None:
         """Replace nodes (before, after), recording each change."""
-        for before, after in pairs:
+        for _, after in pairs:
             values = _node_values(after)
             del values["id"], values["created_at"]
             await self.conn.execute(update(nodes).where(nodes.c.id == after.id).values(**values))
@@ -293,7 +295,8 @@ class Writer(Reader):
             await self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(part)))
         await self._insert_tags(changed_tags)
         self.pending.extend(
-            PendingChange("node", a.id, "update", node_snapshot(b), node_snapshot(a)) for b, a in pairs
+            PendingChange("node", a.id, "update", node_snapshot(b), node_snapshot(a))
+            for b, a in pairs
         )
 
     async def _insert_tags(self, recs: Sequence[NodeRecord]) -> None:
@@ -306,7 +309,12 @@ class Writer(Reader):
         if not rels:
             return
         rows = [
-            {"from_id": r.from_id, "type": r.type.value, "to_id": r.to_id, "properties": r.properties}
+            {
+                "from_id": r.from_id,
+                "type": r.type.value,
+                "to_id": r.to_id,
+                "properties": r.properties,
+            }
             for r in rels
         ]
         await self.conn.execute(insert(relations), rows)
@@ -314,23 +322,27 @@ class Writer(Reader):
             PendingChange("relation", _rel_id(r), "create", None, r.content()) for r in rels
         )
 
-    async def update_relations(self, pairs: Sequence[tuple[RelationRecord, RelationRecord]]) -> None:
+    async def update_relations(
+        self, pairs: Sequence[tuple[RelationRecord, RelationRecord]]
+    ) -> None:
         """Replace the properties of relations (before, after), recording each."""
         for before, after in pairs:
             await self.conn.execute(
-                update(relations)
-                .where(_rel_match(after))
-                .values(properties=after.properties)
+                update(relations).where(_rel_match(after)).values(properties=after.properties)
             )
             self.pending.append(
-                PendingChange("relation", _rel_id(after), "update", before.content(), after.content())
+                PendingChange(
+                    "relation", _rel_id(after), "update", before.content(), after.content()
+                )
             )
 
     async def delete_relations(self, rels: Sequence[RelationRecord]) -> None:
         """Delete relations, recording each (the history row keeps what was removed)."""
         for rel in rels:
             await self.conn.execute(delete(relations).where(_rel_match(rel)))
-            self.pending.append(PendingChange("relation", _rel_id(rel), "delete", rel.content(), None))
+            self.pending.append(
+                PendingChange("relation", _rel_id(rel), "delete", rel.content(), None)
+            )
 
 
 def _rel_id(rel: RelationRecord) -> str:
@@ -440,9 +452,7 @@ class Store:
             }
             for p in writer.pending
         ]
-        result = await writer.conn.execute(
-            insert(history).returning(history.c.id), rows
-        )
+        result = await writer.conn.execute(insert(history).returning(history.c.id), rows)
         ids = [row[0] for row in result]
         return [
             Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)

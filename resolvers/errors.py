@@ -1,4 +1,4 @@
-"""Turn every GraphQL error into a coded one: ``extensions.code`` plus a message users can act on."""
+"""Turn every GraphQL error into a coded one: ``extensions.code`` and an actionable message."""
 
 from __future__ import annotations
 

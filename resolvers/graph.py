@@ -67,7 +67,9 @@ class Impact:
 
     @strawberry.field
     def affected(self) -> list[ImpactedNode]:
-        return [ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected]
+        return [
+            ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected
+        ]
 
     @strawberry.field(description="Capabilities that lose their last active provider.")
     async def unprovided_capabilities(self, info: CatalogInfo) -> list[Capability]:
@@ -215,14 +217,18 @@ class JourneyCoverage:
 
 
 def _direction(d: model.Direction | None) -> str:
-    return {model.Direction.OUT: "out", model.Direction.IN: "in"}.get(d or model.Direction.BOTH, "both")
+    return {model.Direction.OUT: "out", model.Direction.IN: "in"}.get(
+        d or model.Direction.BOTH, "both"
+    )
 
 
 @strawberry.type
 class GraphQuery:
     """Questions about the landscape as a graph."""
 
-    @strawberry.field(description="Everything that depends on a node, up to `depth` relations away.")
+    @strawberry.field(
+        description="Everything that depends on a node, up to `depth` relations away."
+    )
     def impact(self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3) -> Impact:
         result = info.context.services.analysis.impact(str(id), 3 if depth is None else depth)
         return Impact(result=result)
@@ -242,7 +248,10 @@ class GraphQuery:
 
     @strawberry.field(description="Nodes within `depth` relations of a node, in any direction.")
     def neighborhood(
-        self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 1,
+        self,
+        info: CatalogInfo,
+        id: strawberry.ID,
+        depth: int | None = 1,
         types: list[RelationType] | None = None,
     ) -> Subgraph:
         result = info.context.services.analysis.neighborhood(
@@ -263,8 +272,11 @@ class GraphQuery:
 
     @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
     def lineage(
-        self, info: CatalogInfo, id: strawberry.ID,
-        direction: Direction | None = model.Direction.BOTH, depth: int | None = 5,
+        self,
+        info: CatalogInfo,
+        id: strawberry.ID,
+        direction: Direction | None = model.Direction.BOTH,
+        depth: int | None = 5,
     ) -> Subgraph:
         result = info.context.services.analysis.lineage(
             str(id), _direction(direction), 5 if depth is None else depth
@@ -284,7 +296,9 @@ class GraphQuery:
         )
         return [CapabilityMapNode(entry=e) for e in entries]
 
-    @strawberry.field(description="For each step of a journey: touchpoints, capabilities, systems, gaps.")
+    @strawberry.field(
+        description="For each step of a journey: touchpoints, capabilities, systems, gaps."
+    )
     async def journey_coverage(self, info: CatalogInfo, id: strawberry.ID) -> JourneyCoverage:
         services = info.context.services
         graph = services.graph
@@ -294,7 +308,9 @@ class GraphQuery:
         orders = {r.id: step_order(r) for r in recs if r is not None}
         return JourneyCoverage(result=services.analysis.journey_coverage(str(id), orders))
 
-    @strawberry.field(description="The most central nodes (PageRank over relations, directions ignored).")
+    @strawberry.field(
+        description="The most central nodes (PageRank over relations, directions ignored)."
+    )
     def hotspots(self, info: CatalogInfo, first: int | None = 10) -> list[Hotspot]:
         ranked = info.context.services.analysis.hotspots(10 if first is None else first)
         return [Hotspot(node_id=n, score=s) for n, s in ranked]

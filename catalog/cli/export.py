@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +12,7 @@ from catalog.export import dump_document, export_document
 from catalog.services import Services
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     """Output formats of the export."""
 
     yaml = "yaml"

@@ -113,7 +113,13 @@ async def test_path_reports_relations_as_stored(small: Services) -> None:
 
 async def test_neighborhood_and_lineage(small: Services) -> None:
     hood = small.analysis.neighborhood("system:shop", 1, None)
-    assert set(hood.nodes) == {"system:shop", "system:crm", "system:bot", "capability:profile", "touchpoint:web"}
+    assert set(hood.nodes) == {
+        "system:shop",
+        "system:crm",
+        "system:bot",
+        "capability:profile",
+        "touchpoint:web",
+    }
     only_deps = small.analysis.neighborhood("system:shop", 2, [RelationType.DEPENDS_ON])
     assert set(only_deps.nodes) == {"system:shop", "system:crm", "system:bot"}
     assert {(r.from_id, r.to_id) for r in only_deps.relations} == {
@@ -157,7 +163,10 @@ async def test_capability_map_counts_leaves(small: Services) -> None:
         "capability:orders.create",
         "capability:profile",
     ]
-    assert (by_id["capability:orders"].covered_leaves, by_id["capability:orders"].uncovered_leaves) == (1, 1)
+    assert (
+        by_id["capability:orders"].covered_leaves,
+        by_id["capability:orders"].uncovered_leaves,
+    ) == (1, 1)
     assert by_id["capability:orders.create"].providers == ["system:erp"]
     assert by_id["capability:orders.create"].parent == "capability:orders"
     assert [e.capability for e in small.analysis.capability_map(None, 1)] == [
@@ -193,12 +202,16 @@ async def test_bad_arguments_are_refused(small: Services) -> None:
 
 
 async def test_projection_follows_commits_and_ignores_rollbacks(small: Services) -> None:
-    spec = RelationSpec.model_validate({"from": "system:bot", "type": "DEPENDS_ON", "to": "system:erp"})
+    spec = RelationSpec.model_validate(
+        {"from": "system:bot", "type": "DEPENDS_ON", "to": "system:erp"}
+    )
     await small.registry.relate(spec)
     assert small.graph.out("system:bot", RelationType.DEPENDS_ON) == ["system:shop", "system:erp"]
     with pytest.raises(NotFoundError):
         await small.registry.apply_document(
-            parse_document("nodes: [{id: system:x, name: X}]\nrelations: [{from: system:x, type: DEPENDS_ON, to: system:ghost}]")
+            parse_document(
+                "nodes: [{id: system:x, name: X}]\nrelations: [{from: system:x, type: DEPENDS_ON, to: system:ghost}]"
+            )
         )
     assert not small.graph.has("system:x")
     await small.registry.unrelate(spec)

@@ -40,28 +40,48 @@ def test_apply_then_export_round_trips(tmp_path: Path) -> None:
     doc = yaml.safe_load(exported.stdout)
     assert len(doc["nodes"]) > 100
     # Re-applying the export to the same catalog changes nothing ...
-    again = runner.invoke(app, ["apply", str(_write(tmp_path, "x.yaml", exported.stdout)), "--database", db])
+    again = runner.invoke(
+        app, ["apply", str(_write(tmp_path, "x.yaml", exported.stdout)), "--database", db]
+    )
     assert again.exit_code == 0
     # ... and applying it to an empty catalog reproduces it exactly.
     db2 = f"sqlite:///{tmp_path / 'b.db'}"
     as_json = runner.invoke(app, ["export", "--database", db, "--format", "json"]).stdout
-    assert runner.invoke(app, ["apply", str(_write(tmp_path, "x.json", as_json)), "--database", db2]).exit_code == 0
-    assert json.loads(runner.invoke(app, ["export", "--database", db2, "--format", "json"]).stdout) == json.loads(as_json)
+    assert (
+        runner.invoke(
+            app, ["apply", str(_write(tmp_path, "x.json", as_json)), "--database", db2]
+        ).exit_code
+        == 0
+    )
+    assert json.loads(
+        runner.invoke(app, ["export", "--database", db2, "--format", "json"]).stdout
+    ) == json.loads(as_json)
 
 
 def test_apply_dry_run_writes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'a.db'}"
-    result = runner.invoke(app, ["apply", str(_write(tmp_path, "d.yaml", DOC)), "--dry-run", "--database", db])
+    result = runner.invoke(
+        app, ["apply", str(_write(tmp_path, "d.yaml", DOC)), "--dry-run", "--database", db]
+    )
     assert result.exit_code == 0 and "dry run" in result.output
-    assert yaml.safe_load(runner.invoke(app, ["export", "--database", db]).stdout) == {"nodes": [], "relations": []}
+    assert yaml.safe_load(runner.invoke(app, ["export", "--database", db]).stdout) == {
+        "nodes": [],
+        "relations": [],
+    }
 
 
 def test_apply_refuses_bad_file_with_one_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'a.db'}"
-    bad = _write(tmp_path, "bad.yaml", "nodes: [{id: system:a, name: A}]\nrelations: [{from: system:a, type: MASTERS, to: system:a}]\n")
+    bad = _write(
+        tmp_path,
+        "bad.yaml",
+        "nodes: [{id: system:a, name: A}]\nrelations: [{from: system:a, type: MASTERS, to: system:a}]\n",
+    )
     result = runner.invoke(app, ["apply", str(bad), "--database", db])
     assert result.exit_code != 0
-    assert "bad.yaml:relations[0].type: MASTERS cannot go from a system to a system" in result.output
+    assert (
+        "bad.yaml:relations[0].type: MASTERS cannot go from a system to a system" in result.output
+    )
     missing = runner.invoke(app, ["apply", str(tmp_path / "nope.yaml"), "--database", db])
     assert missing.exit_code != 0 and "cannot read" in missing.output
 
@@ -86,7 +106,17 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     port = _free_port()
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "catalog.cli", "serve", "--demo", "--port", str(port), "--database", db],
+        [
+            sys.executable,
+            "-m",
+            "catalog.cli",
+            "serve",
+            "--demo",
+            "--port",
+            str(port),
+            "--database",
+            db,
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "CAPAHUB_LOG_LEVEL": "warning"},
@@ -116,10 +146,16 @@ def test_running_server_sees_what_apply_wrote_from_another_process(
     base, db = server
     q = {"query": '{ node(id: "system:new-pos") { id name ... on System { dependsOn { id } } } }'}
     assert httpx.post(f"{base}/graphql", json=q).json()["data"]["node"] is None
-    doc = _write(tmp_path, "pos.yaml", "nodes: [{id: system:new-pos, name: New POS}]\nrelations: [{from: system:new-pos, type: DEPENDS_ON, to: system:erp}]\n")
+    doc = _write(
+        tmp_path,
+        "pos.yaml",
+        "nodes: [{id: system:new-pos, name: New POS}]\nrelations: [{from: system:new-pos, type: DEPENDS_ON, to: system:erp}]\n",
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "catalog.cli", "apply", str(doc), "--database", db],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + 5

@@ -14,16 +14,46 @@ from starlette.testclient import TestClient
 from catalog.app import create_app
 from catalog.settings import Settings
 
-PREFIXES = ["domain", "team", "system", "capability", "entity", "journey", "step", "touchpoint",
-            "source", "foo", "", "System"]
-RELATION_TYPES = ["PART_OF", "PROVIDES", "DEPENDS_ON", "READS", "WRITES", "MASTERS", "STORES",
-                  "OWNS", "STEWARDS", "REFERENCES", "FLOWS_TO", "REPRESENTS", "USES", "OCCURS_AT",
-                  "SERVED_BY", "HARVESTED_FROM", "LIKES"]
+PREFIXES = [
+    "domain",
+    "team",
+    "system",
+    "capability",
+    "entity",
+    "journey",
+    "step",
+    "touchpoint",
+    "source",
+    "foo",
+    "",
+    "System",
+]
+RELATION_TYPES = [
+    "PART_OF",
+    "PROVIDES",
+    "DEPENDS_ON",
+    "READS",
+    "WRITES",
+    "MASTERS",
+    "STORES",
+    "OWNS",
+    "STEWARDS",
+    "REFERENCES",
+    "FLOWS_TO",
+    "REPRESENTS",
+    "USES",
+    "OCCURS_AT",
+    "SERVED_BY",
+    "HARVESTED_FROM",
+    "LIKES",
+]
 KEYS = st.one_of(st.sampled_from(["crm", "erp", "a.b", "x-1", "order_2"]), st.text(max_size=12))
 IDS = st.builds(lambda p, k: f"{p}:{k}", st.sampled_from(PREFIXES), KEYS) | st.text(max_size=20)
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 NODE = st.fixed_dictionaries(
@@ -36,7 +66,9 @@ NODE = st.fixed_dictionaries(
         "owner": IDS,
         "properties": JSONISH,
         "attributes": st.lists(
-            st.fixed_dictionaries({"name": st.text(max_size=8)}, optional={"classification": st.text(max_size=4)}),
+            st.fixed_dictionaries(
+                {"name": st.text(max_size=8)}, optional={"classification": st.text(max_size=4)}
+            ),
             max_size=2,
         ),
         "expectedVersion": st.integers(-2, 3),
@@ -71,7 +103,9 @@ EXPORT = "{ nodes(first: 500) { totalCount edges { node { id name version tags l
 
 
 def _post(client: TestClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = client.post("/graphql", json={"query": query, "variables": variables}).json()
+    body: dict[str, Any] = client.post(
+        "/graphql", json={"query": query, "variables": variables}
+    ).json()
     return body
 
 
@@ -93,7 +127,9 @@ def _client(tmp_path: Path) -> TestClient:
     return client
 
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FAST

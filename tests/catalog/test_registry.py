@@ -100,7 +100,11 @@ async def test_expected_version_zero_means_create_only(services: Services) -> No
         ),
         ("nodes: [{id: 'system:x', name: X, owner: 'team:ghost'}]", NotFoundError, "owner"),
         ("nodes: [{id: 'system:x', name: X, owner: 'system:crm'}]", InvalidInputError, "team"),
-        ("nodes: [{id: 'system:x', name: X, colour: red}]", InvalidInputError, "colour: unknown field"),
+        (
+            "nodes: [{id: 'system:x', name: X, colour: red}]",
+            InvalidInputError,
+            "colour: unknown field",
+        ),
         ("nodes: [{id: 'system:x'}]", InvalidInputError, "nodes[0].name"),
         ("nodes: [{id: 'system:x', name: X, lifecycle: DEAD}]", InvalidInputError, "lifecycle"),
         (
@@ -108,11 +112,19 @@ async def test_expected_version_zero_means_create_only(services: Services) -> No
             InvalidInputError,
             "only data entities",
         ),
-        ("nodes: [{id: 'system:x', name: X}, {id: 'system:x', name: Y}]", InvalidInputError, "twice"),
+        (
+            "nodes: [{id: 'system:x', name: X}, {id: 'system:x', name: Y}]",
+            InvalidInputError,
+            "twice",
+        ),
         ("nodes: [ {id: system:x", InvalidInputError, "not valid YAML at line 1"),
         ("- just a list", InvalidInputError, "expected a mapping"),
         ('{"nodes": [}', InvalidInputError, "not valid JSON at line 1"),
-        ("nodes: [{id: 'step:s', name: S, properties: {order: first}}]", InvalidInputError, "order"),
+        (
+            "nodes: [{id: 'step:s', name: S, properties: {order: first}}]",
+            InvalidInputError,
+            "order",
+        ),
     ],
 )
 async def test_bad_documents_are_refused_and_write_nothing(

@@ -103,7 +103,9 @@ async def test_tags_filter_uses_the_tag_table(db_url: str) -> None:
     store = await Store.open(db_url)
     try:
         async with store.transaction() as tx:
-            await tx.insert_nodes([_node("system:a", Kind.SYSTEM), _node("entity:b", Kind.DATA_ENTITY)])
+            await tx.insert_nodes(
+                [_node("system:a", Kind.SYSTEM), _node("entity:b", Kind.DATA_ENTITY)]
+            )
         async with store.read() as r:
             assert await r.count_nodes(NodeFilter(tags=["a"])) == 2
             assert await r.count_nodes(NodeFilter(tags=["zzz"])) == 0

@@ -149,13 +149,29 @@ def test_apply_catalog_reports_diff(gql: GraphQLClient) -> None:
 
 def test_errors_carry_codes_and_name_the_field(gql: GraphQLClient) -> None:
     cases = [
-        ('mutation { upsertNode(input: {id: "nope:x", name: "X"}) { id } }', "BAD_USER_INPUT", "input.id"),
-        ('mutation { upsertNode(input: {id: "system:a", name: ""}) { id } }', "BAD_USER_INPUT", "input.name"),
-        ('mutation { upsertNode(input: {id: "system:a", name: "A", owner: "team:x"}) { id } }', "NOT_FOUND", "input.owner"),
+        (
+            'mutation { upsertNode(input: {id: "nope:x", name: "X"}) { id } }',
+            "BAD_USER_INPUT",
+            "input.id",
+        ),
+        (
+            'mutation { upsertNode(input: {id: "system:a", name: ""}) { id } }',
+            "BAD_USER_INPUT",
+            "input.name",
+        ),
+        (
+            'mutation { upsertNode(input: {id: "system:a", name: "A", owner: "team:x"}) { id } }',
+            "NOT_FOUND",
+            "input.owner",
+        ),
         ('mutation { retire(id: "system:ghost") { id } }', "NOT_FOUND", "id"),
-        ('mutation { relate(input: {from: "capability:a", type: PROVIDES, to: "system:a"}) { type } }', "BAD_USER_INPUT", "PROVIDES"),
+        (
+            'mutation { relate(input: {from: "capability:a", type: PROVIDES, to: "system:a"}) { type } }',
+            "BAD_USER_INPUT",
+            "PROVIDES",
+        ),
         ('mutation { applyCatalog(document: "nodes: [") { added } }', "BAD_USER_INPUT", "line"),
-        ('{ nodes(first: 100000) { totalCount } }', "BAD_USER_INPUT", "first"),
+        ("{ nodes(first: 100000) { totalCount } }", "BAD_USER_INPUT", "first"),
         ('{ nodes(after: "garbage") { totalCount } }', "BAD_USER_INPUT", "after"),
         ("{ nope }", "BAD_USER_INPUT", "nope"),
         ("{ node(id: ", "BAD_USER_INPUT", "Syntax Error"),
@@ -173,11 +189,20 @@ def test_stale_expected_version_is_a_conflict(gql: GraphQLClient) -> None:
         'mutation { upsertNode(input: {id: "system:a", name: "B", expectedVersion: 3}) { id } }'
     )
     assert err["extensions"]["code"] == "CONFLICT"
-    assert gql.data('{ node(id: "system:a") { name version } }')["node"] == {"name": "A", "version": 1}
+    assert gql.data('{ node(id: "system:a") { name version } }')["node"] == {
+        "name": "A",
+        "version": 1,
+    }
 
 
 def test_query_depth_is_limited(gql: GraphQLClient) -> None:
-    deep = "{ node(id: \"system:a\") { ... on System { " + "dependsOn { " * 14 + "id" + " }" * 14 + " } } }"
+    deep = (
+        '{ node(id: "system:a") { ... on System { '
+        + "dependsOn { " * 14
+        + "id"
+        + " }" * 14
+        + " } } }"
+    )
     err = gql.error(deep)
     assert err["extensions"]["code"] == "BAD_USER_INPUT"
     assert "depth" in err["message"]
@@ -186,7 +211,10 @@ def test_query_depth_is_limited(gql: GraphQLClient) -> None:
 def test_federation_entities_resolve_by_id(demo_gql: GraphQLClient) -> None:
     q = """query($r: [_Any!]!) { _entities(representations: $r) {
       ... on System { id name } ... on Capability { id name } } }"""
-    reps = [{"__typename": "System", "id": "system:crm"}, {"__typename": "Capability", "id": "capability:nope"}]
+    reps = [
+        {"__typename": "System", "id": "system:crm"},
+        {"__typename": "Capability", "id": "capability:nope"},
+    ]
     ents = demo_gql.data(q, {"r": reps})["_entities"]
     assert ents[0]["id"] == "system:crm" and ents[1] is None
     sdl = demo_gql.data("{ _service { sdl } }")["_service"]["sdl"]

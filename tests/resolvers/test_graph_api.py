@@ -18,14 +18,18 @@ def test_what_breaks_if_we_retire_the_crm(demo_gql: GraphQLClient) -> None:
     assert all(1 <= a["distance"] <= 2 for a in data["affected"])
     first = data["affected"][0]
     assert len(first["via"]) == first["distance"]
-    assert first["via"][0]["from"]["id"] == "system:crm" or first["via"][0]["to"]["id"] == "system:crm"
+    assert (
+        first["via"][0]["from"]["id"] == "system:crm" or first["via"][0]["to"]["id"] == "system:crm"
+    )
     assert data["unprovidedCapabilities"], "the CRM is the only provider of some capabilities"
 
 
 def test_read_your_writes_in_the_projection(demo_gql: GraphQLClient) -> None:
     q = '{ path(from: "system:bi", to: "system:chatbot", maxLength: 1) { type } }'
     assert demo_gql.data(q)["path"] is None
-    demo_gql.data('mutation { relate(input: {from: "system:chatbot", type: DEPENDS_ON, to: "system:bi"}) { type } }')
+    demo_gql.data(
+        'mutation { relate(input: {from: "system:chatbot", type: DEPENDS_ON, to: "system:bi"}) { type } }'
+    )
     assert demo_gql.data(q)["path"] == [{"type": "DEPENDS_ON"}]
 
 
@@ -45,7 +49,11 @@ def test_gaps_redundancies_map_and_coverage(demo_gql: GraphQLClient) -> None:
         }"""
     )
     assert {g["node"]["kind"] for g in data["gaps"]} <= {"JOURNEY_STEP", "TOUCHPOINT"}
-    assert any("capability" in g["reason"] for g in data["gaps"] if g["node"]["id"] == "step:sneakers.advocate")
+    assert any(
+        "capability" in g["reason"]
+        for g in data["gaps"]
+        if g["node"]["id"] == "step:sneakers.advocate"
+    )
     assert any(r["node"]["id"] == "entity:customer" for r in data["redundancies"])
     levels = [e["level"] for e in data["capabilityMap"]]
     assert set(levels) == {1, 2} and levels[0] == 1
@@ -62,8 +70,11 @@ def test_graph_questions_refuse_bad_input(demo_gql: GraphQLClient) -> None:
         ('{ impact(id: "system:ghost") { root { id } } }', "NOT_FOUND"),
         ('{ impact(id: "system:crm", depth: 99) { root { id } } }', "BAD_USER_INPUT"),
         ('{ impact(id: "system:crm", depth: -1) { root { id } } }', "BAD_USER_INPUT"),
-        ('{ path(from: "system:crm", to: "system:erp", maxLength: 100) { type } }', "BAD_USER_INPUT"),
-        ('{ hotspots(first: 100000) { score } }', "BAD_USER_INPUT"),
+        (
+            '{ path(from: "system:crm", to: "system:erp", maxLength: 100) { type } }',
+            "BAD_USER_INPUT",
+        ),
+        ("{ hotspots(first: 100000) { score } }", "BAD_USER_INPUT"),
         ('{ journeyCoverage(id: "system:crm") { coverage } }', "BAD_USER_INPUT"),
         ('{ capabilityMap(root: "team:nobody") { level } }', "NOT_FOUND"),
     ]
