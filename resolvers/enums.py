@@ -10,7 +10,9 @@ Kind = strawberry.enum(model.Kind, name="Kind", description="The kinds of catalo
 RelationType = strawberry.enum(
     model.RelationType, name="RelationType", description="Typed edges between nodes."
 )
-Lifecycle = strawberry.enum(model.Lifecycle, name="Lifecycle", description="Stage of a node's life.")
+Lifecycle = strawberry.enum(
+    model.Lifecycle, name="Lifecycle", description="Stage of a node's life."
+)
 Direction = strawberry.enum(
     model.Direction, name="Direction", description="Which relations of a node to follow."
 )

@@ -21,7 +21,13 @@ class ChangeRecord:
     @classmethod
     def from_model(cls, change: Change) -> ChangeRecord:
         """Map a stored change."""
-        return cls(id=change.id, operation=change.op, at=change.at, before=change.before, after=change.after)
+        return cls(
+            id=change.id,
+            operation=change.op,
+            at=change.at,
+            before=change.before,
+            after=change.after,
+        )
 
 
 __all__ = ["ChangeRecord"]
