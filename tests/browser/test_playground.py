@@ -1,0 +1,152 @@
+"""The playground in headless Debian chromium: it loads, runs a typed query, never leaves the host.
+
+The real hub (`capahub serve --demo`) runs in a subprocess; ``playground.mjs`` drives chromium
+through playwright-core, records every request the page makes and prints a JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from strawberry.http.ides import get_graphql_ide_html
+
+from catalog.playground import EXAMPLE_TABS, missing_assets, vendor_assets
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = Path(__file__).with_name("playground.mjs")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    with httpx.Client(trust_env=False, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"capahub serve exited with {server.returncode}:\n{log.read_text()}")
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    pytest.fail(f"capahub serve did not become healthy within 60 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The node binary; the module is skipped without it or without chromium."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does)")
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is absent (apt-get install nodejs npm; .ci/run does)")
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("playwright-core is not installed: run `npm ci` (scripts/test does)")
+    missing = missing_assets(get_graphql_ide_html("graphiql"))
+    if missing:
+        pytest.fail(
+            f"{len(missing)} playground assets missing (e.g. {missing[0].relpath}): "
+            "run `.venv/bin/python scripts/fetch-assets` (scripts/test does)"
+        )
+    return node
+
+
+@pytest.fixture(scope="module")
+def hub_url(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a real `capahub serve --demo` on a free loopback port."""
+    tmp = tmp_path_factory.mktemp("hub")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    # No CAPAHUB_* from the caller's environment (e.g. a disabled IDE), no .env: cwd is tmp.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPAHUB_")}
+    capahub = Path(sys.executable).with_name("capahub")
+    command = [str(capahub), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--database", f"sqlite:///{tmp / 'x.db'}"]
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def report(node: str, hub_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What the browser driver saw on the playground page."""
+    artifacts = tmp_path_factory.mktemp("browser")
+    done = subprocess.run(
+        [node, str(DRIVER), f"{hub_url}/graphql", str(artifacts)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, f"playground.mjs failed ({done.returncode}):\n{done.stderr}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert result["error"] is None, (
+        f"{result['error']}\nscreenshot: {artifacts / 'playground-failure.png'}\n"
+        f"report: {json.dumps(result, indent=2)}"
+    )
+    return result
+
+
+def test_playground_opens_with_example_tabs(report: dict[str, Any]) -> None:
+    operation = re.compile(r"^(?!#).*(?:query|mutation|subscription)\s+(\w+)", re.M)
+    names = [m.group(1) for tab in EXAMPLE_TABS if (m := operation.search(tab["query"]))]
+    assert len(names) == len(EXAMPLE_TABS)
+    assert report["tabs"] == names
+    assert report["pageErrors"] == []
+    assert report["consoleErrors"] == []
+
+
+def test_typed_query_runs_and_shows_its_result(report: dict[str, Any]) -> None:
+    assert "systems(first: 3)" in report["editorText"]
+    shown = report["resultShown"]
+    assert '"totalCount"' in shown
+    assert '"system:' in shown
+    systems = json.loads(report["result"])["data"]["systems"]
+    assert systems["totalCount"] > 3
+    assert [e["node"]["id"] for e in systems["edges"]][0] in shown
+
+
+def test_playground_loads_everything_from_the_hub(report: dict[str, Any], hub_url: str) -> None:
+    assert report["offMachineRequests"] == []
+    # ...and that silence means something: the recorder did see an off-machine probe.
+    assert report["probeSeen"] is True
+    loaded = set(report["localRequests"])
+    for asset in vendor_assets(get_graphql_ide_html("graphiql")):
+        assert f"{hub_url}/playground/vendor/{asset.relpath}" in loaded
+
+
+def test_unloadable_bundle_shows_how_to_fetch_assets(report: dict[str, Any]) -> None:
+    text = report["brokenPageText"]
+    assert "did not load (GraphiQL)" in text
+    assert "scripts/fetch-assets" in text
