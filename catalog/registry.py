@@ -61,14 +61,16 @@ class Registry:
         kind, _ = parse_id(cap_id, field="input.key")
         if kind is not Kind.CAPABILITY:  # pragma: no cover - prefix forced above
             raise InvalidInputError("input.key: not a capability key", field="input.key")
-        node = NodeSpec(
-            id=cap_id,
-            name=spec.name,
-            description=spec.description,
-            tags=spec.tags,
-            owner=spec.owner,
-            properties=spec.properties,
-            expectedVersion=0,
+        node = NodeSpec.model_validate(
+            {
+                "id": cap_id,
+                "name": spec.name,
+                "description": spec.description,
+                "tags": spec.tags,
+                "owner": spec.owner,
+                "properties": spec.properties,
+                "expectedVersion": 0,
+            }
         ).at("input")
         rels: list[RelationSpec] = []
 
@@ -182,17 +184,17 @@ def _check_ids(
                     f"from 0, got {order!r}",
                     field=f"{spec.loc}.properties.order",
                 )
-    for spec in rel_specs:
-        src, _ = parse_id(spec.from_, field=f"{spec.loc}.from")
-        dst, _ = parse_id(spec.to, field=f"{spec.loc}.to")
-        check_endpoints(spec.type, src, dst, field=f"{spec.loc}.type")
-        if spec.type is RelationType.PART_OF and spec.from_ == spec.to:
+    for rspec in rel_specs:
+        src, _ = parse_id(rspec.from_, field=f"{rspec.loc}.from")
+        dst, _ = parse_id(rspec.to, field=f"{rspec.loc}.to")
+        check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
+        if rspec.type is RelationType.PART_OF and rspec.from_ == rspec.to:
             raise InvalidInputError(
-                f"{spec.loc}: a node cannot be PART_OF itself ({spec.from_})",
-                field=f"{spec.loc}",
+                f"{rspec.loc}: a node cannot be PART_OF itself ({rspec.from_})",
+                field=f"{rspec.loc}",
             )
-        if spec.type is RelationType.REPRESENTS and spec.properties:
-            _check_field_map(spec)
+        if rspec.type is RelationType.REPRESENTS and rspec.properties:
+            _check_field_map(rspec)
     return kinds
 
 
@@ -259,24 +261,24 @@ async def _apply(
     await tx.update_nodes(updates)
 
     wanted: dict[tuple[str, str, str], RelationSpec] = {}
-    for spec in rel_specs:
-        for end, field_name in ((spec.from_, "from"), (spec.to, "to")):
+    for rspec in rel_specs:
+        for end, field_name in ((rspec.from_, "from"), (rspec.to, "to")):
             if end not in final:
                 raise NotFoundError(
-                    f"{spec.loc}.{field_name}: no node {end!r} in the catalog or this batch",
-                    field=f"{spec.loc}.{field_name}",
+                    f"{rspec.loc}.{field_name}: no node {end!r} in the catalog or this batch",
+                    field=f"{rspec.loc}.{field_name}",
                 )
-        wanted[(spec.from_, spec.type.value, spec.to)] = spec
+        wanted[(rspec.from_, rspec.type.value, rspec.to)] = rspec
     stored = await tx.get_relations(list(wanted))
     rel_inserts: list[RelationRecord] = []
     rel_updates: list[tuple[RelationRecord, RelationRecord]] = []
-    for key, spec in wanted.items():
+    for key, rspec in wanted.items():
         old_rel = stored.get(key)
         if old_rel is None:
-            new_rel = RelationRecord(spec.from_, spec.type, spec.to, spec.properties or None)
+            new_rel = RelationRecord(rspec.from_, rspec.type, rspec.to, rspec.properties or None)
             rel_inserts.append(new_rel)
-        elif spec.properties is not None and (spec.properties or None) != old_rel.properties:
-            new_rel = replace(old_rel, properties=spec.properties or None)
+        elif rspec.properties is not None and (rspec.properties or None) != old_rel.properties:
+            new_rel = replace(old_rel, properties=rspec.properties or None)
             rel_updates.append((old_rel, new_rel))
         else:
             new_rel = old_rel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -66,7 +66,7 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     _loc: str = PrivateAttr(default="input")
 
-    def at(self, loc: str) -> _Spec:
+    def at(self, loc: str) -> Self:
         """Set where this spec came from, used to name fields in errors (``nodes[3]``)."""
         self._loc = loc
         return self

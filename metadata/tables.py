@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID_LENGTH = 160
@@ -79,9 +89,9 @@ class HistoryRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-nodes = NodeRow.__table__
-node_tags = NodeTagRow.__table__
-relations = RelationRow.__table__
-history = HistoryRow.__table__
+nodes: Table = NodeRow.__table__  # type: ignore[assignment]
+node_tags: Table = NodeTagRow.__table__  # type: ignore[assignment]
+relations: Table = RelationRow.__table__  # type: ignore[assignment]
+history: Table = HistoryRow.__table__  # type: ignore[assignment]
 
 __all__ = ["Base", "HistoryRow", "NodeRow", "NodeTagRow", "RelationRow", "history", "nodes"]

@@ -50,7 +50,7 @@ class ImpactedNode:
 
     @strawberry.field
     async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+        return await _node(info, self.node_id)
 
     @strawberry.field(description="The relations from the root to this node, in order.")
     def via(self) -> list[Relation]:
@@ -63,7 +63,7 @@ class Impact:
 
     @strawberry.field
     async def root(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.result.root)  # type: ignore[no-any-return]
+        return await _node(info, self.result.root)
 
     @strawberry.field
     def affected(self) -> list[ImpactedNode]:
@@ -100,7 +100,7 @@ class Gap:
 
     @strawberry.field
     async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+        return await _node(info, self.node_id)
 
 
 def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
@@ -115,7 +115,7 @@ class Redundancy:
 
     @strawberry.field
     async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+        return await _node(info, self.node_id)
 
     @strawberry.field(description="The systems involved.")
     async def involved(self, info: CatalogInfo) -> list[CatalogNode]:
@@ -129,7 +129,7 @@ class Hotspot:
 
     @strawberry.field
     async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)  # type: ignore[no-any-return]
+        return await _node(info, self.node_id)
 
 
 @strawberry.type(description="One capability of the capability map, in pre-order.")
@@ -138,7 +138,7 @@ class CapabilityMapNode:
 
     @strawberry.field
     async def capability(self, info: CatalogInfo) -> Capability:
-        return await _node(info, self.entry.capability)  # type: ignore[no-any-return]
+        return await _node(info, self.entry.capability)
 
     @strawberry.field(description="1 for the top of the map, 2 for its children...")
     def level(self) -> int:
@@ -167,7 +167,7 @@ class StepCoverage:
 
     @strawberry.field
     async def step(self, info: CatalogInfo) -> JourneyStep:
-        return await _node(info, self.cov.step)  # type: ignore[no-any-return]
+        return await _node(info, self.cov.step)
 
     @strawberry.field
     async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
@@ -200,7 +200,7 @@ class JourneyCoverage:
 
     @strawberry.field
     async def journey(self, info: CatalogInfo) -> Journey:
-        return await _node(info, self.result.journey)  # type: ignore[no-any-return]
+        return await _node(info, self.result.journey)
 
     @strawberry.field
     def steps(self) -> list[StepCoverage]:

@@ -15,9 +15,11 @@ from metadata.errors import CatalogError
 try:  # typer >= 0.20 vendors click; its own ClickException is the one it reports nicely
     from typer._click.exceptions import ClickException as CliError
 except ImportError:  # pragma: no cover - older typer on real click
-    from click import ClickException as CliError
+    from click import ClickException as CliError  # type: ignore[assignment]
 
 T = TypeVar("T")
+
+__all__ = ["CliError", "DatabaseOption", "run_with_services", "settings_for"]
 
 DatabaseOption = Annotated[
     str | None,
