@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from catalog.demo import load_demo
+from catalog.demo import demo_data_dir, load_demo
 from catalog.http import CatalogGraphQL
 from catalog.playground import playground_routes
 from catalog.services import Services
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         state["services"] = services
         app.state.services = services
         if demo:
-            report = await load_demo(services.registry)
+            report = await load_demo(services.registry, demo_data_dir(settings))
             log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
         syncer = asyncio.create_task(_follow_other_processes(services))
         try:
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql),  # the view answers other methods with a JSON 405
         *playground_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -8,6 +8,7 @@ from catalog.analysis import GraphAnalysis
 from catalog.discovery import Discovery
 from catalog.registry import Registry
 from catalog.settings import Settings
+from catalog.sources import RecordService
 from metadata.graph import CatalogGraph
 from metadata.store import Store
 
@@ -22,6 +23,7 @@ class Services:
     discovery: Discovery
     graph: CatalogGraph
     analysis: GraphAnalysis
+    records: RecordService
 
     @classmethod
     async def start(cls, settings: Settings, *, projections: bool = True) -> Services:
@@ -42,6 +44,7 @@ class Services:
             discovery=Discovery(store, max_page_size=settings.max_page_size),
             graph=graph,
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
+            records=RecordService(store, timeout=settings.source_timeout),
         )
 
     async def sync(self) -> int:
@@ -49,7 +52,8 @@ class Services:
         return await self.graph.sync(self.store)
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections and the source connectors."""
+        await self.records.close()
         await self.store.close()
 
 

@@ -34,6 +34,17 @@ class Settings(BaseSettings):
         default=5.0,
         description="Seconds a graph question (impact, path, gaps...) may run before refusal.",
     )
+    source_timeout: float = Field(
+        default=5.0,
+        description="Seconds a source system may take to answer a live-records query.",
+    )
+    demo_data_dir: str = Field(
+        default="",
+        description=(
+            "Where `--demo` writes its generated source databases (default: beside a SQLite "
+            "catalog file, else ./capahub-demo-data)."
+        ),
+    )
     graphql_ide: bool = Field(
         default=True, description="Serve the GraphiQL playground on a browser GET of /graphql."
     )

@@ -7,15 +7,8 @@ from typing import Any
 import strawberry
 
 from catalog.discovery import Page, encode_cursor
+from resolvers.paging import PageInfo
 from resolvers.types import Capability, CatalogNode, DataEntity, System, as_node
-
-
-@strawberry.type(description="Relay page information.")
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
 
 
 @strawberry.type

@@ -18,9 +18,10 @@ from resolvers.errors import code_error
 from resolvers.graph import GraphQuery
 from resolvers.mutations import CatalogMutation
 from resolvers.queries import CatalogQuery
+from resolvers.records import RecordsQuery
 from resolvers.types import NODE_TYPES
 
-Query = merge_types("Query", (CatalogQuery, GraphQuery))
+Query = merge_types("Query", (CatalogQuery, GraphQuery, RecordsQuery))
 Mutation = merge_types("Mutation", (CatalogMutation,))
 
 

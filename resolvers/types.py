@@ -16,6 +16,7 @@ from metadata.model import NodeRecord, RelationRecord
 from metadata.model import RelationType as R
 from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
+from resolvers.records import RecordConnection, resolve_records
 
 
 async def related(
@@ -347,6 +348,18 @@ class DataEntity(CatalogNode):
     async def domain(self, info: CatalogInfo) -> Domain | None:
         found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN)
         return Domain(rec=found[0]) if found else None
+
+    @strawberry.field(
+        description="Live records of this entity, unified across the systems that hold it."
+    )
+    async def records(
+        self,
+        info: CatalogInfo,
+        where: JSON | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> RecordConnection:
+        return await resolve_records(info, self.rec.id, where, first, after)
 
 
 @_key

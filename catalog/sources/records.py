@@ -1,0 +1,338 @@
+"""Live records across sources, unified by the catalog.
+
+For a canonical entity, every physical entity that REPRESENTS it (field map and match key on
+the relation) is read from its source, concurrently, and the rows are merged on the match key.
+Conflicting values are resolved by a fixed rule (docs/live-data.md): a system that MASTERS the
+canonical entity wins (the first by id when several do); otherwise the first contributing
+system by id. Every conflict is reported with what each system had. A source that fails
+yields an error entry and the others' data, never a failed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.discovery import decode_cursor, encode_cursor
+from catalog.sources.base import Query, Scalar, SourceConnector, SourceRef, Target
+from catalog.sources.http import GraphQLConnector, RestConnector
+from catalog.sources.sql import SqlConnector
+from metadata.errors import CatalogError, InvalidInputError, NotFoundError
+from metadata.model import Kind, NodeRecord, RelationRecord, RelationType, parse_id
+from metadata.store import Store
+
+R = RelationType
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """A source that failed during a records query."""
+
+    source: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """Systems disagreeing on one field of one record, and the value chosen."""
+
+    field: str
+    values: list[tuple[str, Any]]
+    chosen: Any
+    reason: str
+
+
+@dataclass
+class UnifiedRecord:
+    """One record as the hub sees it: canonical fields, contributing systems, conflicts."""
+
+    key: str
+    data: dict[str, Any]
+    sources: list[str]
+    conflicts: list[FieldConflict] = field(default_factory=list)
+
+
+@dataclass
+class RecordsPage:
+    """A page of unified records plus totals and the failures of the sources."""
+
+    records: list[UnifiedRecord]
+    total: int
+    has_next: bool
+    start: int
+    errors: list[SourceFailure]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One physical entity to read, and how its columns map to canonical fields."""
+
+    target: Target
+    system: str
+    fields: Mapping[str, str]  # canonical field -> physical column
+    match_key: str | None  # canonical field
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+class RecordService:
+    """Plans, fetches and merges live records; owns the connectors."""
+
+    def __init__(self, store: Store, *, timeout: float = 5.0, max_rows: int = 10_000) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self.connectors: dict[str, SourceConnector] = {
+            "SQL": SqlConnector(timeout=timeout),
+            "REST": RestConnector(timeout=timeout),
+            "OPENAPI": RestConnector(timeout=timeout),
+            "GRAPHQL": GraphQLConnector(timeout=timeout),
+        }
+
+    async def close(self) -> None:
+        """Close every connector."""
+        for c in self.connectors.values():
+            await c.close()
+
+    async def records(
+        self, entity: str, where: Mapping[str, Any] | None, *, first: int, after: str | None
+    ) -> RecordsPage:
+        """Unified records of an entity matching ``where`` (canonical field -> value)."""
+        parse_id(entity, field="entity")
+        where = dict(where or {})
+        if not 0 <= first <= 500:
+            raise InvalidInputError(f"first: must be between 0 and 500, got {first}", field="first")
+        start = _position(after) + 1 if after else 0
+        node, plans, masters = await self._plan(entity)
+        _check_where(node, where, plans)
+        rows, errors = await self._fetch_all(plans, where)
+        unified = _merge(node, plans, rows, masters)
+        unified = [u for u in unified if all(u.data.get(k) == v for k, v in where.items())]
+        page = unified[start : start + first]
+        return RecordsPage(page, len(unified), start + first < len(unified), start, errors)
+
+    async def _plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:
+        async with self.store.read() as r:
+            node = (await r.get_nodes([entity])).get(entity)
+            if node is None:
+                raise NotFoundError(f"entity: no node {entity!r} in the catalog", field="entity")
+            if node.kind is not Kind.DATA_ENTITY:
+                raise InvalidInputError(
+                    f"entity: {entity} is a {node.kind.prefix}, not a data entity", field="entity"
+                )
+            into = await r.relations_to([entity])
+            represents = [x for x in into if x.type is R.REPRESENTS]
+            masters = sorted(x.from_id for x in into if x.type is R.MASTERS)
+            if represents:
+                physical = {x.from_id: x for x in represents}
+            else:  # a physical entity itself: columns are its own attributes
+                physical = {entity: RelationRecord(entity, R.REPRESENTS, entity, None)}
+            phys_nodes = await r.get_nodes(list(physical))
+            rels = await r.relations_touching(list(physical))
+            systems: dict[str, str] = {}
+            sources: dict[str, str] = {}
+            for x in rels:
+                if x.type in (R.STORES, R.MASTERS) and x.to_id in physical:
+                    systems.setdefault(x.to_id, x.from_id)
+                if x.type is R.HARVESTED_FROM and x.from_id in physical:
+                    sources.setdefault(x.from_id, x.to_id)
+            system_sources: dict[str, list[str]] = {}
+            for x in await r.relations_to(sorted(set(systems.values()))):
+                if x.type is R.PART_OF and x.from_id.startswith("source:"):
+                    system_sources.setdefault(x.to_id, []).append(x.from_id)
+            source_ids = set(sources.values()) | {s for v in system_sources.values() for s in v}
+            source_nodes = await r.get_nodes(sorted(source_ids))
+        plans: list[_Plan] = []
+        for pid, rel in sorted(physical.items()):
+            pnode = phys_nodes.get(pid)
+            if pnode is None:
+                continue
+            system = systems.get(pid, "")
+            candidates = [sources[pid]] if pid in sources else system_sources.get(system, [])
+            ref = _data_source([source_nodes[s] for s in sorted(candidates) if s in source_nodes])
+            if ref is None:
+                continue
+            props = rel.properties or {}
+            own = [a["name"] for a in pnode.attributes]
+            fields = dict(props.get("fields") or {}) if pid != entity else {a: a for a in own}
+            match_key = props.get("matchKey") if pid != entity else None
+            columns = tuple(dict.fromkeys(fields.values()))
+            if not columns:
+                continue
+            options = dict((pnode.properties or {}).get("live") or {})
+            container = str(
+                options.get("table")
+                or options.get("path")
+                or options.get("field")
+                or (pnode.properties or {}).get("table")
+                or pnode.key.split(".", 1)[-1].replace("-", "_")
+            )
+            target = Target(pid, ref, container, columns, options)
+            plans.append(_Plan(target, system or ref.id, fields, match_key))
+        if not plans:
+            raise InvalidInputError(
+                f"entity: {entity} has no source to read records from; register a source for "
+                "the system that stores it (or for its physical entities)",
+                field="entity",
+            )
+        return node, plans, masters
+
+    async def _fetch_all(
+        self, plans: Sequence[_Plan], where: Mapping[str, Any]
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[SourceFailure]]:
+        """Without ``where``: one query per source, concurrently. With ``where``: the sources
+        that map every condition are asked first; then every source is asked, in one query
+        each, for all the match keys found, so a record carries every system's fields even
+        where only one system satisfies the condition (the condition is checked again on the
+        merged values)."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        errors: list[SourceFailure] = []
+
+        async def run(plan: _Plan, query: Query) -> None:
+            connector = self.connectors.get(plan.target.source.type)
+            if connector is None:
+                errors.append(
+                    SourceFailure(
+                        plan.target.source.id,
+                        "BAD_SOURCE_DATA",
+                        f"{plan.target.source.id}: sources of type {plan.target.source.type} "
+                        "cannot serve live records",
+                    )
+                )
+                return
+            try:
+                rows[plan.target.entity] = await connector.fetch(plan.target, query)
+            except CatalogError as err:
+                errors.append(SourceFailure(plan.target.source.id, err.code, err.message))
+
+        if not where:
+            await asyncio.gather(*(run(p, Query(limit=self.max_rows)) for p in plans))
+            return rows, errors
+        direct = [p for p in plans if all(k in p.fields for k in where)]
+        await asyncio.gather(
+            *(
+                run(p, Query({p.fields[k]: v for k, v in where.items()}, limit=self.max_rows))
+                for p in direct
+            )
+        )
+        keys: dict[str, set[Scalar]] = {}
+        for p in direct:
+            if p.match_key and p.match_key in p.fields:
+                col = p.fields[p.match_key]
+                keys.setdefault(p.match_key, set()).update(
+                    r[col] for r in rows.get(p.target.entity, []) if r.get(col) is not None
+                )
+        jobs = []
+        for p in plans:
+            found = keys.get(p.match_key or "")
+            if p.match_key and p.match_key in p.fields and found:
+                query = Query(
+                    key_column=p.fields[p.match_key],
+                    keys=sorted(found, key=str),
+                    limit=self.max_rows,
+                )
+                jobs.append(run(p, query))
+        await asyncio.gather(*jobs)
+        return rows, errors
+
+
+def _data_source(nodes: Sequence[NodeRecord]) -> SourceRef | None:
+    for n in nodes:
+        props = n.properties or {}
+        kind = str(props.get("type") or props.get("sourceType") or "").upper()
+        location = props.get("dataLocation") or props.get("location")
+        if kind in ("SQL", "REST", "OPENAPI", "GRAPHQL") and isinstance(location, str):
+            return SourceRef(
+                n.id,
+                kind,
+                location,
+                props.get("credentialsEnv"),
+                props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None,
+            )
+    return None
+
+
+def _check_where(node: NodeRecord, where: Mapping[str, Any], plans: Sequence[_Plan]) -> None:
+    known = {a["name"] for a in node.attributes} | {f for p in plans for f in p.fields}
+    for name, value in where.items():
+        if name not in known:
+            raise InvalidInputError(
+                f"where.{name}: {node.id} has no attribute {name!r}; use one of "
+                f"{', '.join(sorted(known))}",
+                field=f"where.{name}",
+            )
+        if not _is_scalar(value):
+            raise InvalidInputError(
+                f"where.{name}: compare with a string, number, boolean or null, "
+                f"not {type(value).__name__}",
+                field=f"where.{name}",
+            )
+    if where and not any(all(k in p.fields for k in where) for p in plans):
+        raise InvalidInputError(
+            f"where: no source of {node.id} maps all of {', '.join(sorted(where))}",
+            field="where",
+        )
+
+
+def _merge(
+    node: NodeRecord,
+    plans: Sequence[_Plan],
+    rows: Mapping[str, list[dict[str, Any]]],
+    masters: Sequence[str],
+) -> list[UnifiedRecord]:
+    contributions: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for plan in sorted(plans, key=lambda p: p.system):
+        for i, row in enumerate(rows.get(plan.target.entity, [])):
+            mapped = {f: row.get(col) for f, col in plan.fields.items()}
+            mk = mapped.get(plan.match_key) if plan.match_key else None
+            key = _norm(mk) if mk is not None else f"{plan.system}#{i}"
+            contributions.setdefault(key, []).append((plan.system, mapped))
+    out: list[UnifiedRecord] = []
+    for key in sorted(contributions):
+        contrib = contributions[key]
+        systems = sorted({s for s, _ in contrib})
+        data: dict[str, Any] = {}
+        conflicts: list[FieldConflict] = []
+        fields = sorted({f for _, d in contrib for f in d})
+        for f in fields:
+            values = [(s, d[f]) for s, d in contrib if f in d and d[f] is not None]
+            if not values:
+                data[f] = None
+                continue
+            distinct = {repr(v) for _, v in values}
+            winner = next((v for s, v in values if s in masters), None)
+            if winner is not None:
+                chosen = winner
+                chooser = next(s for s, v in values if s in masters)
+                reason = f"{chooser} is the system of record (MASTERS {node.id})"
+            else:
+                chooser, chosen = values[0]
+                reason = f"no system of record among the sources; first by id: {chooser}"
+            data[f] = chosen
+            if len(distinct) > 1:
+                conflicts.append(FieldConflict(f, values, chosen, reason))
+        out.append(UnifiedRecord(key, data, systems, conflicts))
+    return out
+
+
+def _position(cursor: str) -> int:
+    raw = decode_cursor(cursor)
+    if not raw.isdigit():
+        raise InvalidInputError("after: not a cursor of a records listing", field="after")
+    return int(raw)
+
+
+def _norm(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def page_cursor(index: int) -> str:
+    """The cursor of the record at ``index`` in a records listing."""
+    return encode_cursor(str(index))
+
+
+__all__ = ["FieldConflict", "RecordService", "RecordsPage", "SourceFailure", "UnifiedRecord"]
