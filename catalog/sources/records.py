@@ -11,7 +11,7 @@ yields an error entry and the others' data, never a failed request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +83,20 @@ def _is_scalar(value: Any) -> bool:
 class RecordService:
     """Plans, fetches and merges live records; owns the connectors."""
 
-    def __init__(self, store: Store, *, timeout: float = 5.0, max_rows: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        timeout: float = 5.0,
+        max_rows: int = 10_000,
+        catalog_version: Callable[[], int] | None = None,
+    ) -> None:
         self.store = store
         self.max_rows = max_rows
+        # Plans are cached per catalog version (the graph projection's, which rises with every
+        # committed change in any process); without a version source nothing is cached.
+        self._version = catalog_version
+        self._plans: dict[str, tuple[int, tuple[NodeRecord, list[_Plan], list[str]]]] = {}
         self.connectors: dict[str, SourceConnector] = {
             "SQL": SqlConnector(timeout=timeout),
             "REST": RestConnector(timeout=timeout),
@@ -107,13 +118,32 @@ class RecordService:
         if not 0 <= first <= 500:
             raise InvalidInputError(f"first: must be between 0 and 500, got {first}", field="first")
         start = _position(after) + 1 if after else 0
-        node, plans, masters = await self._plan(entity)
+        node, plans, masters = await self._cached_plan(entity)
         _check_where(node, where, plans)
         rows, errors = await self._fetch_all(plans, where)
-        unified = _merge(node, plans, rows, masters)
-        unified = [u for u in unified if all(u.data.get(k) == v for k, v in where.items())]
-        page = unified[start : start + first]
-        return RecordsPage(page, len(unified), start + first < len(unified), start, errors)
+        groups = _group(plans, rows)
+        if where:
+            merged = [_merge_one(node, k, groups[k], masters) for k in sorted(groups)]
+            merged = [u for u in merged if all(u.data.get(k) == v for k, v in where.items())]
+            page, total = merged[start : start + first], len(merged)
+        else:  # only the page needs merging; the total is the number of distinct keys
+            keys = sorted(groups)
+            page = [_merge_one(node, k, groups[k], masters) for k in keys[start : start + first]]
+            total = len(keys)
+        return RecordsPage(page, total, start + first < total, start, errors)
+
+    async def _cached_plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:
+        if self._version is None:
+            return await self._plan(entity)
+        version = self._version()
+        hit = self._plans.get(entity)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        plan = await self._plan(entity)
+        if len(self._plans) > 1000:
+            self._plans.clear()
+        self._plans[entity] = (version, plan)
+        return plan
 
     async def _plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:
         async with self.store.read() as r:
@@ -278,45 +308,47 @@ def _check_where(node: NodeRecord, where: Mapping[str, Any], plans: Sequence[_Pl
         )
 
 
-def _merge(
-    node: NodeRecord,
-    plans: Sequence[_Plan],
-    rows: Mapping[str, list[dict[str, Any]]],
-    masters: Sequence[str],
-) -> list[UnifiedRecord]:
-    contributions: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+Contribution = tuple[str, dict[str, Any]]  # (system, canonical field -> value)
+
+
+def _group(
+    plans: Sequence[_Plan], rows: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, list[Contribution]]:
+    """Rows of every source, renamed to canonical fields and grouped by match key."""
+    groups: dict[str, list[Contribution]] = {}
     for plan in sorted(plans, key=lambda p: p.system):
+        items = list(plan.fields.items())
         for i, row in enumerate(rows.get(plan.target.entity, [])):
-            mapped = {f: row.get(col) for f, col in plan.fields.items()}
+            mapped = {f: row.get(col) for f, col in items}
             mk = mapped.get(plan.match_key) if plan.match_key else None
             key = _norm(mk) if mk is not None else f"{plan.system}#{i}"
-            contributions.setdefault(key, []).append((plan.system, mapped))
-    out: list[UnifiedRecord] = []
-    for key in sorted(contributions):
-        contrib = contributions[key]
-        systems = sorted({s for s, _ in contrib})
-        data: dict[str, Any] = {}
-        conflicts: list[FieldConflict] = []
-        fields = sorted({f for _, d in contrib for f in d})
-        for f in fields:
-            values = [(s, d[f]) for s, d in contrib if f in d and d[f] is not None]
-            if not values:
-                data[f] = None
-                continue
-            distinct = {repr(v) for _, v in values}
-            winner = next((v for s, v in values if s in masters), None)
-            if winner is not None:
-                chosen = winner
-                chooser = next(s for s, v in values if s in masters)
+            groups.setdefault(key, []).append((plan.system, mapped))
+    return groups
+
+
+def _merge_one(
+    node: NodeRecord, key: str, contrib: Sequence[Contribution], masters: Sequence[str]
+) -> UnifiedRecord:
+    """One unified record from the contributions of several systems (rule: module docstring)."""
+    systems = sorted({s for s, _ in contrib})
+    if len(contrib) == 1:
+        return UnifiedRecord(key, dict(contrib[0][1]), systems)
+    data: dict[str, Any] = {}
+    conflicts: list[FieldConflict] = []
+    for f in sorted({f for _, d in contrib for f in d}):
+        values = [(s, d[f]) for s, d in contrib if d.get(f) is not None]
+        if not values:
+            data[f] = None
+            continue
+        chooser, chosen = next(((s, v) for s, v in values if s in masters), values[0])
+        data[f] = chosen
+        if any(v != chosen for _, v in values):
+            if chooser in masters:
                 reason = f"{chooser} is the system of record (MASTERS {node.id})"
             else:
-                chooser, chosen = values[0]
                 reason = f"no system of record among the sources; first by id: {chooser}"
-            data[f] = chosen
-            if len(distinct) > 1:
-                conflicts.append(FieldConflict(f, values, chosen, reason))
-        out.append(UnifiedRecord(key, data, systems, conflicts))
-    return out
+            conflicts.append(FieldConflict(f, values, chosen, reason))
+    return UnifiedRecord(key, data, systems, conflicts)
 
 
 def _position(cursor: str) -> int:
