@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from catalog.analysis import GraphAnalysis
 from catalog.discovery import Discovery
+from catalog.harvest import HarvestService
 from catalog.registry import Registry
 from catalog.settings import Settings
 from catalog.sources import RecordService
@@ -23,6 +24,7 @@ class Services:
     discovery: Discovery
     graph: CatalogGraph
     analysis: GraphAnalysis
+    harvest: HarvestService
     records: RecordService
 
     @classmethod
@@ -44,6 +46,7 @@ class Services:
             discovery=Discovery(store, max_page_size=settings.max_page_size),
             graph=graph,
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
+            harvest=HarvestService(store, settings),
             records=RecordService(store, timeout=settings.source_timeout),
         )
 

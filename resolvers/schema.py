@@ -16,13 +16,14 @@ from strawberry.types import ExecutionContext
 
 from resolvers.errors import code_error
 from resolvers.graph import GraphQuery
+from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.types import NODE_TYPES
 
 Query = merge_types("Query", (CatalogQuery, GraphQuery, RecordsQuery))
-Mutation = merge_types("Mutation", (CatalogMutation,))
+Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation))
 
 
 class CatalogSchema(strawberry.federation.Schema):

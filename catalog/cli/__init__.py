@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from catalog.cli import apply, export, schema, serve
+from catalog.cli import apply, export, harvest, schema, serve
 
 app = typer.Typer(
     name="capahub",
@@ -17,6 +17,9 @@ app.command("serve", help="Run the hub (GraphQL API and playground).")(serve.ser
 app.command("schema", help="Print the GraphQL schema (SDL); equals schema.graphql.")(schema.schema)
 app.command("apply", help="Apply YAML/JSON catalog files to the catalog.")(apply.apply)
 app.command("export", help="Export the whole catalog as a re-applicable document.")(export.export)
+app.command("harvest", help="Harvest an OpenAPI, GraphQL, SQL or Backstage source.")(
+    harvest.harvest
+)
 
 
 @app.callback(invoke_without_command=True)

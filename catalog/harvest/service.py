@@ -1,0 +1,475 @@
+"""Registering sources and harvesting them: read outside the transaction, write one diff."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from catalog.harvest._diff import DiffResult, plan_harvest, write_harvest
+from catalog.harvest._naming import slugify
+from catalog.harvest.base import (
+    HarvestBatch,
+    HarvestContext,
+    Harvester,
+    SourceSpec,
+    SourceType,
+)
+from catalog.harvest.fetch import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT,
+    Fetcher,
+    FetchPolicy,
+    check_scheme,
+    is_url,
+)
+from catalog.settings import Settings
+from metadata.errors import (
+    BadSourceDataError,
+    CatalogError,
+    ConflictError,
+    InvalidInputError,
+    NotAllowedError,
+    NotFoundError,
+    SourceUnavailableError,
+)
+from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType, parse_id
+from metadata.store import Reader, Writer
+
+log = logging.getLogger("capahub.harvest")
+
+#: Through the API, ``credentialsEnv`` must name a variable with this prefix: otherwise anyone
+#: who may register a source could have the hub send any of its environment variables (its
+#: own database password, cloud keys) to a host of their choosing.
+API_CREDENTIALS_PREFIX = "CAPAHUB_CRED_"
+#: How many warnings a source keeps in its properties.
+MAX_STORED_WARNINGS = 100
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class HarvestReport:
+    """What a harvest did (or would do, on a dry run)."""
+
+    source: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+    relations_added: int = 0
+    relations_updated: int = 0
+    relations_removed: int = 0
+    dry_run: bool = False
+
+    @classmethod
+    def of(cls, source: str, diff: DiffResult, *, dry_run: bool) -> HarvestReport:
+        """The report of a planned (and maybe written) diff."""
+        return cls(
+            source=source,
+            added=diff.added,
+            updated=diff.updated,
+            retired=diff.retired,
+            unchanged=diff.unchanged,
+            warnings=diff.warnings,
+            relations_added=diff.relations_added,
+            relations_updated=diff.relations_updated,
+            relations_removed=diff.relations_removed,
+            dry_run=dry_run,
+        )
+
+
+def default_harvesters() -> list[Harvester]:
+    """The harvesters capahub ships: OpenAPI/Swagger, GraphQL, SQL databases, Backstage."""
+    from catalog.harvest.backstage import BackstageHarvester
+    from catalog.harvest.graphql import GraphQLHarvester
+    from catalog.harvest.openapi import OpenAPIHarvester
+    from catalog.harvest.sql import SQLHarvester
+
+    return [OpenAPIHarvester(), GraphQLHarvester(), SQLHarvester(), BackstageHarvester()]
+
+
+def source_key_for(location: str) -> str:
+    """A source key derived from a location: file stem, URL host and path, or database name."""
+    text = location
+    try:
+        url = make_url(location) if "://" in location and not is_url_http(location) else None
+    except ArgumentError:
+        url = None
+    if url is not None:
+        text = Path(url.database).stem if url.database else (url.host or url.drivername)
+    elif is_url_http(location):
+        rest = location.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        host, _, path = rest.partition("/")
+        host = host.rsplit("@", 1)[-1].split(":", 1)[0]
+        stem = Path(path).stem if path else ""
+        text = f"{host}-{stem}" if stem else host
+    else:
+        text = Path(location).stem or location
+    slug = slugify(text)
+    return slug[:128].rstrip("-._") or "source"
+
+
+def is_url_http(location: str) -> bool:
+    """Whether ``location`` is an http(s) URL."""
+    return re.match(r"https?://", location, re.IGNORECASE) is not None
+
+
+class HarvestService:
+    """Registers sources and turns what they describe into catalog nodes, as a diff."""
+
+    def __init__(
+        self,
+        store: Any,
+        settings: Settings,
+        harvesters: Iterable[Harvester] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._harvesters: dict[SourceType, Harvester] = {}
+        for harvester in default_harvesters() if harvesters is None else harvesters:
+            self.register_harvester(harvester)
+
+    def register_harvester(self, harvester: Harvester) -> None:
+        """Use ``harvester`` for sources of its type (replacing the default one)."""
+        self._harvesters[harvester.type] = harvester
+
+    def policy(self, *, trusted: bool) -> FetchPolicy:
+        """What a harvest may read: the API's policy, or the CLI's (``trusted``: any file)."""
+        base = FetchPolicy.from_settings(self.settings, trusted=trusted)
+        return replace(base, timeout=self.timeout, max_bytes=self.max_bytes)
+
+    async def register_source(self, spec: SourceSpec, *, trusted: bool = False) -> NodeRecord:
+        """Create or update the source node ``source:<key>`` (PART_OF its system)."""
+        self._check_definition(spec, trusted=trusted)
+        async with self.store.transaction() as tx:
+            return await self._upsert_source(tx, spec)
+
+    async def harvest_source(
+        self,
+        source_id: str,
+        *,
+        dry_run: bool = False,
+        trusted: bool = False,
+        progress: Progress | None = None,
+    ) -> HarvestReport:
+        """Harvest a registered source as a diff: add, update, retire; all or nothing."""
+        kind, _ = parse_id(source_id, field="source")
+        if kind is not Kind.SOURCE:
+            raise InvalidInputError(
+                f"source: {source_id!r} is not a source id (source:...)", field="source"
+            )
+        async with self.store.read() as r:
+            spec = await _load_source(r, source_id)
+        return await self._harvest(
+            spec, register=False, dry_run=dry_run, trusted=trusted, progress=progress
+        )
+
+    async def harvest_location(
+        self,
+        spec: SourceSpec,
+        *,
+        dry_run: bool = False,
+        trusted: bool = True,
+        progress: Progress | None = None,
+    ) -> HarvestReport:
+        """Register the source if new (or update its definition) and harvest it, in one go."""
+        self._check_definition(spec, trusted=trusted)
+        return await self._harvest(
+            spec, register=True, dry_run=dry_run, trusted=trusted, progress=progress
+        )
+
+    def _check_definition(self, spec: SourceSpec, *, trusted: bool) -> None:
+        env = spec.credentials_env
+        if env and not trusted and not env.startswith(API_CREDENTIALS_PREFIX):
+            raise NotAllowedError(
+                f"input.credentialsEnv: through the API a source may only name variables "
+                f"starting with {API_CREDENTIALS_PREFIX} (got {env}); ask the operator to "
+                f"provide the secret as {API_CREDENTIALS_PREFIX}{env}",
+                field="input.credentialsEnv",
+            )
+        location = spec.location
+        if spec.type is SourceType.SQL:
+            try:
+                url = make_url(location)
+            except ArgumentError:
+                raise InvalidInputError(
+                    f"input.location: {location!r} is not an SQLAlchemy URL "
+                    "(e.g. postgresql://host/db or sqlite:///path/shop.db)",
+                    field="input.location",
+                ) from None
+            if url.password:
+                raise InvalidInputError(
+                    "input.location: the URL contains a password; credentials are never stored "
+                    "- put it in an environment variable and name it in credentialsEnv",
+                    field="input.location",
+                )
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+                Fetcher(self.policy(trusted=trusted)).check_file(str(url.database))
+            return
+        try:
+            check_scheme(location)
+        except NotAllowedError as err:
+            raise NotAllowedError(f"input.{err.message}", field="input.location") from None
+        if is_url(location):
+            userinfo = location.split("://", 1)[1].split("/", 1)[0]
+            if "@" in userinfo and ":" in userinfo.rsplit("@", 1)[0]:
+                raise InvalidInputError(
+                    "input.location: the URL contains a password; credentials are never stored "
+                    "- put them in an environment variable and name it in credentialsEnv",
+                    field="input.location",
+                )
+        else:
+            try:
+                Fetcher(self.policy(trusted=trusted)).check_file(location)
+            except NotAllowedError as err:
+                raise NotAllowedError(f"input.{err.message}", field="input.location") from None
+
+    def _credentials(self, spec: SourceSpec) -> str | None:
+        if not spec.credentials_env:
+            return None
+        value = os.environ.get(spec.credentials_env)
+        if not value:
+            raise SourceUnavailableError(
+                f"{spec.id}: the environment variable {spec.credentials_env} (credentialsEnv) "
+                "is not set in the hub's environment",
+                field="credentialsEnv",
+                source=spec.id,
+            )
+        return value
+
+    async def _harvest(
+        self,
+        spec: SourceSpec,
+        *,
+        register: bool,
+        dry_run: bool,
+        trusted: bool,
+        progress: Progress | None,
+    ) -> HarvestReport:
+        say = progress or (lambda _stage: None)
+        harvester = self._harvesters.get(spec.type)
+        if harvester is None:
+            raise InvalidInputError(
+                f"{spec.id}: no harvester for sources of type {spec.type.name}", field="type"
+            )
+        async with self.store.read() as r:
+            await _check_system(r, spec, register=register)
+        credentials = self._credentials(spec)
+        ctx = HarvestContext(
+            source_id=spec.id,
+            key=spec.key,
+            name=spec.name,
+            system=spec.system,
+            location=spec.location,
+            fetcher=Fetcher(self.policy(trusted=trusted)),
+            credentials=credentials,
+        )
+        say(f"reading {_safe(spec.location)}")
+        batch = await self._read(harvester, ctx, credentials)
+        say(f"comparing {len(batch.nodes)} nodes with the catalog")
+        if dry_run:
+            async with self.store.read() as r:
+                diff = await plan_harvest(r, spec.id, batch, _now())
+                _refuse_wipe(spec, batch, diff)
+            return HarvestReport.of(spec.id, diff, dry_run=True)
+        async with self.store.transaction() as tx:
+            if register:
+                await self._upsert_source(tx, spec)
+            diff = await plan_harvest(tx, spec.id, batch, tx.now)
+            _refuse_wipe(spec, batch, diff)
+            say(f"writing {diff.writes} changes")
+            await write_harvest(tx, diff)
+            await _store_warnings(tx, spec.id, diff.warnings)
+        return HarvestReport.of(spec.id, diff, dry_run=False)
+
+    async def _read(
+        self, harvester: Harvester, ctx: HarvestContext, credentials: str | None
+    ) -> HarvestBatch:
+        """Run the harvester; every failure names the source and hides the credentials."""
+        where = _safe(ctx.location)
+        try:
+            return await harvester.harvest(ctx)
+        except CatalogError as err:
+            message = err.message
+            if credentials:
+                message = message.replace(credentials, "***")
+            if ctx.source_id not in message:
+                message = f"{ctx.source_id}: {message}"
+            raise type(err)(message, field=err.field, source=ctx.source_id) from None
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+            # A shape the harvester did not expect: the source's data, not the hub, is at fault.
+            log.warning("harvest of %s failed on unexpected data", ctx.source_id, exc_info=True)
+            raise BadSourceDataError(
+                f"{ctx.source_id}: cannot read {where} as {ctx_type(harvester)} "
+                f"({type(err).__name__})",
+                source=ctx.source_id,
+            ) from None
+
+    async def _upsert_source(self, tx: Writer, spec: SourceSpec) -> NodeRecord:
+        system = (await tx.get_nodes([spec.system])).get(spec.system)
+        if system is None or system.kind is not Kind.SYSTEM:
+            raise NotFoundError(
+                f"input.system: no system {spec.system!r} in the catalog", field="input.system"
+            )
+        old = (await tx.get_nodes([spec.id])).get(spec.id)
+        if old is not None:
+            current = await _system_of(tx, spec.id)
+            if current is not None and current != spec.system:
+                raise ConflictError(
+                    f"input.system: {spec.id} belongs to {current}, not {spec.system}; "
+                    "register the other system's source under a new key",
+                    field="input.system",
+                )
+        props = spec.properties()
+        if old is not None and isinstance(old.properties, dict) and "warnings" in old.properties:
+            props["warnings"] = old.properties["warnings"]
+        if old is None:
+            rec = NodeRecord(
+                id=spec.id,
+                kind=Kind.SOURCE,
+                key=spec.key,
+                name=spec.name,
+                description=None,
+                tags=(),
+                lifecycle=Lifecycle.ACTIVE,
+                owner=None,
+                properties=props,
+                attributes=(),
+                version=1,
+                created_at=tx.now,
+                updated_at=tx.now,
+            )
+            await tx.insert_nodes([rec])
+        else:
+            rec = replace(old, name=spec.name, properties=props, lifecycle=Lifecycle.ACTIVE)
+            if rec != old:
+                rec = replace(rec, version=old.version + 1, updated_at=tx.now)
+                await tx.update_nodes([(old, rec)])
+        link = (spec.id, RelationType.PART_OF.value, spec.system)
+        if not await tx.get_relations([link]):
+            await tx.insert_relations(
+                [RelationRecord(spec.id, RelationType.PART_OF, spec.system, None)]
+            )
+        return rec
+
+
+def ctx_type(harvester: Harvester) -> str:
+    """The format a harvester reads, for messages (``OPENAPI``)."""
+    return harvester.type.name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _safe(location: str) -> str:
+    """A location fit for messages: any password in a URL masked."""
+    try:
+        if "://" in location and not is_url_http(location):
+            return make_url(location).render_as_string(hide_password=True)
+    except ArgumentError:
+        pass
+    return re.sub(r"(://[^/:@]+:)[^/@]+@", r"\1***@", location)
+
+
+def _refuse_wipe(spec: SourceSpec, batch: HarvestBatch, diff: DiffResult) -> None:
+    """A source that suddenly describes nothing is far more likely broken than empty."""
+    if not batch.nodes and diff.retired:
+        raise BadSourceDataError(
+            f"{spec.id}: the source describes nothing now; refusing to retire its "
+            f"{len(diff.retired)} harvested nodes (retire them one by one if that is intended)",
+            source=spec.id,
+        )
+
+
+async def _system_of(r: Reader, source_id: str) -> str | None:
+    for rel in await r.relations_from([source_id]):
+        if rel.type is RelationType.PART_OF:
+            return rel.to_id
+    return None
+
+
+async def _check_system(r: Reader, spec: SourceSpec, *, register: bool) -> None:
+    system = (await r.get_nodes([spec.system])).get(spec.system)
+    if system is None or system.kind is not Kind.SYSTEM:
+        raise NotFoundError(f"system: no system {spec.system!r} in the catalog", field="system")
+    current = await _system_of(r, spec.id) if register else None
+    if current is not None and current != spec.system:
+        raise ConflictError(
+            f"system: {spec.id} belongs to {current}, not {spec.system}; "
+            "register the other system's source under a new key",
+            field="system",
+        )
+
+
+async def _load_source(r: Reader, source_id: str) -> SourceSpec:
+    rec = (await r.get_nodes([source_id])).get(source_id)
+    if rec is None or rec.kind is not Kind.SOURCE:
+        raise NotFoundError(f"source: no source {source_id!r} in the catalog", field="source")
+    props = rec.properties or {}
+    system = await _system_of(r, source_id)
+    try:
+        source_type = SourceType[str(props.get("type", "")).upper()]
+    except KeyError:
+        raise InvalidInputError(
+            f"{source_id}: properties.type is {props.get('type')!r}; expected one of "
+            f"{', '.join(t.name for t in SourceType)} (register the source again)",
+            field="source",
+        ) from None
+    if system is None:
+        raise InvalidInputError(
+            f"{source_id}: the source is not PART_OF a system (register it again)",
+            field="source",
+        )
+    return SourceSpec.build(
+        {
+            "key": rec.key,
+            "name": rec.name,
+            "type": source_type,
+            "location": props.get("location") or "",
+            "system": system,
+            "credentialsEnv": props.get("credentialsEnv"),
+        },
+        loc=source_id,
+    )
+
+
+async def _store_warnings(tx: Writer, source_id: str, warnings: list[str]) -> None:
+    """Keep the latest warnings on the source node (written only when they change)."""
+    rec = (await tx.get_nodes([source_id])).get(source_id)
+    if rec is None:  # pragma: no cover - the source exists inside the transaction
+        return
+    props = dict(rec.properties or {})
+    kept = warnings[:MAX_STORED_WARNINGS]
+    if props.get("warnings", []) == kept:
+        return
+    if kept:
+        props["warnings"] = kept
+    else:
+        props.pop("warnings", None)
+    after = replace(rec, properties=props, version=rec.version + 1, updated_at=tx.now)
+    await tx.update_nodes([(rec, after)])
+
+
+__all__ = [
+    "API_CREDENTIALS_PREFIX",
+    "HarvestReport",
+    "HarvestService",
+    "default_harvesters",
+    "source_key_for",
+]
