@@ -43,6 +43,8 @@ SHARES = {
     "step": 0.18,
     "touchpoint": 0.03,
 }
+#: The hub refuses larger documents (catalog/specs.py).
+MAX_DOCUMENT_BYTES = 50_000_000
 #: Share of capabilities provided by no system (a realistic gap rate).
 UNPROVIDED = 0.02
 #: Share of data entities that are physical copies REPRESENTING a canonical one.
@@ -370,13 +372,10 @@ def split_document(doc: dict[str, Any], parts: int) -> list[dict[str, Any]]:
     """Cut a document into ``parts`` documents that ``capahub apply A B ...`` merges back.
 
     One document must stay under the hub's 50 MB limit (100,000 nodes make about 90 MB of JSON).
+    Nodes and relations are dealt round-robin, so the parts come out about the same size.
     """
-    n, r = len(doc["nodes"]), len(doc["relations"])
     return [
-        {
-            "nodes": doc["nodes"][i * n // parts : (i + 1) * n // parts],
-            "relations": doc["relations"][i * r // parts : (i + 1) * r // parts],
-        }
+        {"nodes": doc["nodes"][i::parts], "relations": doc["relations"][i::parts]}
         for i in range(parts)
     ]
 
@@ -399,6 +398,10 @@ def dump(doc: dict[str, Any], path: Path, *, parts: int = 1) -> list[Path]:
             out.write_text(yaml.safe_dump(part, sort_keys=False), encoding="utf-8")
         else:
             out.write_bytes(orjson.dumps(part))
+        if out.stat().st_size > MAX_DOCUMENT_BYTES:
+            print(
+                f"warning: {out} is over 50 MB, which apply refuses; use --parts", file=sys.stderr
+            )
     return paths
 
 
