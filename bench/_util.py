@@ -128,6 +128,25 @@ def machine_note() -> str:
     return f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)"
 
 
+def code_note() -> str:
+    """The commit measured, and how many files of the working tree differ from it."""
+    root = BENCH.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except OSError:
+        return "code: unknown (no git)"
+    dirty = len(status.splitlines())
+    return f"code: commit {head}" + (f" + {dirty} modified files" if dirty else "")
+
+
 @dataclass(frozen=True)
 class Stats:
     """Summary of a series of durations, in milliseconds."""
@@ -158,6 +177,7 @@ __all__ = [
     "DISCOVERY_QUERY",
     "Server",
     "Stats",
+    "code_note",
     "cpu_seconds",
     "free_port",
     "machine_note",

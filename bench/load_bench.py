@@ -24,7 +24,14 @@ from pathlib import Path
 
 import httpx
 import orjson
-from _util import DISCOVERY_QUERY, cpu_seconds, machine_note, running_server, seeded_database
+from _util import (
+    DISCOVERY_QUERY,
+    code_note,
+    cpu_seconds,
+    machine_note,
+    running_server,
+    seeded_database,
+)
 from sqlalchemy.engine import make_url
 
 TARGET_NODE_RPS = 3_000.0
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         "discovery, first 100": {"query": DISCOVERY_QUERY},
     }
     print(f"catalog: {database}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
-    print(f"machine: {machine_note()}")
+    print(f"machine: {machine_note()}; {code_note()}")
     results: dict[str, WrkResult] = {}
     with (
         tempfile.TemporaryDirectory(prefix="capahub-wrk-") as tmp,

@@ -32,6 +32,7 @@ import orjson
 from _util import (
     DISCOVERY_QUERY,
     Stats,
+    code_note,
     cpu_seconds,
     machine_note,
     running_server,
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"catalog: {database} ({args.nodes} synthetic nodes)")
     log = args.db_dir / "capahub-bench-serve.log"
 
-    print(f"machine: {machine_note()}")
+    print(f"machine: {machine_note()}; {code_note()}")
     hub, hub_cpu, hub_data = measure_http(database, args.runs, args.warmup, log)
     base, base_cpu, base_data = measure_baseline(database, args.runs, args.warmup)
     if hub_data != base_data:
