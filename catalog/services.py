@@ -8,6 +8,7 @@ from catalog.analysis import GraphAnalysis
 from catalog.discovery import Discovery
 from catalog.harvest import HarvestService
 from catalog.registry import Registry
+from catalog.search import Search
 from catalog.settings import Settings
 from catalog.sources import RecordService
 from metadata.graph import CatalogGraph
@@ -25,6 +26,7 @@ class Services:
     graph: CatalogGraph
     analysis: GraphAnalysis
     harvest: HarvestService
+    search: Search
     records: RecordService
 
     @classmethod
@@ -35,10 +37,14 @@ class Services:
         commit; one-shot CLI commands leave it empty.
         """
         store = await Store.open(settings.database_url)
+        search = Search(store, max_page_size=settings.max_page_size)
+        search.attach()  # the index is written in the same transaction as every change
+        await search.ensure_built()
         graph = CatalogGraph()
         if projections:
             await graph.load(store)
             graph.attach(store)
+            await search.warm()
         return cls(
             settings=settings,
             store=store,
@@ -47,6 +53,7 @@ class Services:
             graph=graph,
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
             harvest=HarvestService(store, settings),
+            search=search,
             records=RecordService(store, timeout=settings.source_timeout),
         )
 

@@ -20,9 +20,10 @@ from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
+from resolvers.search import SearchQuery
 from resolvers.types import NODE_TYPES
 
-Query = merge_types("Query", (CatalogQuery, GraphQuery, RecordsQuery))
+Query = merge_types("Query", (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery))
 Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation))
 
 

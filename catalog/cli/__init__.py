@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from catalog.cli import apply, export, harvest, schema, serve
+from catalog.cli import apply, export, harvest, reindex, schema, serve
 
 app = typer.Typer(
     name="capahub",
@@ -20,6 +20,7 @@ app.command("export", help="Export the whole catalog as a re-applicable document
 app.command("harvest", help="Harvest an OpenAPI, GraphQL, SQL or Backstage source.")(
     harvest.harvest
 )
+app.command("reindex", help="Rebuild the search index from the catalog.")(reindex.reindex)
 
 
 @app.callback(invoke_without_command=True)
