@@ -54,7 +54,11 @@ class Services:
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
             harvest=HarvestService(store, settings),
             search=search,
-            records=RecordService(store, timeout=settings.source_timeout),
+            records=RecordService(
+                store,
+                timeout=settings.source_timeout,
+                catalog_version=(lambda: graph.version) if projections else None,
+            ),
         )
 
     async def sync(self) -> int:

@@ -417,6 +417,26 @@ class Touchpoint(CatalogNode):
 class Source(CatalogNode):
     """A registered connection to a system's metadata or data."""
 
+    @strawberry.field(description="OPENAPI, GRAPHQL, SQL or BACKSTAGE (properties.type).")
+    def source_type(self) -> str | None:
+        value = (self.rec.properties or {}).get("type")
+        return str(value) if value is not None else None
+
+    @strawberry.field(description="File path, http(s) URL or SQLAlchemy URL (properties.location).")
+    def location(self) -> str | None:
+        value = (self.rec.properties or {}).get("location")
+        return str(value) if value is not None else None
+
+    @strawberry.field(description="Name of the environment variable holding the credentials.")
+    def credentials_env(self) -> str | None:
+        value = (self.rec.properties or {}).get("credentialsEnv")
+        return str(value) if value is not None else None
+
+    @strawberry.field(description="Warnings of the latest harvest.")
+    def warnings(self) -> list[str]:
+        value = (self.rec.properties or {}).get("warnings") or []
+        return [str(w) for w in value] if isinstance(value, list) else []
+
     @strawberry.field
     async def system(self, info: CatalogInfo) -> System | None:
         found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM)

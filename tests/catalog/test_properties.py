@@ -50,7 +50,11 @@ RELATION_TYPES = [
 KEYS = st.one_of(st.sampled_from(["crm", "erp", "a.b", "x-1", "order_2"]), st.text(max_size=12))
 IDS = st.builds(lambda p, k: f"{p}:{k}", st.sampled_from(PREFIXES), KEYS) | st.text(max_size=20)
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),
@@ -166,5 +170,19 @@ def test_random_mutation_inputs_never_fail_internally(
         node.setdefault("name", "N")
         _check(client, UPSERT, {"i": node})
         _check(client, RELATE, {"i": rel})
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_non_finite_numbers_in_documents_are_refused(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    try:
+        doc = (
+            '{"nodes": [{"id": "system:x", "name": "X", "properties": {"v": NaN, "w": Infinity}}]}'
+        )
+        _check(client, APPLY, {"d": doc})
+        body = _post(client, APPLY, {"d": doc})
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "properties" in body["errors"][0]["message"]
     finally:
         client.__exit__(None, None, None)
