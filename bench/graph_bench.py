@@ -13,15 +13,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from _util import machine_note, running_server, seeded_database
+from _util import CAPAHUB, machine_note, running_server, seeded_database
+from synth import dump, generate_document
 
 from metadata.graph import CatalogGraph
 from metadata.store import Store
+
+
+def _seeded(nodes: int) -> str:
+    """A synthetic catalog built once with `capahub apply` (in parts: one file must stay < 50 MB)."""
+    path = Path(tempfile.gettempdir()) / f"capahub-graph-bench-{nodes}.db"
+    if not path.exists():
+        if nodes <= 20_000:
+            return seeded_database(nodes, 1, path.parent)
+        files = dump(generate_document(nodes, seed=1), path.with_suffix(".json"), parts=3)
+        tmp = path.with_suffix(".tmp.db")
+        subprocess.run(
+            [str(CAPAHUB), "apply", *map(str, files), "--database", f"sqlite:///{tmp}"], check=True
+        )
+        tmp.rename(path)
+    return f"sqlite:///{path}"
 
 
 def _rss_mb() -> float:
@@ -53,8 +70,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--database", help="reuse an existing synthetic catalog (SQLAlchemy URL)")
     args = ap.parse_args()
-    url = seeded_database(args.nodes, 1, Path(tempfile.gettempdir()))
+    url = args.database or _seeded(args.nodes)
     took, grown, n, e, ids = asyncio.run(_build(url))
     print(machine_note())
     print(

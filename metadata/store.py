@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Connection,
+    String,
     and_,
+    any_,
     delete,
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
@@ -31,7 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType
 from metadata.tables import history, node_tags, nodes, relations
 
-#: SQLite accepts 32766 bound parameters; stay far below so one IN list is always one statement.
+#: A safe size for a plain ``IN (...)`` list (SQLite allows 32766 bound parameters); most
+#: lookups here use ``one_of`` instead, which needs no chunking.
 CHUNK = 900
 
 
@@ -138,26 +144,41 @@ def _node_values(rec: NodeRecord) -> dict[str, Any]:
     }
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), CHUNK):
-        yield items[i : i + CHUNK]
+def one_of(col: Any, ids: Sequence[str], dialect: str) -> ColumnElement[bool]:
+    """``col IN ids`` as one statement whatever the number of ids (no bound-parameter limit).
+
+    SQLite reads the ids from one JSON parameter (``json_each``); PostgreSQL from one array.
+    """
+    if dialect == "sqlite":
+        values = func.json_each(orjson.dumps(list(ids)).decode()).table_valued("value")
+        clause: ColumnElement[bool] = col.in_(select(values.c.value))
+    elif dialect == "postgresql":
+        clause = col == any_(literal(list(ids), type_=ARRAY(String)))
+    else:  # pragma: no cover - other databases are not supported yet
+        clause = col.in_(list(ids))
+    return clause  # pragma: no cover - other databases are not supported yet
 
 
 class Reader:
-    """Batched reads on one connection; every method is one SQL statement per CHUNK of keys."""
+    """Batched reads on one connection; every method is one SQL statement whatever the keys."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
+    @property
+    def dialect(self) -> str:
+        """The database dialect's name: ``sqlite`` or ``postgresql``."""
+        return str(self.conn.dialect.name)
+
+    def _in(self, col: Any, ids: Sequence[str]) -> ColumnElement[bool]:
+        return one_of(col, list(dict.fromkeys(ids)), self.dialect)
+
     async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeRecord]:
         """Load the nodes with these ids; missing ids are simply absent from the result."""
-        out: dict[str, NodeRecord] = {}
-        unique = list(dict.fromkeys(ids))
-        for part in _chunks(unique):
-            result = await self.conn.execute(select(nodes).where(nodes.c.id.in_(part)))
-            for row in result:
-                out[row.id] = node_from_row(row)
-        return out
+        if not ids:
+            return {}
+        result = await self.conn.execute(select(nodes).where(self._in(nodes.c.id, ids)))
+        return {row.id: node_from_row(row) for row in result}
 
     async def list_nodes(
         self, flt: NodeFilter, *, after: str | None, limit: int
@@ -175,30 +196,24 @@ class Reader:
 
     async def relations_from(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Relations whose source is one of ``ids``."""
-        return await self._relations(relations.c.from_id, ids)
+        return await self._relations(self._in(relations.c.from_id, ids), ids)
 
     async def relations_to(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Relations whose target is one of ``ids``."""
-        return await self._relations(relations.c.to_id, ids)
+        return await self._relations(self._in(relations.c.to_id, ids), ids)
 
     async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
-        """Relations whose source or target is one of ``ids`` (one statement per chunk)."""
-        out: list[RelationRecord] = []
-        for part in _chunks(list(dict.fromkeys(ids))):
-            stmt = (
-                select(relations)
-                .where(or_(relations.c.from_id.in_(part), relations.c.to_id.in_(part)))
-                .order_by(relations.c.id)
-            )
-            out.extend(relation_from_row(r) for r in await self.conn.execute(stmt))
-        return out
+        """Relations whose source or target is one of ``ids``."""
+        cond = or_(self._in(relations.c.from_id, ids), self._in(relations.c.to_id, ids))
+        return await self._relations(cond, ids)
 
-    async def _relations(self, col: Any, ids: Sequence[str]) -> list[RelationRecord]:
-        out: list[RelationRecord] = []
-        for part in _chunks(list(dict.fromkeys(ids))):
-            stmt = select(relations).where(col.in_(part)).order_by(relations.c.id)
-            out.extend(relation_from_row(r) for r in await self.conn.execute(stmt))
-        return out
+    async def _relations(
+        self, cond: ColumnElement[bool], ids: Sequence[str]
+    ) -> list[RelationRecord]:
+        if not ids:
+            return []
+        stmt = select(relations).where(cond).order_by(relations.c.id)
+        return [relation_from_row(r) for r in await self.conn.execute(stmt)]
 
     async def get_relations(
         self, keys: Sequence[tuple[str, str, str]]
@@ -214,11 +229,10 @@ class Reader:
 
     async def nodes_owned_by(self, team_ids: Sequence[str]) -> list[NodeRecord]:
         """Nodes whose owner is one of ``team_ids``."""
-        out: list[NodeRecord] = []
-        for part in _chunks(list(dict.fromkeys(team_ids))):
-            stmt = select(nodes).where(nodes.c.owner_id.in_(part)).order_by(nodes.c.id)
-            out.extend(node_from_row(r) for r in await self.conn.execute(stmt))
-        return out
+        if not team_ids:
+            return []
+        stmt = select(nodes).where(self._in(nodes.c.owner_id, team_ids)).order_by(nodes.c.id)
+        return [node_from_row(r) for r in await self.conn.execute(stmt)]
 
     async def all_nodes(self) -> list[NodeRecord]:
         """Every node, ordered by id."""
@@ -291,8 +305,12 @@ class Writer(Reader):
             del values["id"], values["created_at"]
             await self.conn.execute(update(nodes).where(nodes.c.id == after.id).values(**values))
         changed_tags = [a for b, a in pairs if b.tags != a.tags]
-        for part in _chunks([a.id for a in changed_tags]):
-            await self.conn.execute(delete(node_tags).where(node_tags.c.node_id.in_(part)))
+        if changed_tags:
+            ids = [a.id for a in changed_tags]
+            dialect = self.conn.dialect.name
+            await self.conn.execute(
+                delete(node_tags).where(one_of(node_tags.c.node_id, ids, dialect))
+            )
         await self._insert_tags(changed_tags)
         self.pending.extend(
             PendingChange("node", a.id, "update", node_snapshot(b), node_snapshot(a))
@@ -392,7 +410,8 @@ class Store:
                 Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
+        # orjson decodes the JSON columns (tags, properties, attributes) several times faster.
+        engine = create_async_engine(url, json_deserializer=orjson.loads, **kwargs)
         if engine.dialect.name == "sqlite":
             _tune_sqlite(engine)
         store = cls(engine)

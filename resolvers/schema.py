@@ -5,12 +5,13 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -39,17 +40,24 @@ class CatalogSchema(strawberry.federation.Schema):
 
 
 def build_schema(*, max_depth: int = 12) -> CatalogSchema:
-    """The capahub schema: catalog queries and mutations, caches, limits, error codes."""
+    """The capahub schema: catalog queries and mutations, caches, limits, error codes.
+
+    The depth and alias limits are validation rule classes made once here: the validation
+    cache keys on the rule classes, so a fresh class per request would never hit.
+    """
+    rules = [
+        depth_limit_rule(max_depth, None),
+        alias_limit_rule(200),
+    ]
     return CatalogSchema(
         query=Query,
         mutation=Mutation,
         types=NODE_TYPES,
         extensions=[
             lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=20_000),
-            lambda: MaxAliasesLimiter(max_alias_count=200),
+            lambda: AddValidationRules(rules),
+            lambda: ValidationCache(maxsize=1024),
         ],
     )
 
