@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from metadata.errors import InvalidInputError
+from metadata.graph import CatalogGraph
 from metadata.model import NodeRecord, RelationRecord
 from metadata.store import Change, NodeFilter, Store
+
+#: Node records kept in memory at most (about 1 KB each); the cache starts over past it.
+MAX_CACHED_NODES = 200_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Discovery:
     def __init__(self, store: Store, *, max_page_size: int = 500) -> None:
         self.store = store
         self.max_page_size = max_page_size
+        self._cache: dict[str, NodeRecord] | None = None
+        self._graph: CatalogGraph | None = None
 
     def check_first(self, first: int, field: str = "first") -> None:
         """Refuse a page size outside 0..max_page_size."""
@@ -53,10 +59,46 @@ class Discovery:
                 f"{field}: must be between 0 and {self.max_page_size}, got {first}", field=field
             )
 
+    def enable_cache(self, graph: CatalogGraph) -> None:
+        """Keep node records in memory, dropping each one when a change of it is applied.
+
+        The graph projection reports every change it applies, this process's commits at once
+        and other processes' within the sync interval, so the cache is never staler than the
+        projection itself.
+        """
+        self._cache = {}
+        self._graph = graph
+
+        def forget(changes: Sequence[Change]) -> None:
+            cache = self._cache
+            if cache is None:
+                return
+            for c in changes:
+                if c.target == "node":
+                    cache.pop(c.target_id, None)
+
+        graph.follow(forget)
+
     async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeRecord]:
         """Nodes by id (absent ids are missing from the result)."""
-        async with self.store.read() as r:
-            return await r.get_nodes(ids)
+        cache = self._cache
+        if cache is None:
+            async with self.store.read() as r:
+                return await r.get_nodes(ids)
+        out = {i: cache[i] for i in ids if i in cache}
+        missing = [i for i in ids if i not in out]
+        if missing:
+            version = self._graph.version if self._graph is not None else -1
+            async with self.store.read() as r:
+                found = await r.get_nodes(missing)
+            # A change applied while the read was in flight may be newer than what was read:
+            # then the rows are used for this request but not remembered.
+            if self._graph is not None and self._graph.version == version:
+                if len(cache) + len(found) > MAX_CACHED_NODES:
+                    cache.clear()
+                cache.update(found)
+            out.update(found)
+        return out
 
     async def relations_from(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Outgoing relations of these nodes."""

@@ -45,11 +45,14 @@ class Services:
             await graph.load(store)
             graph.attach(store)
             await search.warm()
+        discovery = Discovery(store, max_page_size=settings.max_page_size)
+        if projections:
+            discovery.enable_cache(graph)
         return cls(
             settings=settings,
             store=store,
             registry=Registry(store),
-            discovery=Discovery(store, max_page_size=settings.max_page_size),
+            discovery=discovery,
             graph=graph,
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
             harvest=HarvestService(store, settings),

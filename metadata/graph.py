@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,7 @@ class CatalogGraph:
         self.g: nx.DiGraph = nx.DiGraph()
         self.last_change = 0
         self.version = 0  # rises with every applied change; caches key on it
+        self._followers: list[Callable[[Sequence[Change]], None]] = []
 
     # -- building and keeping in step -------------------------------------------------------
 
@@ -126,6 +127,13 @@ class CatalogGraph:
                 )
         if changes:
             self.version += 1
+            for follower in self._followers:
+                follower(changes)
+
+    def follow(self, follower: Callable[[Sequence[Change]], None]) -> None:
+        """Call ``follower`` with every batch of changes the projection applies (this
+        process's commits and other processes' changes alike), e.g. to drop cached records."""
+        self._followers.append(follower)
 
     async def sync(self, store: Store) -> int:
         """Replay, in order, every change committed since the last sync (any process's)."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from catalog.discovery import Page, encode_cursor
+from metadata.model import NodeRecord
+from resolvers.context import CatalogInfo
 from resolvers.paging import PageInfo
 from resolvers.types import Capability, CatalogNode, DataEntity, System, as_node
 
@@ -61,6 +65,47 @@ class DataEntityConnection:
     edges: list[DataEntityEdge]
     page_info: PageInfo
     total_count: int
+
+
+#: Node fields answered from the node's own row; any other selected field needs relations.
+OWN_FIELDS = frozenset(
+    {"__typename", "id", "kind", "key", "name", "description", "tags", "lifecycle",
+     "properties", "version", "createdAt", "updatedAt", "attributes", "order"}
+)  # fmt: skip
+
+
+def _selections(fields: Sequence[Any]) -> Iterator[Any]:
+    for f in fields:
+        if isinstance(f, SelectedField):
+            yield f
+        else:  # fragment spread or inline fragment
+            yield from _selections(f.selections)
+
+
+def wants_relations(info: CatalogInfo) -> bool:
+    """Whether ``edges { node { ... } }`` of this connection selects relation-backed fields."""
+    for top in _selections(info.selected_fields):
+        for edges in _selections(top.selections):
+            if edges.name != "edges":
+                continue
+            for node in _selections(edges.selections):
+                if node.name == "node" and any(
+                    f.name not in OWN_FIELDS for f in _selections(node.selections)
+                ):
+                    return True
+    return False
+
+
+async def prefetch(info: CatalogInfo, recs: Sequence[NodeRecord]) -> None:
+    """Load the relations of a page's nodes and the nodes at their other ends, in two batched
+    statements, so that the nested relation fields resolve synchronously."""
+    loaders = info.context.loaders
+    for rec in recs:
+        loaders.node.prime(rec.id, rec)
+    touching = await loaders.rels.load_many([r.id for r in recs])
+    ids = {r.to_id for t in touching for r in t.out} | {r.from_id for t in touching for r in t.into}
+    ids |= {r.owner for r in recs if r.owner}
+    await loaders.node.load_many(sorted(ids))
 
 
 def page_info(page: Page, after: str | None) -> PageInfo:

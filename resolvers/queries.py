@@ -16,6 +16,8 @@ from resolvers.connections import (
     SystemConnection,
     SystemEdge,
     connection,
+    prefetch,
+    wants_relations,
 )
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
@@ -45,6 +47,8 @@ class CatalogQuery:
     ) -> NodeConnection:
         flt = NodeFilter(kinds=kinds or (), tags=tags or (), lifecycle=lifecycle or ())
         page = await info.context.services.discovery.page(flt, first=first, after=after)
+        if wants_relations(info):
+            await prefetch(info, page.items)
         return connection(NodeConnection, NodeEdge, page, after)
 
     @strawberry.field(description="Systems, by id.")
@@ -53,6 +57,8 @@ class CatalogQuery:
     ) -> SystemConnection:
         flt = NodeFilter(kinds=(model.Kind.SYSTEM,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
+        if wants_relations(info):
+            await prefetch(info, page.items)
         return connection(SystemConnection, SystemEdge, page, after)
 
     @strawberry.field(description="Capabilities, by id.")
@@ -61,6 +67,8 @@ class CatalogQuery:
     ) -> CapabilityConnection:
         flt = NodeFilter(kinds=(model.Kind.CAPABILITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
+        if wants_relations(info):
+            await prefetch(info, page.items)
         return connection(CapabilityConnection, CapabilityEdge, page, after)
 
     @strawberry.field(description="Data entities, by id.")
@@ -69,6 +77,8 @@ class CatalogQuery:
     ) -> DataEntityConnection:
         flt = NodeFilter(kinds=(model.Kind.DATA_ENTITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
+        if wants_relations(info):
+            await prefetch(info, page.items)
         return connection(DataEntityConnection, DataEntityEdge, page, after)
 
     @strawberry.field(description="Recorded changes of a node, newest first.")

@@ -40,6 +40,78 @@ async def related(
     )
 
 
+def _related_now(
+    info: CatalogInfo,
+    node_id: str,
+    rtype: model.RelationType,
+    direction: model.Direction,
+    kind: model.Kind | None,
+) -> list[NodeRecord] | None:
+    """The answer of ``related`` from what this request's dataloaders already hold, or None."""
+    loaders = info.context.loaders
+    fut = loaders.rels.cache_map.get(node_id)
+    if fut is None or not fut.done() or fut.exception() is not None:
+        return None
+    touching = fut.result()
+    if direction is D.OUT:
+        ids = [r.to_id for r in touching.out if r.type is rtype]
+    else:
+        ids = [r.from_id for r in touching.into if r.type is rtype]
+    found: list[NodeRecord] = []
+    for i in ids:
+        nf = loaders.node.cache_map.get(i)
+        if nf is None or not nf.done() or nf.exception() is not None:
+            return None
+        rec = nf.result()
+        if rec is not None and (kind is None or rec.kind is kind):
+            found.append(rec)
+    found.sort(key=lambda n: n.id)
+    return found
+
+
+def nodes_of(
+    info: CatalogInfo,
+    node_id: str,
+    rtype: model.RelationType,
+    direction: model.Direction,
+    kind: model.Kind | None = None,
+) -> Any:
+    """Related nodes as GraphQL objects: at once when prefetched, else an awaitable.
+
+    Resolvers that can answer synchronously skip an asyncio task per field, which is most of
+    the cost of a wide query; graphql-core awaits the result when it is an awaitable.
+    """
+    now = _related_now(info, node_id, rtype, direction, kind)
+    if now is not None:
+        return as_nodes(now)
+
+    async def later() -> list[Any]:
+        return as_nodes(await related(info, node_id, rtype, direction, kind))
+
+    return later()
+
+
+def node_of(
+    info: CatalogInfo,
+    node_id: str,
+    rtype: model.RelationType,
+    direction: model.Direction,
+    kind: model.Kind | None = None,
+    *,
+    cls: type[Any],
+) -> Any:
+    """The first related node (by id) as ``cls``, or None; at once when prefetched."""
+    now = _related_now(info, node_id, rtype, direction, kind)
+    if now is not None:
+        return cls(rec=now[0]) if now else None
+
+    async def later() -> Any:
+        found = await related(info, node_id, rtype, direction, kind)
+        return cls(rec=found[0]) if found else None
+
+    return later()
+
+
 def as_node(rec: NodeRecord) -> CatalogNode:
     """Wrap a stored node in the GraphQL type of its kind."""
     return TYPE_BY_KIND[rec.kind](rec=rec)
@@ -92,56 +164,54 @@ async def _load(info: CatalogInfo, node_id: str) -> CatalogNode:
 class CatalogNode:
     rec: strawberry.Private[NodeRecord]
 
-    @strawberry.field(description="`<prefix>:<key>`, e.g. `system:crm`.")
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.rec.id)
-
-    @strawberry.field
-    def kind(self) -> Kind:
-        return self.rec.kind
-
-    @strawberry.field
-    def key(self) -> str:
-        return self.rec.key
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.rec.name
-
-    @strawberry.field
-    def description(self) -> str | None:
-        return self.rec.description
-
-    @strawberry.field
-    def tags(self) -> list[str]:
-        return list(self.rec.tags)
-
-    @strawberry.field
-    def lifecycle(self) -> Lifecycle:
-        return self.rec.lifecycle
+    # The node's own fields are plain attributes, copied from the record at construction:
+    # strawberry resolves those much faster than one resolver method per field.
+    id: strawberry.ID = strawberry.field(
+        default=None, description="`<prefix>:<key>`, e.g. `system:crm`."
+    )
+    kind: Kind = strawberry.field(default=None)
+    key: str = strawberry.field(default=None)
+    name: str = strawberry.field(default=None)
+    description: str | None = strawberry.field(default=None)
+    tags: list[str] = strawberry.field(default=None)
+    lifecycle: Lifecycle = strawberry.field(default=None)
 
     @strawberry.field(description="The team accountable for this node.")
-    async def owner(self, info: CatalogInfo) -> Team | None:
-        if self.rec.owner is None:
+    def owner(self, info: CatalogInfo) -> Team | None:
+        owner = self.rec.owner
+        if owner is None:
             return None
-        rec = await info.context.loaders.node.load(self.rec.owner)
-        return Team(rec=rec) if rec is not None else None
+        fut = info.context.loaders.node.cache_map.get(owner)
+        if fut is not None and fut.done() and fut.exception() is None:
+            rec = fut.result()
+            return Team(rec=rec) if rec is not None else None
 
-    @strawberry.field
-    def properties(self) -> JSON | None:
-        return self.rec.properties
+        async def later() -> Team | None:
+            rec = await info.context.loaders.node.load(owner)
+            return Team(rec=rec) if rec is not None else None
 
-    @strawberry.field(description="Rises by one with every change of the node.")
-    def version(self) -> int:
-        return self.rec.version
+        return later()
 
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.rec.created_at
+    properties: JSON | None = strawberry.field(default=None)
+    version: int = strawberry.field(
+        default=None, description="Rises by one with every change of the node."
+    )
+    created_at: datetime = strawberry.field(default=None)
+    updated_at: datetime = strawberry.field(default=None)
 
-    @strawberry.field
-    def updated_at(self) -> datetime:
-        return self.rec.updated_at
+    def __post_init__(self) -> None:
+        rec = self.rec
+        self.id = strawberry.ID(rec.id)
+        self.kind = rec.kind
+        self.key = rec.key
+        self.name = rec.name
+        self.description = rec.description
+        self.tags = list(rec.tags)
+        self.lifecycle = rec.lifecycle
+        self.properties = rec.properties
+        self.version = rec.version
+        self.created_at = rec.created_at
+        self.updated_at = rec.updated_at
 
     @strawberry.field(description="Relations of this node, optionally by type and direction.")
     async def relations(
@@ -178,16 +248,16 @@ class Domain(CatalogNode):
     """A business domain: Sales, Service, Marketing, Commerce."""
 
     @strawberry.field(description="Capabilities directly in this domain.")
-    async def capabilities(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY))
+    def capabilities(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
     @strawberry.field(description="Systems in this domain.")
-    async def systems(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM))
+    def systems(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
     @strawberry.field(description="Data entities in this domain.")
-    async def entities(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.DATA_ENTITY))
+    def entities(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.DATA_ENTITY)
 
 
 @_key
@@ -202,8 +272,8 @@ class Team(CatalogNode):
         return as_nodes(owned + [n for n in extra if n.id not in seen])
 
     @strawberry.field(description="Data entities this team stewards.")
-    async def stewards(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.STEWARDS, D.OUT))
+    def stewards(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.STEWARDS, D.OUT)
 
 
 @_key
@@ -211,46 +281,44 @@ class System(CatalogNode):
     """An application: CRM, ERP, CDP, webshop, chatbot."""
 
     @strawberry.field(description="Capabilities this system implements.")
-    async def provides(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.PROVIDES, D.OUT))
+    def provides(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.PROVIDES, D.OUT)
 
     @strawberry.field(description="Data entities this system is the system of record for.")
-    async def masters(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.MASTERS, D.OUT))
+    def masters(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.MASTERS, D.OUT)
 
     @strawberry.field(description="Data entities this system holds a copy of.")
-    async def stores(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.STORES, D.OUT))
+    def stores(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.STORES, D.OUT)
 
     @strawberry.field(description="Systems this one depends on at run time.")
-    async def depends_on(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.OUT))
+    def depends_on(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
     @strawberry.field(description="Systems that depend on this one.")
-    async def dependents(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.IN))
+    def dependents(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.IN)
 
     @strawberry.field
-    async def domain(self, info: CatalogInfo) -> Domain | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN)
-        return Domain(rec=found[0]) if found else None
+    def domain(self, info: CatalogInfo) -> Domain | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
     @strawberry.field(description="The larger system this one is a component of.")
-    async def parent(self, info: CatalogInfo) -> System | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM)
-        return System(rec=found[0]) if found else None
+    def parent(self, info: CatalogInfo) -> System | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
     @strawberry.field(description="Components of this system.")
-    async def components(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM))
+    def components(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
     @strawberry.field(description="Touchpoints (channels) this system serves.")
-    async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
-        return as_nodes(await related(info, self.rec.id, R.SERVED_BY, D.IN))
+    def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
+        return nodes_of(info, self.rec.id, R.SERVED_BY, D.IN)
 
     @strawberry.field(description="Registered metadata or data sources of this system.")
-    async def sources(self, info: CatalogInfo) -> list[Source]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.SOURCE))
+    def sources(self, info: CatalogInfo) -> list[Source]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SOURCE)
 
 
 @_key
@@ -258,29 +326,28 @@ class Capability(CatalogNode):
     """A business capability, hierarchical (L1 > L2 > L3), possibly exposed as an API."""
 
     @strawberry.field
-    async def parent(self, info: CatalogInfo) -> Capability | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.CAPABILITY)
-        return Capability(rec=found[0]) if found else None
+    def parent(self, info: CatalogInfo) -> Capability | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.CAPABILITY, cls=Capability)
 
     @strawberry.field
-    async def children(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY))
+    def children(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
     @strawberry.field(description="Systems that implement this capability.")
-    async def providers(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.PROVIDES, D.IN))
+    def providers(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.PROVIDES, D.IN)
 
     @strawberry.field
-    async def reads(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.READS, D.OUT))
+    def reads(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.READS, D.OUT)
 
     @strawberry.field
-    async def writes(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.WRITES, D.OUT))
+    def writes(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.WRITES, D.OUT)
 
     @strawberry.field(description="Capabilities this one depends on.")
-    async def depends_on(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.DEPENDS_ON, D.OUT))
+    def depends_on(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
     @strawberry.field(description="The domain of this capability or of its nearest ancestor.")
     async def domain(self, info: CatalogInfo) -> Domain | None:
@@ -296,8 +363,8 @@ class Capability(CatalogNode):
         return None
 
     @strawberry.field(description="Journey steps that use this capability.")
-    async def used_by(self, info: CatalogInfo) -> list[JourneyStep]:
-        return as_nodes(await related(info, self.rec.id, R.USES, D.IN))
+    def used_by(self, info: CatalogInfo) -> list[JourneyStep]:
+        return nodes_of(info, self.rec.id, R.USES, D.IN)
 
 
 @_key
@@ -317,37 +384,36 @@ class DataEntity(CatalogNode):
         ]
 
     @strawberry.field(description="Systems of record (golden source) of this entity.")
-    async def mastered_by(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.MASTERS, D.IN))
+    def mastered_by(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.MASTERS, D.IN)
 
     @strawberry.field(description="Systems that hold a copy of this entity.")
-    async def stored_by(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.STORES, D.IN))
+    def stored_by(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.STORES, D.IN)
 
     @strawberry.field
-    async def stewards(self, info: CatalogInfo) -> list[Team]:
-        return as_nodes(await related(info, self.rec.id, R.STEWARDS, D.IN))
+    def stewards(self, info: CatalogInfo) -> list[Team]:
+        return nodes_of(info, self.rec.id, R.STEWARDS, D.IN)
 
     @strawberry.field(description="Capabilities that read this entity.")
-    async def read_by(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.READS, D.IN))
+    def read_by(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.READS, D.IN)
 
     @strawberry.field(description="Capabilities that write this entity.")
-    async def written_by(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.WRITES, D.IN))
+    def written_by(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.WRITES, D.IN)
 
     @strawberry.field(description="Physical entities in systems that map to this canonical one.")
-    async def represented_by(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.REPRESENTS, D.IN))
+    def represented_by(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.REPRESENTS, D.IN)
 
     @strawberry.field(description="Canonical entities this physical entity maps to.")
-    async def represents(self, info: CatalogInfo) -> list[DataEntity]:
-        return as_nodes(await related(info, self.rec.id, R.REPRESENTS, D.OUT))
+    def represents(self, info: CatalogInfo) -> list[DataEntity]:
+        return nodes_of(info, self.rec.id, R.REPRESENTS, D.OUT)
 
     @strawberry.field
-    async def domain(self, info: CatalogInfo) -> Domain | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN)
-        return Domain(rec=found[0]) if found else None
+    def domain(self, info: CatalogInfo) -> Domain | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
     @strawberry.field(
         description="Live records of this entity, unified across the systems that hold it."
@@ -387,17 +453,16 @@ class JourneyStep(CatalogNode):
         return step_order(self.rec)
 
     @strawberry.field
-    async def journey(self, info: CatalogInfo) -> Journey | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.JOURNEY)
-        return Journey(rec=found[0]) if found else None
+    def journey(self, info: CatalogInfo) -> Journey | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.JOURNEY, cls=Journey)
 
     @strawberry.field(description="Capabilities this step needs.")
-    async def uses(self, info: CatalogInfo) -> list[Capability]:
-        return as_nodes(await related(info, self.rec.id, R.USES, D.OUT))
+    def uses(self, info: CatalogInfo) -> list[Capability]:
+        return nodes_of(info, self.rec.id, R.USES, D.OUT)
 
     @strawberry.field(description="Channels where this step happens.")
-    async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
-        return as_nodes(await related(info, self.rec.id, R.OCCURS_AT, D.OUT))
+    def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
+        return nodes_of(info, self.rec.id, R.OCCURS_AT, D.OUT)
 
 
 @_key
@@ -405,12 +470,12 @@ class Touchpoint(CatalogNode):
     """A channel where a journey step happens: web, app, store tablet, email, call center."""
 
     @strawberry.field(description="Systems behind this channel.")
-    async def served_by(self, info: CatalogInfo) -> list[System]:
-        return as_nodes(await related(info, self.rec.id, R.SERVED_BY, D.OUT))
+    def served_by(self, info: CatalogInfo) -> list[System]:
+        return nodes_of(info, self.rec.id, R.SERVED_BY, D.OUT)
 
     @strawberry.field(description="Journey steps that happen here.")
-    async def steps(self, info: CatalogInfo) -> list[JourneyStep]:
-        return as_nodes(await related(info, self.rec.id, R.OCCURS_AT, D.IN))
+    def steps(self, info: CatalogInfo) -> list[JourneyStep]:
+        return nodes_of(info, self.rec.id, R.OCCURS_AT, D.IN)
 
 
 @_key
@@ -438,13 +503,12 @@ class Source(CatalogNode):
         return [str(w) for w in value] if isinstance(value, list) else []
 
     @strawberry.field
-    async def system(self, info: CatalogInfo) -> System | None:
-        found = await related(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM)
-        return System(rec=found[0]) if found else None
+    def system(self, info: CatalogInfo) -> System | None:
+        return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
     @strawberry.field(description="Nodes harvested from this source.")
-    async def harvested(self, info: CatalogInfo) -> list[CatalogNode]:
-        return as_nodes(await related(info, self.rec.id, R.HARVESTED_FROM, D.IN))
+    def harvested(self, info: CatalogInfo) -> list[CatalogNode]:
+        return nodes_of(info, self.rec.id, R.HARVESTED_FROM, D.IN)
 
 
 TYPE_BY_KIND: dict[model.Kind, type[CatalogNode]] = {

@@ -171,3 +171,23 @@ def test_playground_and_healthz_on_a_real_server(server: tuple[str, str]) -> Non
     assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
     page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+def test_running_server_sees_a_rename_from_another_process(
+    server: tuple[str, str], tmp_path: Path
+) -> None:
+    base, db = server
+    q = {"query": '{ node(id: "system:erp") { name version } }'}
+    before = httpx.post(f"{base}/graphql", json=q).json()["data"]["node"]  # now cached
+    doc = _write(tmp_path, "rename.yaml", "nodes: [{id: system:erp, name: ERP renamed}]\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "catalog.cli", "apply", str(doc), "--database", db],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 5
+    node = before
+    while time.monotonic() < deadline and node["name"] != "ERP renamed":
+        time.sleep(0.1)
+        node = httpx.post(f"{base}/graphql", json=q).json()["data"]["node"]
+    assert node == {"name": "ERP renamed", "version": before["version"] + 1}
