@@ -111,7 +111,10 @@ class Discovery:
             return await r.relations_to(ids)
 
     async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
-        """Incoming and outgoing relations of these nodes, in one query."""
+        """Incoming and outgoing relations of these nodes: from the graph projection when the
+        cache is on (it holds every relation), else in one query."""
+        if self._graph is not None:
+            return self._graph.relations_touching(ids)
         async with self.store.read() as r:
             return await r.relations_touching(ids)
 

@@ -201,6 +201,24 @@ class CatalogGraph:
                     if wanted is None or t in wanted:
                         yield u, Step(u, t, node_id, props)
 
+    def relations_touching(self, ids: Iterable[str]) -> list[RelationRecord]:
+        """Every relation from or to these nodes, as records (unknown ids have none)."""
+        g = self.g
+        out: list[RelationRecord] = []
+        seen: set[tuple[str, str]] = set()
+        for n in ids:
+            if n not in g:
+                continue
+            for v, d in g.succ[n].items():
+                if (n, v) not in seen:
+                    seen.add((n, v))
+                    out.extend(RelationRecord(n, t, v, p) for t, p in d["rels"].items())
+            for u, d in g.pred[n].items():
+                if (u, n) not in seen:
+                    seen.add((u, n))
+                    out.extend(RelationRecord(u, t, n, p) for t, p in d["rels"].items())
+        return out
+
     def relation_between(self, a: str, b: str) -> Step:
         """One stored relation joining a and b in either direction (lowest type name first)."""
         if self.g.has_edge(a, b):

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy
 from starlette.testclient import TestClient
 
 from catalog.app import create_app
+from catalog.demo import load_demo
+from catalog.services import Services
 from catalog.settings import Settings
+from resolvers import build_schema, make_context
 from tests.conftest import StatementCounter
 
 DISCOVERY = """query($first: Int) { capabilities(first: $first) { edges { node {
@@ -40,8 +44,33 @@ def test_discovery_query_uses_a_constant_number_of_statements(
     settings: Settings, count_statements: Callable[[Any], StatementCounter]
 ) -> None:
     counts = {n: _statements(settings, count_statements, DISCOVERY, n) for n in (1, 10, 100)}
-    # page + totalCount + one relation batch (both directions) + one node batch
-    assert counts == {1: 4, 10: 4, 100: 4}
+    # page + totalCount + one node batch; the relations come from the graph projection
+    assert counts == {1: 3, 10: 3, 100: 3}
+
+
+async def test_without_projections_relations_are_batched_in_sql_too(
+    settings: Settings, count_statements: Callable[[Any], StatementCounter]
+) -> None:
+    """The same query on services without in-memory projections (as one-shot tools run)."""
+    services = await Services.start(settings, projections=False)
+    try:
+        await load_demo(services.registry)
+        schema = build_schema()
+        counts = {}
+        for first in (1, 10, 100):
+            counter = count_statements(services.store.engine)
+            result = await schema.execute(
+                DISCOVERY, variable_values={"first": first}, context_value=make_context(services)
+            )
+            assert result.errors is None
+            counts[first] = counter.count
+            sqlalchemy.event.remove(
+                services.store.engine.sync_engine, "before_cursor_execute", counter
+            )
+        # page + totalCount + one relation batch (both directions) + one node batch
+        assert counts == {1: 4, 10: 4, 100: 4}
+    finally:
+        await services.close()
 
 
 def test_deep_query_statements_are_bounded_by_depth_not_items(
