@@ -240,3 +240,13 @@ async def test_demo_landscape_has_real_answers(services: Services) -> None:
     impact = services.analysis.impact("system:crm", 3)
     assert len(impact.affected) > 10
     assert services.analysis.path("system:chatbot", "entity:order", 6) is not None
+
+
+async def test_hotspots_agree_with_networkx_pagerank(small: Services) -> None:
+    import networkx as nx
+
+    ours = dict(small.analysis.hotspots(500))
+    reference = nx.pagerank(small.graph.g.to_undirected(as_view=True), tol=1e-10)
+    assert ours.keys() == reference.keys()
+    for node, score in reference.items():
+        assert abs(ours[node] - score) < 1e-4, node
