@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from catalog.settings import Settings
 
@@ -22,3 +24,13 @@ def test_readme_gives_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
     assert "scripts/serve" in readme and "capahub serve --demo" in readme
     assert "scripts/test" in readme
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_examples_run_on_the_demo(demo_gql: Any) -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```graphql\n(.*?)```", readme, re.DOTALL)
+    assert len(blocks) >= 6
+    for block in blocks:
+        body = demo_gql.post(block)
+        assert not body.get("errors"), (block, body.get("errors"))
+        assert body["data"], block
