@@ -182,7 +182,9 @@ def test_running_server_sees_a_rename_from_another_process(
     doc = _write(tmp_path, "rename.yaml", "nodes: [{id: system:erp, name: ERP renamed}]\n")
     proc = subprocess.run(
         [sys.executable, "-m", "catalog.cli", "apply", str(doc), "--database", db],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     deadline = time.monotonic() + 5
