@@ -41,8 +41,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
     schema = build_schema(max_depth=settings.max_query_depth)
     state: dict[str, Any] = {}
 
-    def context(request: Any, response: Any) -> Any:
-        return make_context(state["services"], request, response)
+    async def context(request: Any, response: Any) -> Any:
+        services: Services = state["services"]
+        if services.graph.version:  # projections loaded: catch up with other processes first
+            await services.catch_up()
+        return make_context(services, request, response)
 
     graphql = CatalogGraphQL(
         schema, context, graphql_ide="graphiql" if settings.graphql_ide else None

@@ -10,6 +10,7 @@ mutations) answer with a 4xx status and a GraphQL-shaped JSON error body.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -123,7 +124,8 @@ class CatalogGraphQL(GraphQL[Any, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Any:
         """A fresh context, with fresh dataloaders, for every request."""
-        return self._context_factory(request, response)
+        context = self._context_factory(request, response)
+        return await context if inspect.isawaitable(context) else context
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """The response under construction; its ``media_type`` records the negotiated type."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from catalog.analysis import GraphAnalysis
 from catalog.discovery import Discovery
@@ -28,6 +29,7 @@ class Services:
     harvest: HarvestService
     search: Search
     records: RecordService
+    _synced_at: float = field(default=0.0, init=False)
 
     @classmethod
     async def start(cls, settings: Settings, *, projections: bool = True) -> Services:
@@ -66,7 +68,23 @@ class Services:
 
     async def sync(self) -> int:
         """Catch up with changes other processes committed; returns how many were applied."""
+        self._synced_at = time.monotonic()
         return await self.graph.sync(self.store)
+
+    async def catch_up(self) -> None:
+        """Before a request: catch up with other processes unless that was done moments ago.
+
+        One indexed range query on the change log, at most every ``read_sync_interval``
+        seconds, so a request sees what another process committed before it started (to within
+        that interval) and never a node without the relations committed with it.
+        """
+        # Under load a sync can outlast the interval: then requests go on with the state a
+        # moment old rather than queue behind the one sync in progress.
+        if (
+            time.monotonic() - self._synced_at >= self.settings.read_sync_interval
+            and not self.graph.syncing
+        ):
+            await self.sync()
 
     async def close(self) -> None:
         """Release the database connections and the source connectors."""

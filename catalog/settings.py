@@ -30,6 +30,13 @@ class Settings(BaseSettings):
             "(keeps in-memory projections in step)."
         ),
     )
+    read_sync_interval: float = Field(
+        default=0.1,
+        description=(
+            "Seconds a request may trust the in-memory projections without checking the change "
+            "log for other processes' writes first."
+        ),
+    )
     graph_time_budget: float = Field(
         default=5.0,
         description="Seconds a graph question (impact, path, gaps...) may run before refusal.",

@@ -12,6 +12,7 @@ order, including other processes' (idempotent: node changes carry full snapshots
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -73,6 +74,7 @@ class CatalogGraph:
         self.last_change = 0
         self.version = 0  # rises with every applied change; caches key on it
         self._followers: list[Callable[[Sequence[Change]], None]] = []
+        self._sync_lock = asyncio.Lock()
 
     # -- building and keeping in step -------------------------------------------------------
 
@@ -130,22 +132,31 @@ class CatalogGraph:
             for follower in self._followers:
                 follower(changes)
 
+    @property
+    def syncing(self) -> bool:
+        """Whether a sync is running right now."""
+        return self._sync_lock.locked()
+
     def follow(self, follower: Callable[[Sequence[Change]], None]) -> None:
         """Call ``follower`` with every batch of changes the projection applies (this
         process's commits and other processes' changes alike), e.g. to drop cached records."""
         self._followers.append(follower)
 
     async def sync(self, store: Store) -> int:
-        """Replay, in order, every change committed since the last sync (any process's)."""
-        applied = 0
-        while True:
-            async with store.read() as r:
-                changes = await r.changes_since(self.last_change, limit=5000)
-            if not changes:
-                return applied
-            self.apply(changes)
-            self.last_change = changes[-1].id
-            applied += len(changes)
+        """Replay, in order, every change committed since the last sync (any process's).
+
+        Serialized: two overlapping syncs could otherwise replay an older batch after a newer.
+        """
+        async with self._sync_lock:
+            applied = 0
+            while True:
+                async with store.read() as r:
+                    changes = await r.changes_since(self.last_change, limit=5000)
+                if not changes:
+                    return applied
+                self.apply(changes)
+                self.last_change = changes[-1].id
+                applied += len(changes)
 
     def attach(self, store: Store) -> None:
         """Follow this process's commits as they happen (read-your-writes)."""

@@ -31,7 +31,10 @@ DEEP = """query($first: Int) { capabilities(first: $first) { edges { node {
 def _statements(
     settings: Settings, count_statements: Callable[[Any], StatementCounter], query: str, first: int
 ) -> int:
+    # A long read-sync interval: the change-log check then runs once, on the warm-up request.
+    settings = settings.model_copy(update={"read_sync_interval": 3600})
     with TestClient(create_app(settings, demo=True)) as client:
+        client.post("/graphql", json={"query": "{ __typename }"})
         counter = count_statements(client.app.state.services.store.engine)  # type: ignore[attr-defined]
         resp = client.post("/graphql", json={"query": query, "variables": {"first": first}})
         body = resp.json()
