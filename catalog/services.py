@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from catalog.analysis import GraphAnalysis
+from catalog.demo import demo_data_dir
 from catalog.discovery import Discovery
 from catalog.harvest import HarvestService
+from catalog.harvest.fetch import FetchPolicy
 from catalog.registry import Registry
 from catalog.search import Search
 from catalog.settings import Settings
@@ -63,6 +65,7 @@ class Services:
                 store,
                 timeout=settings.source_timeout,
                 catalog_version=(lambda: graph.version) if projections else None,
+                policy=_live_data_policy(settings),
             ),
         )
 
@@ -90,6 +93,14 @@ class Services:
         """Release the database connections and the source connectors."""
         await self.records.close()
         await self.store.close()
+
+
+def _live_data_policy(settings: Settings) -> FetchPolicy:
+    """What live-record connectors may reach: the API's harvest policy (allowed hosts, file
+    roots), plus the directory of the demo's generated databases."""
+    policy = FetchPolicy.from_settings(settings, trusted=False)
+    demo = demo_data_dir(settings).expanduser().resolve()
+    return replace(policy, file_roots=(*policy.file_roots, demo))
 
 
 __all__ = ["Services"]

@@ -23,7 +23,7 @@ import networkx as nx
 from sqlalchemy import select
 
 from metadata.errors import InvalidInputError
-from metadata.model import Kind, Lifecycle, RelationRecord, RelationType
+from metadata.model import KIND_BY_PREFIX, Kind, Lifecycle, RelationRecord, RelationType
 from metadata.store import Change, Store
 from metadata.tables import nodes, relations
 
@@ -327,6 +327,17 @@ def _join(parents: dict[str, str | None], children: dict[str, str | None], meet:
 
 
 def _add_edge(g: nx.DiGraph, f: str, t: RelationType, to: str, props: Any) -> None:
+    # An endpoint may not be known yet: this process's commit can be applied before another
+    # process's earlier change is synced. Its kind is in its id; the sync that follows replays
+    # the node's own change with the full snapshot.
+    for end in (f, to):
+        if end not in g:
+            g.add_node(
+                end,
+                kind=KIND_BY_PREFIX[end.split(":", 1)[0]],
+                lifecycle=Lifecycle.ACTIVE,
+                owner=None,
+            )
     if g.has_edge(f, to):
         g.succ[f][to]["rels"][t] = props
     else:

@@ -40,6 +40,12 @@ class Loaders:
     rels: DataLoader[str, Touching] = field(init=False)
     owned: DataLoader[str, list[NodeRecord]] = field(init=False)
 
+    def clear(self) -> None:
+        """Forget everything loaded so far (after a write, later fields must see it)."""
+        self.node.clear_all()
+        self.rels.clear_all()
+        self.owned.clear_all()
+
     def __post_init__(self) -> None:
         d = self.services.discovery
 

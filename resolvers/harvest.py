@@ -79,6 +79,7 @@ class HarvestMutation:
     async def register_source(self, info: CatalogInfo, input: SourceInput) -> Source:
         spec = SourceSpec.build(_source_data(input), "input")
         rec = await info.context.services.harvest.register_source(spec)
+        info.context.loaders.clear()  # later fields must see the write
         return Source(rec=rec)
 
     @strawberry.mutation(
@@ -91,6 +92,7 @@ class HarvestMutation:
         report = await info.context.services.harvest.harvest_source(
             str(source), dry_run=bool(dry_run)
         )
+        info.context.loaders.clear()
         return HarvestReport.from_model(report)
 
 

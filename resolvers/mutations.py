@@ -107,28 +107,34 @@ class CatalogMutation:
             data["expectedVersion"] = data.pop("expected_version")
         spec = build(NodeSpec, data, "input")
         rec = await info.context.services.registry.upsert_node(spec)
+        info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
     @strawberry.mutation(description="Register a new capability and its relations at once.")
     async def register_capability(self, info: CatalogInfo, input: CapabilityInput) -> Capability:
         spec = build(CapabilitySpec, _capability_data(input), "input")
         rec = await info.context.services.registry.register_capability(spec)
+        info.context.loaders.clear()  # later fields must see the write
         return Capability(rec=rec)
 
     @strawberry.mutation(description="Create a relation (or update its properties).")
     async def relate(self, info: CatalogInfo, input: RelationInput) -> Relation:
         spec = build(RelationSpec, _relation_data(input), "input")
         rec = await info.context.services.registry.relate(spec)
+        info.context.loaders.clear()  # later fields must see the write
         return Relation(rec=rec)
 
     @strawberry.mutation(description="Remove a relation; false when there was none.")
     async def unrelate(self, info: CatalogInfo, input: RelationInput) -> bool:
         spec = build(RelationSpec, _relation_data(input), "input")
-        return await info.context.services.registry.unrelate(spec)
+        removed = await info.context.services.registry.unrelate(spec)
+        info.context.loaders.clear()
+        return removed
 
     @strawberry.mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
     async def retire(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode:
         rec = await info.context.services.registry.retire(str(id))
+        info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
     @strawberry.mutation(description="Apply a YAML or JSON catalog document as a diff.")
@@ -137,6 +143,7 @@ class CatalogMutation:
     ) -> ApplyReport:
         doc = parse_document(document)
         report = await info.context.services.registry.apply_document(doc, dry_run=bool(dry_run))
+        info.context.loaders.clear()  # later fields must see the write
         return ApplyReport(
             added=[strawberry.ID(i) for i in report.added],
             updated=[strawberry.ID(i) for i in report.updated],

@@ -7,15 +7,21 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from catalog.services import Services
 from catalog.settings import Settings
 from metadata.errors import CatalogError
 
-try:  # typer >= 0.20 vendors click; its own ClickException is the one it reports nicely
-    from typer._click.exceptions import ClickException as CliError
-except ImportError:  # pragma: no cover - older typer on real click
-    from click import ClickException as CliError  # type: ignore[assignment]
+
+class CliError(typer.Exit):
+    """A refused command: ``error: <one line>`` on stderr and exit status 1."""
+
+    def __init__(self, message: str) -> None:
+        typer.echo(f"error: {' '.join(message.split())}", err=True)
+        super().__init__(code=1)
+
 
 T = TypeVar("T")
 
@@ -53,3 +59,17 @@ def run_with_services(database: str | None, work: Callable[[Services], Awaitable
         return asyncio.run(go())
     except CatalogError as err:
         raise CliError(err.message) from None
+    except (ArgumentError, DBAPIError, OSError) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()
+        url = make_url_safe(settings_for(database).database_url)
+        raise CliError(
+            f"cannot open the catalog database {url}: {reason[0] if reason else type(err).__name__}"
+        ) from None
+
+
+def make_url_safe(url: str) -> str:
+    """A database URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)

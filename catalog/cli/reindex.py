@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from catalog.cli._common import DatabaseOption, settings_for
+from catalog.cli._common import CliError, DatabaseOption, settings_for
 from catalog.search import Search
 from metadata.errors import CatalogError
 from metadata.store import Store
@@ -45,5 +44,5 @@ def reindex(database: DatabaseOption = None) -> None:
     try:
         count = asyncio.run(work())
     except CatalogError as err:
-        raise click.ClickException(err.message) from None
+        raise CliError(err.message) from None
     console.print(f"indexed {count} nodes in {time.perf_counter() - started:.1f} s")

@@ -18,6 +18,7 @@ import json
 import re
 import socket
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from catalog.settings import Settings
 from metadata.errors import (
     BadSourceDataError,
     CatalogError,
+    InvalidInputError,
     NotAllowedError,
     SourceUnavailableError,
 )
@@ -179,6 +181,37 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             ssl_context=httpx.create_ssl_context(trust_env=False),
             network_backend=_GuardedBackend(allowed),
         )
+
+
+def guarded_transport(allowed: frozenset[str]) -> httpx.AsyncHTTPTransport:
+    """An httpx transport that refuses, on every connection (redirects included), hosts that
+    resolve to loopback, private or link-local addresses unless listed in ``allowed``."""
+    return _GuardedTransport(allowed)
+
+
+#: Query parameters by which database drivers (libpq, asyncpg...) pick another host to reach.
+HOST_QUERY_KEYS = frozenset(
+    {"host", "hostaddr", "port", "service", "unix_socket", "passfile", "servicefile", "dsn"}
+)
+
+
+def check_database_query(query: Mapping[str, Any], location: str) -> None:
+    """Refuse URL query parameters that would make a driver connect elsewhere than the host
+    that was checked, or that carry secrets."""
+    for key in query:
+        lowered = key.lower()
+        if lowered in HOST_QUERY_KEYS:
+            raise NotAllowedError(
+                f"location: the URL parameter {key!r} would redirect the connection; give the "
+                "host in the URL itself",
+                field="location",
+            )
+        if "password" in lowered or "secret" in lowered or "token" in lowered:
+            raise InvalidInputError(
+                f"location: the URL parameter {key!r} holds a secret; put it in an environment "
+                "variable and name it in credentialsEnv",
+                field="location",
+            )
 
 
 @dataclass

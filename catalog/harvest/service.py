@@ -28,6 +28,7 @@ from catalog.harvest.fetch import (
     DEFAULT_TIMEOUT,
     Fetcher,
     FetchPolicy,
+    check_database_query,
     check_scheme,
     is_url,
 )
@@ -175,6 +176,9 @@ class HarvestService:
             )
         async with self.store.read() as r:
             spec = await _load_source(r, source_id)
+        # The source's node may have been edited since registration (applyCatalog, upsertNode):
+        # its credentials variable and location must pass the same checks again.
+        self._check_definition(spec, trusted=trusted)
         return await self._harvest(
             spec, register=False, dry_run=dry_run, trusted=trusted, progress=progress
         )
@@ -212,6 +216,10 @@ class HarvestService:
                     "(e.g. postgresql://host/db or sqlite:///path/shop.db)",
                     field="input.location",
                 ) from None
+            try:
+                check_database_query(url.query, location)
+            except CatalogError as err:
+                raise type(err)(f"input.{err.message}", field="input.location") from None
             if url.password:
                 raise InvalidInputError(
                     "input.location: the URL contains a password; credentials are never stored "

@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from catalog.harvest._naming import classify
 from catalog.harvest.base import BatchBuilder, HarvestBatch, HarvestContext, SourceType
+from catalog.harvest.fetch import check_database_query
 from metadata.errors import BadSourceDataError, InvalidInputError, SourceUnavailableError
 from metadata.model import Kind, RelationType
 
@@ -159,6 +160,7 @@ class SQLHarvester:
             # Read-only, so a typo can never create (or touch) a database file.
             url = URL.create("sqlite", database=f"file:{path}?mode=ro", query={"uri": "true"})
         else:
+            check_database_query(url.query, str(url.render_as_string(hide_password=True)))
             port = url.port or _DEFAULT_PORTS.get(url.get_backend_name(), 0)
             await ctx.fetcher.check_host(url.host or "localhost", port)
         url = sync_url(url)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from metadata.errors import NotAllowedError
+
 Scalar = str | int | float | bool | None
+#: Only environment variables with this prefix may be sent to sources (same as harvesting).
+CREDENTIALS_PREFIX = "CAPAHUB_CRED_"
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,21 @@ class Query:
     limit: int = 10_000
 
 
+def check_credentials_env(source: SourceRef, *, trusted: bool) -> str | None:
+    """The secret named by ``credentialsEnv``; through the API only ``CAPAHUB_CRED_*`` names,
+    so editing a source can never make the hub send one of its own settings elsewhere."""
+    env = source.credentials_env
+    if not env:
+        return None
+    if not trusted and not env.startswith(CREDENTIALS_PREFIX):
+        raise NotAllowedError(
+            f"{source.id}: credentialsEnv {env!r} does not start with {CREDENTIALS_PREFIX}; "
+            "the hub only sends variables of that prefix",
+            source=source.id,
+        )
+    return os.environ.get(env)
+
+
 class SourceConnector(Protocol):
     """Reads rows of one physical entity from one kind of source."""
 
@@ -53,4 +73,12 @@ class SourceConnector(Protocol):
         ...
 
 
-__all__ = ["Query", "Scalar", "SourceConnector", "SourceRef", "Target"]
+__all__ = [
+    "CREDENTIALS_PREFIX",
+    "Query",
+    "Scalar",
+    "SourceConnector",
+    "SourceRef",
+    "Target",
+    "check_credentials_env",
+]

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-import os
+import re
 from typing import Any
 
 import httpx
 
-from catalog.sources.base import Query, SourceRef, Target
-from metadata.errors import BadSourceDataError, SourceUnavailableError
+from catalog.harvest.fetch import FetchPolicy, guarded_transport
+from catalog.sources.base import Query, SourceRef, Target, check_credentials_env
+from metadata.errors import BadSourceDataError, CatalogError, SourceUnavailableError
 
 MAX_PAGES = 20
+_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
 class _HttpConnector:
-    def __init__(self, *, timeout: float = 5.0, max_connections: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        max_connections: int = 10,
+        policy: FetchPolicy | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.trusted = policy is None
+        # With a policy (the server), every connection is checked like a harvest's: no
+        # loopback, private or link-local address unless its host is explicitly allowed.
+        transport = (
+            guarded_transport(policy.allowed_hosts)
+            if policy is not None
+            else httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
+        )
         self._client = httpx.AsyncClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections),
-            follow_redirects=False,
+            timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
         )
 
     def _headers(self, source: SourceRef) -> dict[str, str]:
-        token = os.environ.get(source.credentials_env) if source.credentials_env else None
+        token = check_credentials_env(source, trusted=self.trusted)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def _send(self, source: SourceRef, request: httpx.Request) -> Any:
@@ -33,6 +47,8 @@ class _HttpConnector:
             raise SourceUnavailableError(
                 f"{source.id}: no answer within {self.timeout:g} s", source=source.id
             ) from None
+        except CatalogError:
+            raise  # refused by the connection guard
         except httpx.HTTPError as err:
             raise SourceUnavailableError(
                 f"{source.id}: cannot reach {request.url.host} ({type(err).__name__})",
@@ -112,6 +128,11 @@ class GraphQLConnector(_HttpConnector):
     async def fetch(self, target: Target, query: Query) -> list[dict[str, Any]]:
         """Rows of the root field, filtered by the query on the hub's side."""
         source = target.source
+        for name in (target.container, *target.columns):
+            if not _GRAPHQL_NAME.fullmatch(name):
+                raise BadSourceDataError(
+                    f"{source.id}: {name!r} is not a GraphQL field name", source=source.id
+                )
         document = f"query {{ {target.container} {{ {' '.join(target.columns)} }} }}"
         request = self._client.build_request(
             "POST", source.location, json={"query": document}, headers=self._headers(source)

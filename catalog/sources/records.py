@@ -11,11 +11,13 @@ yields an error entry and the others' data, never a failed request.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from catalog.discovery import decode_cursor, encode_cursor
+from catalog.harvest.fetch import FetchPolicy
 from catalog.sources.base import Query, Scalar, SourceConnector, SourceRef, Target
 from catalog.sources.http import GraphQLConnector, RestConnector
 from catalog.sources.sql import SqlConnector
@@ -24,6 +26,7 @@ from metadata.model import Kind, NodeRecord, RelationRecord, RelationType, parse
 from metadata.store import Store
 
 R = RelationType
+log = logging.getLogger("capahub.sources")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class RecordService:
         timeout: float = 5.0,
         max_rows: int = 10_000,
         catalog_version: Callable[[], int] | None = None,
+        policy: FetchPolicy | None = None,
     ) -> None:
         self.store = store
         self.max_rows = max_rows
@@ -98,11 +102,11 @@ class RecordService:
         self._version = catalog_version
         self._plans: dict[str, tuple[int, tuple[NodeRecord, list[_Plan], list[str]]]] = {}
         self.connectors: dict[str, SourceConnector] = {
-            "SQL": SqlConnector(timeout=timeout),
-            "REST": RestConnector(timeout=timeout),
-            "OPENAPI": RestConnector(timeout=timeout),
-            "GRAPHQL": GraphQLConnector(timeout=timeout),
+            "SQL": SqlConnector(timeout=timeout, policy=policy),
+            "REST": RestConnector(timeout=timeout, policy=policy),
+            "GRAPHQL": GraphQLConnector(timeout=timeout, policy=policy),
         }
+        self.connectors["OPENAPI"] = self.connectors["REST"]
 
     async def close(self) -> None:
         """Close every connector."""
@@ -238,6 +242,15 @@ class RecordService:
                 rows[plan.target.entity] = await connector.fetch(plan.target, query)
             except CatalogError as err:
                 errors.append(SourceFailure(plan.target.source.id, err.code, err.message))
+            except Exception as err:  # a source must never fail the whole query
+                log.warning("source %s failed", plan.target.source.id, exc_info=True)
+                errors.append(
+                    SourceFailure(
+                        plan.target.source.id,
+                        "BAD_SOURCE_DATA",
+                        f"{plan.target.source.id}: cannot be read ({type(err).__name__})",
+                    )
+                )
 
         if not where:
             await asyncio.gather(*(run(p, Query(limit=self.max_rows)) for p in plans))
@@ -271,18 +284,27 @@ class RecordService:
 
 
 def _data_source(nodes: Sequence[NodeRecord]) -> SourceRef | None:
+    """The first source (by id) that can serve live records: a SQL database, or an http(s)
+    endpoint (``baseUrl``/``dataLocation`` for an OpenAPI source, whose ``location`` is often
+    a spec file). Metadata-only sources (files, Backstage) are skipped."""
     for n in nodes:
         props = n.properties or {}
         kind = str(props.get("type") or props.get("sourceType") or "").upper()
-        location = props.get("dataLocation") or props.get("location")
-        if kind in ("SQL", "REST", "OPENAPI", "GRAPHQL") and isinstance(location, str):
-            return SourceRef(
-                n.id,
-                kind,
-                location,
-                props.get("credentialsEnv"),
-                props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None,
-            )
+        base = props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None
+        location = props.get("dataLocation") or base or props.get("location")
+        if not isinstance(location, str):
+            continue
+        if (
+            kind == "SQL"
+            and "://" in location
+            or kind in ("REST", "OPENAPI", "GRAPHQL")
+            and location.startswith(("http://", "https://"))
+        ):
+            pass
+        else:
+            continue
+        env = props.get("credentialsEnv")
+        return SourceRef(n.id, kind, location, env if isinstance(env, str) else None, base)
     return None
 
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from sqlalchemy import column, select, table
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchTableError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import ColumnClause
 
-from catalog.sources.base import Query, SourceRef, Target
+from catalog.harvest.fetch import Fetcher, FetchPolicy, check_database_query
+from catalog.sources.base import Query, SourceRef, Target, check_credentials_env
 from metadata.errors import BadSourceDataError, SourceUnavailableError
 from metadata.store import normalize_url
 
@@ -20,17 +26,35 @@ from metadata.store import normalize_url
 class SqlConnector:
     """Reads tables through a small, bounded async engine per source URL."""
 
-    def __init__(self, *, timeout: float = 5.0, pool_size: int = 5) -> None:
+    def __init__(
+        self, *, timeout: float = 5.0, pool_size: int = 5, policy: FetchPolicy | None = None
+    ) -> None:
         self.timeout = timeout
         self.pool_size = pool_size
+        # Without a policy (trusted tools) any database is reachable; the server passes the
+        # API's policy: SQLite files only under the allowed roots, hosts checked like harvests.
+        self.policy = policy
         self._engines: dict[str, AsyncEngine] = {}
 
-    def _engine(self, source: SourceRef) -> AsyncEngine:
+    async def _engine(self, source: SourceRef) -> AsyncEngine:
         engine = self._engines.get(source.id)
         if engine is None:
-            url = make_url(normalize_url(source.location))
-            if source.credentials_env and os.environ.get(source.credentials_env):
-                url = url.set(password=os.environ[source.credentials_env])
+            try:
+                url = make_url(normalize_url(source.location))
+            except ArgumentError:
+                raise BadSourceDataError(
+                    f"{source.id}: location is not an SQLAlchemy URL", source=source.id
+                ) from None
+            if self.policy is not None:
+                fetcher = Fetcher(self.policy)
+                if url.get_backend_name() == "sqlite":
+                    fetcher.check_file(str(url.database or ""))
+                else:
+                    check_database_query(url.query, source.id)
+                    await fetcher.check_host(url.host or "localhost", url.port or 5432)
+            secret = check_credentials_env(source, trusted=self.policy is None)
+            if secret:
+                url = url.set(password=secret)
             kwargs: dict[str, Any] = {}
             if not url.drivername.startswith("sqlite"):
                 kwargs.update(pool_size=self.pool_size, max_overflow=0, pool_timeout=self.timeout)
@@ -54,7 +78,8 @@ class SqlConnector:
         stmt = stmt.select_from(tbl).limit(query.limit)
         try:
             async with asyncio.timeout(self.timeout):
-                async with self._engine(target.source).connect() as conn:
+                engine = await self._engine(target.source)
+                async with engine.connect() as conn:
                     result = await conn.execute(stmt)
                     return [dict(row._mapping) for row in result]
         except TimeoutError:

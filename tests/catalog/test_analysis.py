@@ -250,3 +250,17 @@ async def test_hotspots_agree_with_networkx_pagerank(small: Services) -> None:
     assert ours.keys() == reference.keys()
     for node, score in reference.items():
         assert abs(ours[node] - score) < 1e-4, node
+
+
+async def test_an_edge_to_a_node_not_yet_synced_does_not_break_questions(small: Services) -> None:
+    from metadata.store import Change
+
+    # Another process created system:late, but its change is not synced yet when ours lands.
+    small.graph.apply(
+        [Change(10_000, "relation", "x", "create", None,
+                {"from": "system:bot", "type": "DEPENDS_ON", "to": "system:late"})]
+    )  # fmt: skip
+    assert small.graph.kind("system:late") is Kind.SYSTEM
+    small.analysis.gaps(None)
+    small.analysis.hotspots(5)
+    assert small.analysis.impact("system:late", 2).affected

@@ -194,3 +194,17 @@ def test_running_server_sees_a_rename_from_another_process(
         time.sleep(0.1)
         node = httpx.post(f"{base}/graphql", json=q).json()["data"]["node"]
     assert node == {"name": "ERP renamed", "version": before["version"] + 1}
+
+
+def test_cli_errors_are_one_line_on_stderr(tmp_path: Path) -> None:
+    for args in (
+        ["export", "--database", "notaurl"],
+        ["export", "--database", "postgresql://u@127.0.0.1:1/x"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "catalog.cli", *args], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: cannot open"), (
+            proc.stderr
+        )

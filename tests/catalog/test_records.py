@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from catalog.services import Services
+from catalog.settings import Settings
 from catalog.specs import parse_document
 from tests.conftest import GraphQLClient
 
@@ -161,9 +162,23 @@ relations:
 """
 
 
+@pytest.fixture
+async def live(settings: Settings, tmp_path: Path) -> AsyncIterator[Services]:
+    """Services whose live-data policy allows the test's local server and files."""
+    allowed = settings.model_copy(
+        update={"harvest_allowed_hosts": "127.0.0.1", "harvest_file_roots": str(tmp_path)}
+    )
+    svc = await Services.start(allowed)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
 async def test_rest_and_sql_sources_merge_with_master_winning(
-    services: Services, rest_source: str, tmp_path: Path
+    live: Services, rest_source: str, tmp_path: Path
 ) -> None:
+    services = live
     await services.registry.apply_document(parse_document(_landscape(tmp_path, rest_source, "/ok")))
     page = await services.records.records("entity:customer", None, first=10, after=None)
     assert page.errors == [] and page.total == 3
@@ -186,8 +201,9 @@ async def test_rest_and_sql_sources_merge_with_master_winning(
     ],
 )
 async def test_a_failing_source_gives_partial_data_and_an_error(
-    services: Services, rest_source: str, tmp_path: Path, path: str, code: str
+    live: Services, rest_source: str, tmp_path: Path, path: str, code: str
 ) -> None:
+    services = live
     services.records.connectors["REST"].timeout = 0.5  # type: ignore[attr-defined]
     services.records.connectors["REST"]._client.timeout = 0.5  # type: ignore[attr-defined]
     await services.registry.apply_document(parse_document(_landscape(tmp_path, rest_source, path)))
@@ -199,8 +215,9 @@ async def test_a_failing_source_gives_partial_data_and_an_error(
 
 
 async def test_an_unreachable_database_is_reported_not_raised(
-    services: Services, tmp_path: Path
+    live: Services, tmp_path: Path
 ) -> None:
+    services = live
     doc = _landscape(tmp_path, "http://127.0.0.1:9", "/ok").replace(
         str(tmp_path / "crm.db"), str(tmp_path / "missing.db")
     )
@@ -211,3 +228,60 @@ async def test_an_unreachable_database_is_reported_not_raised(
         "source:shop-api": "SOURCE_UNAVAILABLE",
     }
     assert page.records == []
+
+
+async def test_live_data_obeys_the_api_policy(
+    services: Services, rest_source: str, tmp_path: Path
+) -> None:
+    """Without allowed hosts and file roots, a local server and a file outside the roots are
+    refused (FORBIDDEN) instead of read: editing a source must not reach internal addresses."""
+    await services.registry.apply_document(parse_document(_landscape(tmp_path, rest_source, "/ok")))
+    page = await services.records.records("entity:customer", None, first=10, after=None)
+    assert {e.source: e.code for e in page.errors} == {
+        "source:crm-db": "FORBIDDEN",
+        "source:shop-api": "FORBIDDEN",
+    }
+
+
+async def test_credentials_need_the_api_prefix(
+    live: Services, rest_source: str, tmp_path: Path
+) -> None:
+    doc = _landscape(tmp_path, rest_source, "/ok").replace(
+        "{type: REST, location:", "{type: REST, credentialsEnv: HOME, location:"
+    )
+    await live.registry.apply_document(parse_document(doc))
+    page = await live.records.records("entity:customer", None, first=10, after=None)
+    assert [(e.source, e.code) for e in page.errors] == [("source:shop-api", "FORBIDDEN")]
+    assert "CAPAHUB_CRED_" in page.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "location", ["mysql://db.example.com/crm", "foo://x", "not a url", "http://[::1"]
+)
+async def test_a_broken_source_location_is_a_source_error_not_internal(
+    live: Services, rest_source: str, tmp_path: Path, location: str
+) -> None:
+    doc = _landscape(tmp_path, rest_source, "/ok").replace(
+        f"sqlite:///{tmp_path / 'crm.db'}", location
+    )
+    await live.registry.apply_document(parse_document(doc))
+    page = await live.records.records("entity:customer", None, first=10, after=None)
+    assert sorted(r.key for r in page.records) == ["a@example.com", "b@example.com"]  # the shop
+    assert all(
+        e.code in ("BAD_SOURCE_DATA", "SOURCE_UNAVAILABLE", "FORBIDDEN") for e in page.errors
+    )
+
+
+async def test_metadata_only_sources_are_not_used_for_live_data(
+    live: Services, rest_source: str, tmp_path: Path
+) -> None:
+    doc = _landscape(tmp_path, rest_source, "/ok") + (
+        "  - {from: source:a-crm-spec, type: PART_OF, to: system:crm}\n"
+    )
+    doc = doc.replace(
+        "relations:",
+        "  - {id: source:a-crm-spec, name: CRM spec, properties: {type: OPENAPI, location: /specs/crm.yaml}}\nrelations:",
+    )
+    await live.registry.apply_document(parse_document(doc))
+    page = await live.records.records("entity:customer", None, first=10, after=None)
+    assert page.errors == [] and page.total == 3

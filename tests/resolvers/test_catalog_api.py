@@ -219,3 +219,19 @@ def test_federation_entities_resolve_by_id(demo_gql: GraphQLClient) -> None:
     assert ents[0]["id"] == "system:crm" and ents[1] is None
     sdl = demo_gql.data("{ _service { sdl } }")["_service"]["sdl"]
     assert '@key(fields: "id")' in sdl
+
+
+def test_later_mutations_in_one_request_see_earlier_ones(gql: GraphQLClient) -> None:
+    data = gql.data(
+        """mutation {
+          a: upsertNode(input: {id: "system:a", name: "A"}) { id }
+          b: upsertNode(input: {id: "system:b", name: "B"}) { id }
+          r: relate(input: {from: "system:a", type: DEPENDS_ON, to: "system:b"}) { type }
+          x: upsertNode(input: {id: "system:a", name: "A"}) { ... on System { dependsOn { id name } } }
+          u: unrelate(input: {from: "system:a", type: DEPENDS_ON, to: "system:b"})
+          n: upsertNode(input: {id: "system:b", name: "B2"}) { name }
+          y: upsertNode(input: {id: "system:a", name: "A"}) { ... on System { dependsOn { id } } }
+        }"""
+    )
+    assert data["x"]["dependsOn"] == [{"id": "system:b", "name": "B"}]
+    assert data["y"]["dependsOn"] == []
