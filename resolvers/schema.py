@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
@@ -39,6 +42,26 @@ class CatalogSchema(strawberry.federation.Schema):
             code_error(error)
 
 
+class RequireOperationName(SchemaExtension):
+    """GraphQL spec: a document with several operations needs ``operationName``."""
+
+    def on_validate(self) -> Iterator[None]:
+        """Refuse before validation; strawberry would otherwise run the first operation."""
+        ctx = self.execution_context
+        doc = ctx.graphql_document
+        # operation_name falls back to the first operation's name; the client's own is kept here.
+        if doc is not None and not getattr(ctx, "_provided_operation_name", None):
+            ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(ops) > 1:
+                ctx.pre_execution_errors = [
+                    GraphQLError(
+                        "operationName: the document has several operations; say which one to run",
+                        extensions={"code": "BAD_USER_INPUT", "field": "operationName"},
+                    )
+                ]
+        yield
+
+
 def build_schema(*, max_depth: int = 12) -> CatalogSchema:
     """The capahub schema: catalog queries and mutations, caches, limits, error codes.
 
@@ -58,6 +81,7 @@ def build_schema(*, max_depth: int = 12) -> CatalogSchema:
             lambda: MaxTokensLimiter(max_token_count=20_000),
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=1024),
+            RequireOperationName,
         ],
     )
 

@@ -235,3 +235,11 @@ def test_later_mutations_in_one_request_see_earlier_ones(gql: GraphQLClient) -> 
     )
     assert data["x"]["dependsOn"] == [{"id": "system:b", "name": "B"}]
     assert data["y"]["dependsOn"] == []
+
+
+def test_several_operations_need_an_operation_name(demo_gql: GraphQLClient) -> None:
+    doc = 'mutation B { retire(id: "system:crm") { id } } query A { node(id: "system:crm") { lifecycle } }'
+    err = demo_gql.error(doc)
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and "operationName" in err["message"]
+    body = demo_gql.http.post("/graphql", json={"query": doc, "operationName": "A"}).json()
+    assert body["data"]["node"]["lifecycle"] == "ACTIVE"  # the mutation did not run
