@@ -31,6 +31,12 @@ class Touching:
     into: list[RelationRecord]
 
 
+def group_touching(rels: Sequence[RelationRecord], ids: Sequence[str]) -> dict[str, Touching]:
+    """Each node's outgoing and incoming relations among ``rels``."""
+    outs, ins = _group(rels, "from_id"), _group(rels, "to_id")
+    return {i: Touching(outs.get(i, []), ins.get(i, [])) for i in ids}
+
+
 @dataclass
 class Loaders:
     """Dataloaders that batch every nested lookup of one request into one query per level."""
@@ -55,9 +61,8 @@ class Loaders:
 
         async def load_rels(ids: list[str]) -> list[Touching]:
             # One statement for both directions, so every relation field of a level shares it.
-            rels = await d.relations_touching(ids)
-            outs, ins = _group(rels, "from_id"), _group(rels, "to_id")
-            return [Touching(outs.get(i, []), ins.get(i, [])) for i in ids]
+            grouped = group_touching(await d.relations_touching(ids), ids)
+            return [grouped[i] for i in ids]
 
         async def load_owned(ids: list[str]) -> list[list[NodeRecord]]:
             by_owner: dict[str, list[NodeRecord]] = defaultdict(list)
@@ -88,4 +93,4 @@ def make_context(services: Services, request: Any = None, response: Any = None) 
 
 CatalogInfo = Info[Context, None]
 
-__all__ = ["CatalogInfo", "Context", "Loaders", "Touching", "make_context"]
+__all__ = ["CatalogInfo", "Context", "Loaders", "Touching", "group_touching", "make_context"]
