@@ -181,6 +181,7 @@ class _Spec:
         """Map the document into the batch builder."""
         for name in self.schemas:
             self.entity_ids[name] = self.b.claim(Kind.DATA_ENTITY, name, origin=f"schema {name}")
+        self.live = self.collections()
         for name, schema in self.schemas.items():
             self.entity(name, schema)
         self.operations()
@@ -216,6 +217,9 @@ class _Spec:
         }
         if composition:
             properties["composition"] = composition
+        if name in self.live:
+            # How the live-data layer reads records of this entity (docs/live-data.md).
+            properties["live"] = self.live[name]
         if schema.get("type") not in (None, "object") and not props:
             properties["schemaType"] = self.type_of(schema, where)
         self.b.node(
@@ -300,6 +304,76 @@ class _Spec:
             if url and not is_url(url) and is_url(self.location):
                 url = urljoin(self.location, url)
             return url.rstrip("/") or None
+        return None
+
+    def collections(self) -> dict[str, dict[str, Any]]:
+        """For each schema, a GET operation that lists it: no path parameter, and a successful
+        response that is an array of the schema or an object holding such an array. Its path,
+        query parameters and the base URL are recorded on the entity for live records."""
+        paths = self.doc.get("paths")
+        if not isinstance(paths, dict):
+            return {}
+        base = self.base_url()
+        found: dict[str, dict[str, Any]] = {}
+        for path, item in paths.items():
+            op = item.get("get") if isinstance(item, dict) else None
+            if not isinstance(op, dict) or "{" in str(path):
+                continue
+            responses = op.get("responses")
+            ok = responses.get("200") or responses.get(200) if isinstance(responses, dict) else None
+            if not isinstance(ok, dict):
+                continue
+            if self.swagger:
+                schema = ok.get("schema")
+            else:
+                content = ok.get("content")
+                media: Any = None
+                if isinstance(content, dict) and content:
+                    media = content.get("application/json") or next(iter(content.values()))
+                schema = media.get("schema") if isinstance(media, dict) else None
+            listed = self._listed_schema(schema, f"paths.{path}.get")
+            if listed is None or listed[0] in found:
+                continue
+            params = [
+                str(p.get("name"))
+                for p in [*(item.get("parameters") or ()), *(op.get("parameters") or ())]
+                if isinstance(p, dict) and p.get("in") == "query" and p.get("name")
+            ]
+            live: dict[str, Any] = {"method": "GET", "path": str(path), "params": params}
+            if listed[1]:
+                live["itemsKey"] = listed[1]
+            if base:
+                live["baseUrl"] = base
+            found[listed[0]] = live
+        return found
+
+    def _listed_schema(
+        self, schema: Any, where: str, depth: int = 0
+    ) -> tuple[str, str | None] | None:
+        """(schema name, items key) when ``schema`` is an array of a named schema, or an
+        object with an array property of one (a page: ``{items: [...], next: ...}``)."""
+        if depth > 1:  # a page wraps the list once; deeper (or circular) shapes are not lists
+            return None
+        if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
+            target = self.resolve(schema["$ref"], where)
+            if not isinstance(target, dict) or not (
+                target.get("type") == "array" or isinstance(target.get("properties"), dict)
+            ):
+                return None
+            schema = target
+        if not isinstance(schema, dict):
+            return None
+        if schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+            ref = schema["items"].get("$ref")
+            name = self.schema_name(ref) if isinstance(ref, str) else None
+            return (name, None) if name in self.schemas else None
+        props = schema.get("properties")
+        if isinstance(props, dict):
+            for key, prop in props.items():
+                if isinstance(prop, dict) and prop.get("type") == "array":
+                    inner = self._listed_schema(prop, where, depth + 1)
+                    if inner is not None and inner[1] is None:
+                        return inner[0], str(key)
         return None
 
     def operations(self) -> None:

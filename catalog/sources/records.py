@@ -187,7 +187,11 @@ class RecordService:
                 continue
             system = systems.get(pid, "")
             candidates = [sources[pid]] if pid in sources else system_sources.get(system, [])
-            ref = _data_source([source_nodes[s] for s in sorted(candidates) if s in source_nodes])
+            options = dict((pnode.properties or {}).get("live") or {})
+            live_base = options.get("baseUrl") if isinstance(options.get("baseUrl"), str) else None
+            ref = _data_source(
+                [source_nodes[s] for s in sorted(candidates) if s in source_nodes], live_base
+            )
             if ref is None:
                 continue
             props = rel.properties or {}
@@ -197,7 +201,6 @@ class RecordService:
             columns = tuple(dict.fromkeys(fields.values()))
             if not columns:
                 continue
-            options = dict((pnode.properties or {}).get("live") or {})
             container = str(
                 options.get("table")
                 or options.get("path")
@@ -283,7 +286,7 @@ class RecordService:
         return rows, errors
 
 
-def _data_source(nodes: Sequence[NodeRecord]) -> SourceRef | None:
+def _data_source(nodes: Sequence[NodeRecord], live_base: str | None = None) -> SourceRef | None:
     """The first source (by id) that can serve live records: a SQL database, or an http(s)
     endpoint (``baseUrl``/``dataLocation`` for an OpenAPI source, whose ``location`` is often
     a spec file). Metadata-only sources (files, Backstage) are skipped."""
@@ -291,6 +294,8 @@ def _data_source(nodes: Sequence[NodeRecord]) -> SourceRef | None:
         props = n.properties or {}
         kind = str(props.get("type") or props.get("sourceType") or "").upper()
         base = props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None
+        if kind in ("REST", "OPENAPI") and live_base:
+            base = live_base  # recorded on the entity by the OpenAPI harvest
         location = props.get("dataLocation") or base or props.get("location")
         if not isinstance(location, str):
             continue

@@ -285,3 +285,93 @@ async def test_metadata_only_sources_are_not_used_for_live_data(
     await live.registry.apply_document(parse_document(doc))
     page = await live.records.records("entity:customer", None, first=10, after=None)
     assert page.errors == [] and page.total == 3
+
+
+class _Api(BaseHTTPRequestHandler):
+    """A small shop API: its OpenAPI document and the collection it describes."""
+
+    spec: dict[str, Any] = {}
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/openapi.json":
+            body = json.dumps(self.spec).encode()
+        elif self.path.split("?")[0] == "/api/customers":
+            body = json.dumps(
+                {
+                    "items": [
+                        {"email": "a@example.com", "country": "NL"},
+                        {"email": "z@example.com", "country": "BE"},
+                    ]
+                }
+            ).encode()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def test_a_harvested_openapi_collection_serves_live_records(live: Services) -> None:
+    from catalog.harvest.base import SourceSpec
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    _Api.spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "Shop", "version": "1"},
+        "servers": [{"url": f"{base}/api"}],
+        "paths": {
+            "/customers": {
+                "get": {
+                    "operationId": "listCustomers",
+                    "parameters": [{"name": "page", "in": "query"}],
+                    "responses": {"200": {"content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Customer"}},
+                            "next": {"type": "string"},
+                        },
+                    }}}}},
+                }
+            }
+        },
+        "components": {"schemas": {"Customer": {"type": "object", "properties": {
+            "email": {"type": "string", "format": "email"}, "country": {"type": "string"}}}}},
+    }  # fmt: skip
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        await live.registry.apply_document(parse_document("nodes: [{id: system:shop, name: Shop}]"))
+        spec = SourceSpec.build(
+            {
+                "key": "shop-api",
+                "name": "Shop API",
+                "type": "openapi",
+                "location": f"{base}/openapi.json",
+                "system": "system:shop",
+            }
+        )
+        await live.harvest.register_source(spec)
+        await live.harvest.harvest_source("source:shop-api")
+        nodes = await live.discovery.get_nodes(["entity:shop-api.customer"])
+        assert nodes, "the harvest names the entity entity:<source>.<schema>"
+        rec = nodes["entity:shop-api.customer"]
+        assert rec.properties and rec.properties["live"] == {
+            "method": "GET",
+            "path": "/customers",
+            "params": ["page"],
+            "itemsKey": "items",
+            "baseUrl": f"{base}/api",
+        }
+        page = await live.records.records(rec.id, {"country": "NL"}, first=10, after=None)
+        assert page.errors == []
+        assert [r.data for r in page.records] == [{"email": "a@example.com", "country": "NL"}]
+    finally:
+        server.shutdown()
+        server.server_close()
