@@ -31,11 +31,26 @@ async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
     return [as_node(r) for r in found if r is not None]
 
 
-async def _node(info: CatalogInfo, node_id: str) -> Any:
-    rec = await info.context.loaders.node.load(node_id)
-    if rec is None:  # pragma: no cover - the projection only holds stored nodes
-        raise LookupError(node_id)
-    return as_node(rec)
+def _node(info: CatalogInfo, node_id: str) -> Any:
+    """The node as its GraphQL type: at once when already loaded, else an awaitable."""
+    fut = info.context.loaders.node.cache_map.get(node_id)
+    if fut is not None and fut.done() and fut.exception() is None and fut.result() is not None:
+        return as_node(fut.result())
+
+    async def later() -> Any:
+        rec = await info.context.loaders.node.load(node_id)
+        if rec is None:  # pragma: no cover - the projection only holds stored nodes
+            raise LookupError(node_id)
+        return as_node(rec)
+
+    return later()
+
+
+async def _preload(info: CatalogInfo, ids: Sequence[str]) -> None:
+    """Load many answer nodes in one batch into the request's cache, so that their ``node``
+    fields resolve without a future and a task each (impact answers can hold thousands)."""
+    found = await info.context.services.discovery.get_nodes(list(ids))
+    info.context.loaders.node.prime_many(found)
 
 
 def _relations(steps: Sequence[Step]) -> list[Relation]:
@@ -49,8 +64,8 @@ class ImpactedNode:
     steps: strawberry.Private[list[Step]]
 
     @strawberry.field
-    async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)
+    def node(self, info: CatalogInfo) -> CatalogNode:
+        return _node(info, self.node_id)
 
     @strawberry.field(description="The relations from the root to this node, in order.")
     def via(self) -> list[Relation]:
@@ -62,8 +77,8 @@ class Impact:
     result: strawberry.Private[a.ImpactResult]
 
     @strawberry.field
-    async def root(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.result.root)
+    def root(self, info: CatalogInfo) -> CatalogNode:
+        return _node(info, self.result.root)
 
     @strawberry.field
     def affected(self) -> list[ImpactedNode]:
@@ -99,8 +114,8 @@ class Gap:
     reason: str
 
     @strawberry.field
-    async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)
+    def node(self, info: CatalogInfo) -> CatalogNode:
+        return _node(info, self.node_id)
 
 
 def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
@@ -114,8 +129,8 @@ class Redundancy:
     involved_ids: strawberry.Private[list[str]]
 
     @strawberry.field
-    async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)
+    def node(self, info: CatalogInfo) -> CatalogNode:
+        return _node(info, self.node_id)
 
     @strawberry.field(description="The systems involved.")
     async def involved(self, info: CatalogInfo) -> list[CatalogNode]:
@@ -128,8 +143,8 @@ class Hotspot:
     score: float
 
     @strawberry.field
-    async def node(self, info: CatalogInfo) -> CatalogNode:
-        return await _node(info, self.node_id)
+    def node(self, info: CatalogInfo) -> CatalogNode:
+        return _node(info, self.node_id)
 
 
 @strawberry.type(description="One capability of the capability map, in pre-order.")
@@ -137,8 +152,8 @@ class CapabilityMapNode:
     entry: strawberry.Private[a.MapEntry]
 
     @strawberry.field
-    async def capability(self, info: CatalogInfo) -> Capability:
-        return await _node(info, self.entry.capability)
+    def capability(self, info: CatalogInfo) -> Capability:
+        return _node(info, self.entry.capability)
 
     @strawberry.field(description="1 for the top of the map, 2 for its children...")
     def level(self) -> int:
@@ -166,8 +181,8 @@ class StepCoverage:
     cov: strawberry.Private[a.StepCoverage]
 
     @strawberry.field
-    async def step(self, info: CatalogInfo) -> JourneyStep:
-        return await _node(info, self.cov.step)
+    def step(self, info: CatalogInfo) -> JourneyStep:
+        return _node(info, self.cov.step)
 
     @strawberry.field
     async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
@@ -199,8 +214,8 @@ class JourneyCoverage:
     result: strawberry.Private[a.CoverageResult]
 
     @strawberry.field
-    async def journey(self, info: CatalogInfo) -> Journey:
-        return await _node(info, self.result.journey)
+    def journey(self, info: CatalogInfo) -> Journey:
+        return _node(info, self.result.journey)
 
     @strawberry.field
     def steps(self) -> list[StepCoverage]:
@@ -229,8 +244,9 @@ class GraphQuery:
     @strawberry.field(
         description="Everything that depends on a node, up to `depth` relations away."
     )
-    def impact(self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3) -> Impact:
+    async def impact(self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3) -> Impact:
         result = info.context.services.analysis.impact(str(id), 3 if depth is None else depth)
+        await _preload(info, [result.root, *(n for n, _, _ in result.affected)])
         return Impact(result=result)
 
     @strawberry.field(description="A shortest connection between two nodes, or null when none.")
@@ -260,15 +276,16 @@ class GraphQuery:
         return Subgraph(result=result)
 
     @strawberry.field(description="What is missing in the landscape, with reasons.")
-    def gaps(self, info: CatalogInfo, kinds: list[Kind] | None = None) -> list[Gap]:
-        return _gaps(info.context.services.analysis.gaps(kinds))
+    async def gaps(self, info: CatalogInfo, kinds: list[Kind] | None = None) -> list[Gap]:
+        found = info.context.services.analysis.gaps(kinds)
+        await _preload(info, [g.node for g in found])
+        return _gaps(found)
 
     @strawberry.field(description="Capabilities provided twice, entities mastered twice.")
-    def redundancies(self, info: CatalogInfo) -> list[Redundancy]:
-        return [
-            Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved)
-            for r in info.context.services.analysis.redundancies()
-        ]
+    async def redundancies(self, info: CatalogInfo) -> list[Redundancy]:
+        found = info.context.services.analysis.redundancies()
+        await _preload(info, [n for r in found for n in (r.node, *r.involved)])
+        return [Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved) for r in found]
 
     @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
     def lineage(
@@ -311,8 +328,9 @@ class GraphQuery:
     @strawberry.field(
         description="The most central nodes (PageRank over relations, directions ignored)."
     )
-    def hotspots(self, info: CatalogInfo, first: int | None = 10) -> list[Hotspot]:
+    async def hotspots(self, info: CatalogInfo, first: int | None = 10) -> list[Hotspot]:
         ranked = info.context.services.analysis.hotspots(10 if first is None else first)
+        await _preload(info, [n for n, _ in ranked])
         return [Hotspot(node_id=n, score=s) for n, s in ranked]
 
 
