@@ -48,9 +48,22 @@ def _node(info: CatalogInfo, node_id: str) -> Any:
 
 async def _preload(info: CatalogInfo, ids: Sequence[str]) -> None:
     """Load many answer nodes in one batch into the request's cache, so that their ``node``
-    fields resolve without a future and a task each (impact answers can hold thousands)."""
+    fields resolve without a future and a task each (impact answers can hold thousands).
+    Nothing is loaded when the query selects no node of the answer."""
+    if not _selects_nodes(info.selected_fields):
+        return
     found = await info.context.services.discovery.get_nodes(list(ids))
     info.context.loaders.node.prime_many(found)
+
+
+_NODE_FIELDS = frozenset({"node", "root", "involved", "nodes"})
+
+
+def _selects_nodes(fields: Sequence[Any]) -> bool:
+    for f in fields:
+        if getattr(f, "name", None) in _NODE_FIELDS or _selects_nodes(f.selections):
+            return True
+    return False
 
 
 def _relations(steps: Sequence[Step]) -> list[Relation]:
