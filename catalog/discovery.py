@@ -105,11 +105,6 @@ class Discovery:
         async with self.store.read() as r:
             return await r.relations_from(ids)
 
-    async def relations_to(self, ids: Sequence[str]) -> list[RelationRecord]:
-        """Incoming relations of these nodes."""
-        async with self.store.read() as r:
-            return await r.relations_to(ids)
-
     async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Incoming and outgoing relations of these nodes: from the graph projection when the
         cache is on (it holds every relation), else in one query."""

@@ -10,7 +10,7 @@ import strawberry
 from catalog import analysis as a
 from metadata import model
 from metadata.graph import Step
-from resolvers.context import CatalogInfo
+from resolvers.context import NOT_LOADED, CatalogInfo, loaded
 from resolvers.enums import Direction, Kind, RelationType
 from resolvers.types import (
     Capability,
@@ -33,9 +33,9 @@ async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
 
 def _node(info: CatalogInfo, node_id: str) -> Any:
     """The node as its GraphQL type: at once when already loaded, else an awaitable."""
-    fut = info.context.loaders.node.cache_map.get(node_id)
-    if fut is not None and fut.done() and fut.exception() is None and fut.result() is not None:
-        return as_node(fut.result())
+    rec = loaded(info.context.loaders.node, node_id)
+    if rec is not NOT_LOADED and rec is not None:
+        return as_node(rec)
 
     async def later() -> Any:
         rec = await info.context.loaders.node.load(node_id)

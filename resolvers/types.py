@@ -14,7 +14,7 @@ from metadata.model import Direction as D
 from metadata.model import Kind as K
 from metadata.model import NodeRecord, RelationRecord
 from metadata.model import RelationType as R
-from resolvers.context import CatalogInfo
+from resolvers.context import NOT_LOADED, CatalogInfo, loaded
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
 from resolvers.records import RecordConnection, resolve_records
 
@@ -49,20 +49,18 @@ def _related_now(
 ) -> list[NodeRecord] | None:
     """The answer of ``related`` from what this request's dataloaders already hold, or None."""
     loaders = info.context.loaders
-    fut = loaders.rels.cache_map.get(node_id)
-    if fut is None or not fut.done() or fut.exception() is not None:
+    touching = loaded(loaders.rels, node_id)
+    if touching is NOT_LOADED:
         return None
-    touching = fut.result()
     if direction is D.OUT:
         ids = [r.to_id for r in touching.out if r.type is rtype]
     else:
         ids = [r.from_id for r in touching.into if r.type is rtype]
     found: list[NodeRecord] = []
     for i in ids:
-        nf = loaders.node.cache_map.get(i)
-        if nf is None or not nf.done() or nf.exception() is not None:
+        rec = loaded(loaders.node, i)
+        if rec is NOT_LOADED:
             return None
-        rec = nf.result()
         if rec is not None and (kind is None or rec.kind is kind):
             found.append(rec)
     found.sort(key=lambda n: n.id)
@@ -181,9 +179,8 @@ class CatalogNode:
         owner = self.rec.owner
         if owner is None:
             return None
-        fut = info.context.loaders.node.cache_map.get(owner)
-        if fut is not None and fut.done() and fut.exception() is None:
-            rec = fut.result()
+        rec = loaded(info.context.loaders.node, owner)
+        if rec is not NOT_LOADED:
             return Team(rec=rec) if rec is not None else None
 
         async def later() -> Team | None:
