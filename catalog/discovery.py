@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from metadata.errors import InvalidInputError
 from metadata.graph import CatalogGraph
-from metadata.model import NodeRecord, RelationRecord
+from metadata.model import NodeRecord, RelationRecord, Touching
 from metadata.store import Change, NodeFilter, Store
 
 #: Node records kept in memory at most (about 1 KB each); the cache starts over past it.
 MAX_CACHED_NODES = 200_000
+#: Node counts per listing filter kept at most.
+MAX_CACHED_COUNTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Discovery:
         self.max_page_size = max_page_size
         self._cache: dict[str, NodeRecord] | None = None
         self._graph: CatalogGraph | None = None
+        # filter -> (graph version, node count): counting thousands of rows per page is waste
+        self._counts: dict[tuple[object, ...], tuple[int, int]] = {}
 
     def check_first(self, first: int, field: str = "first") -> None:
         """Refuse a page size outside 0..max_page_size."""
@@ -78,6 +82,16 @@ class Discovery:
                     cache.pop(c.target_id, None)
 
         graph.follow(forget)
+
+    def cached(self, node_id: str) -> NodeRecord | None:
+        """The node's record when the in-memory cache holds it (None: not held, or no cache)."""
+        cache = self._cache
+        return cache.get(node_id) if cache is not None else None
+
+    def touching_now(self, node_id: str) -> Touching | None:
+        """The node's relations from the graph projection, or None without one."""
+        graph = self._graph
+        return graph.touching(node_id) if graph is not None else None
 
     async def get_nodes(self, ids: Sequence[str]) -> dict[str, NodeRecord]:
         """Nodes by id (absent ids are missing from the result)."""
@@ -123,10 +137,31 @@ class Discovery:
         first = 50 if first is None else first
         self.check_first(first)
         start = decode_cursor(after) if after else None
+        if self._cache is None:
+            async with self.store.read() as r:
+                items = await r.list_nodes(flt, after=start, limit=first + 1)
+                total = await r.count_nodes(flt)
+            return Page(items[:first], len(items) > first, total)
+        # With the cache, only the page's ids are read; the records mostly come from memory,
+        # and the count is read again only after the catalog changed.
+        graph = self._graph
+        assert graph is not None
+        version = graph.version
+        key = (tuple(flt.kinds), tuple(flt.tags), tuple(flt.lifecycle))
+        counted = self._counts.get(key)
         async with self.store.read() as r:
-            items = await r.list_nodes(flt, after=start, limit=first + 1)
-            total = await r.count_nodes(flt)
-        return Page(items[:first], len(items) > first, total)
+            ids = await r.list_node_ids(flt, after=start, limit=first + 1)
+            if counted is not None and counted[0] == version:
+                total = counted[1]
+            else:
+                total = await r.count_nodes(flt)
+                if graph.version == version:
+                    if len(self._counts) >= MAX_CACHED_COUNTS:
+                        self._counts.clear()
+                    self._counts[key] = (version, total)
+        found = await self.get_nodes(ids[:first])
+        # A node deleted between the two reads is left out.
+        return Page([found[i] for i in ids[:first] if i in found], len(ids) > first, total)
 
     async def history(self, target_id: str, *, first: int) -> list[Change]:
         """The latest changes of one node, newest first."""

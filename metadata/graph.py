@@ -23,9 +23,19 @@ import networkx as nx
 from sqlalchemy import select
 
 from metadata.errors import InvalidInputError
-from metadata.model import KIND_BY_PREFIX, Kind, Lifecycle, RelationRecord, RelationType
+from metadata.model import (
+    KIND_BY_PREFIX,
+    Kind,
+    Lifecycle,
+    RelationRecord,
+    RelationType,
+    Touching,
+)
 from metadata.store import Change, Store
 from metadata.tables import nodes, relations
+
+#: Nodes whose relation records ``touching`` remembers at most (it starts over past it).
+MAX_REMEMBERED = 50_000
 
 
 class GraphQueryTooExpensiveError(InvalidInputError):
@@ -75,6 +85,8 @@ class CatalogGraph:
         self.version = 0  # rises with every applied change; caches key on it
         self._followers: list[Callable[[Sequence[Change]], None]] = []
         self._sync_lock = asyncio.Lock()
+        # node id -> its relations as records, built on first use, dropped when one changes
+        self._touching: dict[str, Touching] = {}
 
     # -- building and keeping in step -------------------------------------------------------
 
@@ -100,12 +112,14 @@ class CatalogGraph:
                 for f, t, to, props in part:
                     _add_edge(g, f, RelationType(t), to, props)
         self.g = g
+        self._touching = {}
         self.last_change = last
         self.version += 1
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Apply committed changes (full snapshots; applying one twice is harmless)."""
         g = self.g
+        touching = self._touching
         for c in changes:
             if c.target == "node":
                 snap = c.after or {}
@@ -117,9 +131,13 @@ class CatalogGraph:
                 )
             elif c.op == "delete":
                 before = c.before or {}
+                touching.pop(before["from"], None)
+                touching.pop(before["to"], None)
                 _remove_edge(g, before["from"], RelationType(before["type"]), before["to"])
             else:
                 after = c.after or {}
+                touching.pop(after["from"], None)
+                touching.pop(after["to"], None)
                 _add_edge(
                     g,
                     after["from"],
@@ -211,6 +229,30 @@ class CatalogGraph:
                 for t, props in d["rels"].items():
                     if wanted is None or t in wanted:
                         yield u, Step(u, t, node_id, props)
+
+    def touching(self, node_id: str) -> Touching:
+        """A node's outgoing and incoming relations (none for an unknown id), remembered until
+        one of them changes: the read path asks for the same nodes' relations again and again."""
+        found = self._touching.get(node_id)
+        if found is not None:
+            return found
+        g = self.g
+        if node_id not in g:
+            return Touching((), ())
+        out = tuple(
+            RelationRecord(node_id, t, v, p)
+            for v, d in g.succ[node_id].items()
+            for t, p in d["rels"].items()
+        )
+        into = tuple(
+            RelationRecord(u, t, node_id, p)
+            for u, d in g.pred[node_id].items()
+            for t, p in d["rels"].items()
+        )
+        if len(self._touching) >= MAX_REMEMBERED:
+            self._touching.clear()
+        found = self._touching[node_id] = Touching(out, into)
+        return found
 
     def relations_touching(self, ids: Iterable[str]) -> list[RelationRecord]:
         """Every relation from or to these nodes, as records (unknown ids have none)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -217,6 +218,14 @@ class RelationRecord:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Touching:
+    """A node's outgoing and incoming relations."""
+
+    out: Sequence[RelationRecord]
+    into: Sequence[RelationRecord]
+
+
 __all__ = [
     "ALLOWED_ENDPOINTS",
     "Attribute",
@@ -225,6 +234,7 @@ __all__ = [
     "Lifecycle",
     "NodeRecord",
     "RelationRecord",
+    "Touching",
     "RelationType",
     "check_endpoints",
     "describe_rule",

@@ -189,6 +189,13 @@ class Reader:
             stmt = stmt.where(nodes.c.id > after)
         return [node_from_row(r) for r in await self.conn.execute(stmt)]
 
+    async def list_node_ids(self, flt: NodeFilter, *, after: str | None, limit: int) -> list[str]:
+        """Ids of ``list_nodes``, without the rest of the rows."""
+        stmt = select(nodes.c.id).where(*flt.clauses()).order_by(nodes.c.id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(nodes.c.id > after)
+        return list((await self.conn.execute(stmt)).scalars())
+
     async def count_nodes(self, flt: NodeFilter) -> int:
         """Count the nodes that match a filter."""
         stmt = select(func.count()).select_from(nodes).where(*flt.clauses())

@@ -97,21 +97,33 @@ def wants_relations(info: CatalogInfo) -> bool:
 
 
 async def prefetch(info: CatalogInfo, recs: Sequence[NodeRecord]) -> None:
-    """Load the relations of a page's nodes and the nodes at their other ends, in two batched
-    statements, so that the nested relation fields resolve synchronously."""
+    """Have the relations of a page's nodes and the nodes at their other ends at hand, so that
+    the nested relation fields resolve synchronously: from the graph projection and the node
+    cache when the catalog keeps them (one statement for the nodes not cached yet), else in
+    two batched statements into this request's dataloaders."""
     loaders = info.context.loaders
     discovery = info.context.services.discovery
-    # Straight to the services and into the loaders' caches: going through load_many would
-    # cost a future and a callback per key, a good part of a wide query's time.
-    page_ids = [r.id for r in recs]
-    rels = await discovery.relations_touching(page_ids)
-    loaders.rels.prime_many(group_touching(rels, page_ids))
     known = {r.id: r for r in recs}
-    ids = {r.to_id for r in rels} | {r.from_id for r in rels} | {r.owner for r in recs if r.owner}
-    found = await discovery.get_nodes(sorted(ids - known.keys()))
-    loaders.node.prime_many(
-        {**known, **found, **{i: None for i in ids - known.keys() - found.keys()}}
-    )
+    ids: set[str] = {r.owner for r in recs if r.owner}
+    page_ids = [r.id for r in recs]
+    projected = [discovery.touching_now(i) for i in page_ids]
+    if all(t is not None for t in projected):
+        for t in projected:
+            assert t is not None
+            ids.update(r.to_id for r in t.out)
+            ids.update(r.from_id for r in t.into)
+    else:
+        # Straight to the services and into the loaders' caches: going through load_many
+        # would cost a future and a callback per key, a good part of a wide query's time.
+        rels = await discovery.relations_touching(page_ids)
+        loaders.rels.prime_many(group_touching(rels, page_ids))
+        ids.update(r.to_id for r in rels)
+        ids.update(r.from_id for r in rels)
+    loaders.node.prime_many({i: r for i, r in known.items() if discovery.cached(i) is None})
+    missing = sorted(i for i in ids - known.keys() if discovery.cached(i) is None)
+    if missing:
+        found = await discovery.get_nodes(missing)
+        loaders.node.prime_many({**found, **{i: None for i in missing if i not in found}})
 
 
 def page_info(page: Page, after: str | None) -> PageInfo:

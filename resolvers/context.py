@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from metadata.model import NodeRecord, RelationRecord
+from metadata.model import NodeRecord, RelationRecord, Touching
 
 if TYPE_CHECKING:
     from catalog.services import Services
@@ -21,14 +21,6 @@ def _group(rels: Sequence[RelationRecord], attr: str) -> dict[str, list[Relation
     for r in rels:
         out[getattr(r, attr)].append(r)
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Touching:
-    """A node's outgoing and incoming relations."""
-
-    out: list[RelationRecord]
-    into: list[RelationRecord]
 
 
 #: What ``loaded`` answers for a key the dataloader does not hold (yet).
@@ -45,6 +37,24 @@ def loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
     if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
         return NOT_LOADED
     return fut.result()
+
+
+def node_now(context: Context, node_id: str) -> Any:
+    """A node's record (None: no such node) if it can be had without waiting: from the
+    catalog's node cache or this request's dataloader; else ``NOT_LOADED``."""
+    rec = context.services.discovery.cached(node_id)
+    if rec is not None:
+        return rec
+    return loaded(context.loaders.node, node_id)
+
+
+def touching_now(context: Context, node_id: str) -> Any:
+    """A node's relations if they can be had without waiting: from the graph projection or
+    this request's dataloader; else ``NOT_LOADED``."""
+    found = context.services.discovery.touching_now(node_id)
+    if found is not None:
+        return found
+    return loaded(context.loaders.rels, node_id)
 
 
 def group_touching(rels: Sequence[RelationRecord], ids: Sequence[str]) -> dict[str, Touching]:
@@ -118,4 +128,6 @@ __all__ = [
     "group_touching",
     "loaded",
     "make_context",
+    "node_now",
+    "touching_now",
 ]

@@ -10,7 +10,7 @@ import strawberry
 from catalog import analysis as a
 from metadata import model
 from metadata.graph import Step
-from resolvers.context import NOT_LOADED, CatalogInfo, loaded
+from resolvers.context import NOT_LOADED, CatalogInfo, node_now
 from resolvers.enums import Direction, Kind, RelationType
 from resolvers.types import (
     Capability,
@@ -33,7 +33,7 @@ async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
 
 def _node(info: CatalogInfo, node_id: str) -> Any:
     """The node as its GraphQL type: at once when already loaded, else an awaitable."""
-    rec = loaded(info.context.loaders.node, node_id)
+    rec = node_now(info.context, node_id)
     if rec is not NOT_LOADED and rec is not None:
         return as_node(rec)
 
@@ -52,8 +52,10 @@ async def _preload(info: CatalogInfo, ids: Sequence[str]) -> None:
     Nothing is loaded when the query selects no node of the answer."""
     if not _selects_nodes(info.selected_fields):
         return
-    found = await info.context.services.discovery.get_nodes(list(ids))
-    info.context.loaders.node.prime_many(found)
+    discovery = info.context.services.discovery
+    missing = [i for i in ids if discovery.cached(i) is None]
+    if missing:
+        info.context.loaders.node.prime_many(await discovery.get_nodes(missing))
 
 
 _NODE_FIELDS = frozenset({"node", "root", "involved", "nodes"})

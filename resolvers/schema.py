@@ -19,6 +19,7 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import code_error
+from resolvers.fastpath import CatalogExecutionContext
 from resolvers.graph import GraphQuery
 from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
@@ -62,8 +63,11 @@ class RequireOperationName(SchemaExtension):
         yield
 
 
-def build_schema(*, max_depth: int = 12) -> CatalogSchema:
+def build_schema(*, max_depth: int = 12, planned: bool = True) -> CatalogSchema:
     """The capahub schema: catalog queries and mutations, caches, limits, error codes.
+
+    ``planned`` completes objects through ``resolvers.fastpath`` where it applies; without it,
+    graphql-core completes every field itself (the tests compare the two).
 
     The depth and alias limits are validation rule classes made once here: the validation
     cache keys on the rule classes, so a fresh class per request would never hit.
@@ -76,6 +80,7 @@ def build_schema(*, max_depth: int = 12) -> CatalogSchema:
         query=Query,
         mutation=Mutation,
         types=NODE_TYPES,
+        execution_context_class=CatalogExecutionContext if planned else None,
         extensions=[
             lambda: ParserCache(maxsize=1024),
             lambda: MaxTokensLimiter(max_token_count=20_000),

@@ -14,8 +14,9 @@ from metadata.model import Direction as D
 from metadata.model import Kind as K
 from metadata.model import NodeRecord, RelationRecord
 from metadata.model import RelationType as R
-from resolvers.context import NOT_LOADED, CatalogInfo, loaded
+from resolvers.context import NOT_LOADED, CatalogInfo, node_now, touching_now
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
+from resolvers.fastpath import direct
 from resolvers.records import RecordConnection, resolve_records
 
 
@@ -48,8 +49,8 @@ def _related_now(
     kind: model.Kind | None,
 ) -> list[NodeRecord] | None:
     """The answer of ``related`` from what this request's dataloaders already hold, or None."""
-    loaders = info.context.loaders
-    touching = loaded(loaders.rels, node_id)
+    context = info.context
+    touching = touching_now(context, node_id)
     if touching is NOT_LOADED:
         return None
     if direction is D.OUT:
@@ -58,7 +59,7 @@ def _related_now(
         ids = [r.from_id for r in touching.into if r.type is rtype]
     found: list[NodeRecord] = []
     for i in ids:
-        rec = loaded(loaders.node, i)
+        rec = node_now(context, i)
         if rec is NOT_LOADED:
             return None
         if rec is not None and (kind is None or rec.kind is kind):
@@ -101,7 +102,7 @@ def node_of(
     """The first related node (by id) as ``cls``, or None; at once when prefetched."""
     now = _related_now(info, node_id, rtype, direction, kind)
     if now is not None:
-        return cls(rec=now[0]) if now else None
+        return as_node(now[0]) if now else None
 
     async def later() -> Any:
         found = await related(info, node_id, rtype, direction, kind)
@@ -110,9 +111,21 @@ def node_of(
     return later()
 
 
+#: Wrappers made so far, by node id: a record (immutable) is wrapped once, not per request.
+_WRAPPED: dict[str, CatalogNode] = {}
+_MAX_WRAPPED = 200_000
+
+
 def as_node(rec: NodeRecord) -> CatalogNode:
     """Wrap a stored node in the GraphQL type of its kind."""
-    return TYPE_BY_KIND[rec.kind](rec=rec)
+    wrapped = _WRAPPED.get(rec.id)
+    if wrapped is not None and wrapped.rec is rec:
+        return wrapped
+    wrapped = TYPE_BY_KIND[rec.kind](rec=rec)
+    if len(_WRAPPED) >= _MAX_WRAPPED:
+        _WRAPPED.clear()
+    _WRAPPED[rec.id] = wrapped
+    return wrapped
 
 
 def as_nodes(recs: Iterable[NodeRecord]) -> list[Any]:
@@ -135,6 +148,7 @@ class Relation:
     rec: strawberry.Private[RelationRecord]
 
     @strawberry.field
+    @direct
     def type(self) -> RelationType:
         return self.rec.type
 
@@ -147,6 +161,7 @@ class Relation:
         return await _load(info, self.rec.to_id)
 
     @strawberry.field
+    @direct
     def properties(self) -> JSON | None:
         return self.rec.properties
 
@@ -175,13 +190,14 @@ class CatalogNode:
     lifecycle: Lifecycle = strawberry.field(default=None)
 
     @strawberry.field(description="The team accountable for this node.")
+    @direct
     def owner(self, info: CatalogInfo) -> Team | None:
         owner = self.rec.owner
         if owner is None:
             return None
-        rec = loaded(info.context.loaders.node, owner)
+        rec = node_now(info.context, owner)
         if rec is not NOT_LOADED:
-            return Team(rec=rec) if rec is not None else None
+            return as_node(rec) if rec is not None else None
 
         async def later() -> Team | None:
             rec = await info.context.loaders.node.load(owner)
@@ -245,14 +261,17 @@ class Domain(CatalogNode):
     """A business domain: Sales, Service, Marketing, Commerce."""
 
     @strawberry.field(description="Capabilities directly in this domain.")
+    @direct
     def capabilities(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
     @strawberry.field(description="Systems in this domain.")
+    @direct
     def systems(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
     @strawberry.field(description="Data entities in this domain.")
+    @direct
     def entities(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.DATA_ENTITY)
 
@@ -269,6 +288,7 @@ class Team(CatalogNode):
         return as_nodes(owned + [n for n in extra if n.id not in seen])
 
     @strawberry.field(description="Data entities this team stewards.")
+    @direct
     def stewards(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.STEWARDS, D.OUT)
 
@@ -278,42 +298,52 @@ class System(CatalogNode):
     """An application: CRM, ERP, CDP, webshop, chatbot."""
 
     @strawberry.field(description="Capabilities this system implements.")
+    @direct
     def provides(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PROVIDES, D.OUT)
 
     @strawberry.field(description="Data entities this system is the system of record for.")
+    @direct
     def masters(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.MASTERS, D.OUT)
 
     @strawberry.field(description="Data entities this system holds a copy of.")
+    @direct
     def stores(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.STORES, D.OUT)
 
     @strawberry.field(description="Systems this one depends on at run time.")
+    @direct
     def depends_on(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
     @strawberry.field(description="Systems that depend on this one.")
+    @direct
     def dependents(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.IN)
 
     @strawberry.field
+    @direct
     def domain(self, info: CatalogInfo) -> Domain | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
     @strawberry.field(description="The larger system this one is a component of.")
+    @direct
     def parent(self, info: CatalogInfo) -> System | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
     @strawberry.field(description="Components of this system.")
+    @direct
     def components(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
     @strawberry.field(description="Touchpoints (channels) this system serves.")
+    @direct
     def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
         return nodes_of(info, self.rec.id, R.SERVED_BY, D.IN)
 
     @strawberry.field(description="Registered metadata or data sources of this system.")
+    @direct
     def sources(self, info: CatalogInfo) -> list[Source]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SOURCE)
 
@@ -323,26 +353,32 @@ class Capability(CatalogNode):
     """A business capability, hierarchical (L1 > L2 > L3), possibly exposed as an API."""
 
     @strawberry.field
+    @direct
     def parent(self, info: CatalogInfo) -> Capability | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.CAPABILITY, cls=Capability)
 
     @strawberry.field
+    @direct
     def children(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
     @strawberry.field(description="Systems that implement this capability.")
+    @direct
     def providers(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PROVIDES, D.IN)
 
     @strawberry.field
+    @direct
     def reads(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.READS, D.OUT)
 
     @strawberry.field
+    @direct
     def writes(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.WRITES, D.OUT)
 
     @strawberry.field(description="Capabilities this one depends on.")
+    @direct
     def depends_on(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
@@ -360,6 +396,7 @@ class Capability(CatalogNode):
         return None
 
     @strawberry.field(description="Journey steps that use this capability.")
+    @direct
     def used_by(self, info: CatalogInfo) -> list[JourneyStep]:
         return nodes_of(info, self.rec.id, R.USES, D.IN)
 
@@ -369,6 +406,7 @@ class DataEntity(CatalogNode):
     """A business object (Customer, Order): canonical, or physical in one system."""
 
     @strawberry.field
+    @direct
     def attributes(self) -> list[Attribute]:
         return [
             Attribute(
@@ -381,34 +419,42 @@ class DataEntity(CatalogNode):
         ]
 
     @strawberry.field(description="Systems of record (golden source) of this entity.")
+    @direct
     def mastered_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.MASTERS, D.IN)
 
     @strawberry.field(description="Systems that hold a copy of this entity.")
+    @direct
     def stored_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.STORES, D.IN)
 
     @strawberry.field
+    @direct
     def stewards(self, info: CatalogInfo) -> list[Team]:
         return nodes_of(info, self.rec.id, R.STEWARDS, D.IN)
 
     @strawberry.field(description="Capabilities that read this entity.")
+    @direct
     def read_by(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.READS, D.IN)
 
     @strawberry.field(description="Capabilities that write this entity.")
+    @direct
     def written_by(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.WRITES, D.IN)
 
     @strawberry.field(description="Physical entities in systems that map to this canonical one.")
+    @direct
     def represented_by(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.REPRESENTS, D.IN)
 
     @strawberry.field(description="Canonical entities this physical entity maps to.")
+    @direct
     def represents(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.REPRESENTS, D.OUT)
 
     @strawberry.field
+    @direct
     def domain(self, info: CatalogInfo) -> Domain | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
@@ -446,18 +492,22 @@ class JourneyStep(CatalogNode):
     """An ordered stage of a journey (interest, purchase, service...)."""
 
     @strawberry.field(description="Position in the journey (properties.order).")
+    @direct
     def order(self) -> int:
         return step_order(self.rec)
 
     @strawberry.field
+    @direct
     def journey(self, info: CatalogInfo) -> Journey | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.JOURNEY, cls=Journey)
 
     @strawberry.field(description="Capabilities this step needs.")
+    @direct
     def uses(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.USES, D.OUT)
 
     @strawberry.field(description="Channels where this step happens.")
+    @direct
     def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
         return nodes_of(info, self.rec.id, R.OCCURS_AT, D.OUT)
 
@@ -467,10 +517,12 @@ class Touchpoint(CatalogNode):
     """A channel where a journey step happens: web, app, store tablet, email, call center."""
 
     @strawberry.field(description="Systems behind this channel.")
+    @direct
     def served_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.SERVED_BY, D.OUT)
 
     @strawberry.field(description="Journey steps that happen here.")
+    @direct
     def steps(self, info: CatalogInfo) -> list[JourneyStep]:
         return nodes_of(info, self.rec.id, R.OCCURS_AT, D.IN)
 
@@ -480,30 +532,36 @@ class Source(CatalogNode):
     """A registered connection to a system's metadata or data."""
 
     @strawberry.field(description="OPENAPI, GRAPHQL, SQL or BACKSTAGE (properties.type).")
+    @direct
     def source_type(self) -> str | None:
         value = (self.rec.properties or {}).get("type")
         return str(value) if value is not None else None
 
     @strawberry.field(description="File path, http(s) URL or SQLAlchemy URL (properties.location).")
+    @direct
     def location(self) -> str | None:
         value = (self.rec.properties or {}).get("location")
         return str(value) if value is not None else None
 
     @strawberry.field(description="Name of the environment variable holding the credentials.")
+    @direct
     def credentials_env(self) -> str | None:
         value = (self.rec.properties or {}).get("credentialsEnv")
         return str(value) if value is not None else None
 
     @strawberry.field(description="Warnings of the latest harvest.")
+    @direct
     def warnings(self) -> list[str]:
         value = (self.rec.properties or {}).get("warnings") or []
         return [str(w) for w in value] if isinstance(value, list) else []
 
     @strawberry.field
+    @direct
     def system(self, info: CatalogInfo) -> System | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
     @strawberry.field(description="Nodes harvested from this source.")
+    @direct
     def harvested(self, info: CatalogInfo) -> list[CatalogNode]:
         return nodes_of(info, self.rec.id, R.HARVESTED_FROM, D.IN)
 

@@ -29,26 +29,43 @@ DEEP = """query($first: Int) { capabilities(first: $first) { edges { node {
 
 
 def _statements(
-    settings: Settings, count_statements: Callable[[Any], StatementCounter], query: str, first: int
-) -> int:
+    settings: Settings,
+    count_statements: Callable[[Any], StatementCounter],
+    query: str,
+    first: int,
+    *,
+    repeat: int = 1,
+) -> int | list[int]:
     # A long read-sync interval: the change-log check then runs once, on the warm-up request.
     settings = settings.model_copy(update={"read_sync_interval": 3600})
     with TestClient(create_app(settings, demo=True)) as client:
         client.post("/graphql", json={"query": "{ __typename }"})
-        counter = count_statements(client.app.state.services.store.engine)  # type: ignore[attr-defined]
-        resp = client.post("/graphql", json={"query": query, "variables": {"first": first}})
-        body = resp.json()
-        assert not body.get("errors"), body
-        assert len(body["data"]["capabilities"]["edges"]) == min(first, 104)
-        return counter.count
+        counts = []
+        for _ in range(repeat):
+            counter = count_statements(client.app.state.services.store.engine)  # type: ignore[attr-defined]
+            resp = client.post("/graphql", json={"query": query, "variables": {"first": first}})
+            body = resp.json()
+            assert not body.get("errors"), body
+            assert len(body["data"]["capabilities"]["edges"]) == min(first, 104)
+            counts.append(counter.count)
+            sqlalchemy.event.remove(
+                client.app.state.services.store.engine.sync_engine,  # type: ignore[attr-defined]
+                "before_cursor_execute",
+                counter,
+            )
+        return counts[0] if repeat == 1 else counts
 
 
 def test_discovery_query_uses_a_constant_number_of_statements(
     settings: Settings, count_statements: Callable[[Any], StatementCounter]
 ) -> None:
-    counts = {n: _statements(settings, count_statements, DISCOVERY, n) for n in (1, 10, 100)}
-    # page + totalCount + one node batch; the relations come from the graph projection
-    assert counts == {1: 3, 10: 3, 100: 3}
+    counts = {
+        n: _statements(settings, count_statements, DISCOVERY, n, repeat=2) for n in (1, 10, 100)
+    }
+    # First request: the page's ids, totalCount, the page's records, one batch of related nodes
+    # (relations come from the graph projection). Then the records are in the node cache and the
+    # count is kept until the catalog changes: only the page's ids are read.
+    assert counts == {1: [4, 1], 10: [4, 1], 100: [4, 1]}
 
 
 async def test_without_projections_relations_are_batched_in_sql_too(

@@ -1,0 +1,275 @@
+"""Direct completion: build an object's whole result at once instead of field by field.
+
+graphql-core resolves and completes every field on its own: a ResolveInfo, a path, strawberry's
+resolver wrapper and an awaitable check per field. For a page of 100 capabilities with their
+providers, reads and writes that is about 2,000 fields and most of a request's time, although
+every value is already in memory once the connection resolver has prefetched the page.
+
+``CatalogExecutionContext`` plans, per selection, how to build the result of an object type
+straight from the Python objects, and uses the plan when the selection holds only
+
+* plain attributes (strawberry fields without a resolver),
+* resolvers marked ``@direct`` that take no arguments (only ``info.context`` may be read),
+* ``__typename``,
+
+on object, interface and list types. A ``@direct`` resolver answers synchronously from what the
+request's dataloaders hold, or returns an awaitable when they do not hold it yet; then the plan
+gives up (the awaitable is closed unstarted) and graphql-core completes that object the usual
+way, trying the plan again on each nested object. A value the plan does not expect (null in a
+non-null field, a leaf that does not serialize) also hands the object back, so errors are
+always reported by graphql-core itself. Field collection (fragments, ``@skip``/``@include``,
+type conditions) is graphql-core's own; a selection with ``@defer`` is never planned.
+
+The result is the same as graphql-core's, key for key; ``tests/resolvers/test_fastpath.py``
+checks it on generated queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from types import CoroutineType
+from typing import Any, TypeVar, cast
+
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLUnionType,
+)
+from graphql.pyutils import Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.field import StrawberryField
+
+DIRECT_MARK = "_capahub_direct"
+_BACKREF = "strawberry-definition"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def direct(fn: F) -> F:
+    """Mark a resolver as answerable by a plan: synchronous, no arguments besides ``info``, which
+    it reads only for ``info.context``; it returns an awaitable when its data is not loaded."""
+    setattr(fn, DIRECT_MARK, True)
+    return fn
+
+
+class _Miss(Exception):
+    """The plan cannot complete this object; graphql-core does it instead."""
+
+
+_MISS = _Miss()
+
+#: A plan: source object -> completed result.
+Plan = Callable[[Any], Any]
+
+
+class _DirectInfo:
+    """What a ``@direct`` resolver gets as ``info``: the request's context, nothing else."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+
+class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execution, with planned completion of objects where a plan applies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (type, id(field details)) -> (field details kept alive, plan or None)
+        self._plans: dict[tuple[str, int], tuple[Any, Plan | None]] = {}
+        self._direct_info = _DirectInfo(self.context_value)
+
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        *rest: Any,
+    ) -> Any:
+        plan = self._plan(return_type, field_details_list)
+        if plan is not None:
+            try:
+                return plan(result)
+            except _Miss:
+                pass
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, *rest
+        )
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> Plan | None:
+        key = (object_type.name, id(field_details_list))
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached[1]
+        self._plans[key] = (field_details_list, None)  # a cycle in planning means no plan
+        plan = self._build_plan(object_type, field_details_list)
+        self._plans[key] = (field_details_list, plan)
+        return plan
+
+    def _build_plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> Plan | None:
+        if any(fd.defer_usage is not None for fd in field_details_list):
+            return None
+        grouped, new_defers, _forbidden = self.collect_subfields(object_type, field_details_list)
+        if new_defers:
+            return None
+        steps: list[tuple[str, Callable[[Any], Any]]] = []
+        for response_key, sub_details in grouped.items():
+            step = self._field_step(object_type, sub_details)
+            if step is None:
+                return None
+            steps.append((response_key, step))
+
+        def plan(source: Any) -> dict[str, Any]:
+            return {k: step(source) for k, step in steps}
+
+        return plan
+
+    def _field_step(
+        self, object_type: GraphQLObjectType, details: Any
+    ) -> Callable[[Any], Any] | None:
+        if any(fd.fragment_variable_values for fd in details):
+            return None
+        name = details[0].node.name.value
+        if name == "__typename":
+            type_name = object_type.name
+            return lambda _source: type_name
+        field_def = object_type.fields.get(name)
+        if field_def is None:
+            return None
+        field = field_def.extensions.get(_BACKREF)
+        if not isinstance(field, StrawberryField) or field.arguments:
+            return None
+        complete = self._completer(field_def.type, details)
+        if complete is None:
+            return None
+        if field.is_basic_field:
+            get = attrgetter(field.python_name)
+            return lambda source: complete(get(source))
+        resolver = field.base_resolver
+        if (
+            resolver is None
+            or field.is_async
+            or not getattr(resolver.wrapped_func, DIRECT_MARK, False)
+        ):
+            return None
+        fn = cast(Callable[..., Any], resolver.wrapped_func)
+        info = self._direct_info
+        if resolver.info_parameter is not None:
+            info_name = resolver.info_parameter.name
+
+            def resolve_with_info(source: Any) -> Any:
+                value = fn(source, **{info_name: info})
+                if type(value) is CoroutineType:
+                    value.close()
+                    raise _MISS
+                return complete(value)
+
+            return resolve_with_info
+
+        def resolve(source: Any) -> Any:
+            return complete(fn(source))
+
+        return resolve
+
+    def _completer(self, gql_type: GraphQLOutputType, details: Any) -> Callable[[Any], Any] | None:
+        """How to complete a value of ``gql_type``, or None when a plan cannot."""
+        if isinstance(gql_type, GraphQLNonNull):
+            inner = self._completer(gql_type.of_type, details)
+            if inner is None:
+                return None
+
+            def non_null(value: Any) -> Any:
+                if value is None:
+                    raise _MISS  # graphql-core reports the null
+                return inner(value)
+
+            return non_null
+        nullable = self._nullable_completer(gql_type, details)
+        if nullable is None:
+            return None
+        return lambda value: None if value is None else nullable(value)
+
+    def _nullable_completer(
+        self, gql_type: GraphQLOutputType, details: Any
+    ) -> Callable[[Any], Any] | None:
+        if isinstance(gql_type, GraphQLList):
+            item = self._completer(gql_type.of_type, details)
+            if item is None:
+                return None
+            return lambda value: [item(v) for v in value]
+        if isinstance(gql_type, GraphQLScalarType | GraphQLEnumType):
+            return _leaf(gql_type)
+        if isinstance(gql_type, GraphQLObjectType):
+            plan = self._plan(gql_type, details)
+            return plan
+        if isinstance(gql_type, GraphQLInterfaceType | GraphQLUnionType):
+            return self._abstract(gql_type, details)
+        return None  # pragma: no cover - every output type is one of the above
+
+    def _abstract(
+        self, abstract: GraphQLInterfaceType | GraphQLUnionType, details: Any
+    ) -> Callable[[Any], Any]:
+        """Complete a value of an interface or union by its Python class's object type."""
+        schema = self.schema
+        by_class: dict[type, Plan | None] = {}
+
+        def complete(value: Any) -> Any:
+            cls = type(value)
+            try:
+                plan = by_class[cls]
+            except KeyError:
+                plan = None
+                definition = getattr(cls, "__strawberry_definition__", None)
+                runtime = schema.get_type(definition.name) if definition is not None else None
+                if isinstance(runtime, GraphQLObjectType) and schema.is_sub_type(abstract, runtime):
+                    plan = self._plan(runtime, details)
+                by_class[cls] = plan
+            if plan is None:
+                raise _MISS
+            return plan(value)
+
+        return complete
+
+
+def _leaf(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
+    """Serialize a leaf value as graphql-core's ``complete_leaf_value`` does."""
+    serialize = leaf.serialize
+    if leaf.name in ("String", "ID"):
+
+        def text(value: Any) -> Any:
+            if type(value) is str:
+                return value
+            return checked(value)
+
+        def checked(value: Any) -> Any:
+            out = serialize(value)
+            if out is Undefined or out is None:
+                raise _MISS
+            return out
+
+        return text
+
+    def any_leaf(value: Any) -> Any:
+        try:
+            out = serialize(value)
+        except Exception:
+            raise _MISS from None  # graphql-core reports the serialization error
+        if out is Undefined or out is None:
+            raise _MISS
+        return out
+
+    return any_leaf
+
+
+__all__ = ["DIRECT_MARK", "CatalogExecutionContext", "direct"]
