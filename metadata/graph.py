@@ -231,8 +231,9 @@ class CatalogGraph:
                         yield u, Step(u, t, node_id, props)
 
     def touching(self, node_id: str) -> Touching:
-        """A node's outgoing and incoming relations (none for an unknown id), remembered until
-        one of them changes: the read path asks for the same nodes' relations again and again."""
+        """A node's outgoing and incoming relations (none for an unknown id), each ordered by
+        the other end's id, remembered until one of them changes: the read path asks for the
+        same nodes' relations again and again."""
         found = self._touching.get(node_id)
         if found is not None:
             return found
@@ -241,13 +242,13 @@ class CatalogGraph:
             return Touching((), ())
         out = tuple(
             RelationRecord(node_id, t, v, p)
-            for v, d in g.succ[node_id].items()
-            for t, p in d["rels"].items()
+            for v, d in sorted(g.succ[node_id].items(), key=_first)
+            for t, p in sorted(d["rels"].items(), key=_type_name)
         )
         into = tuple(
             RelationRecord(u, t, node_id, p)
-            for u, d in g.pred[node_id].items()
-            for t, p in d["rels"].items()
+            for u, d in sorted(g.pred[node_id].items(), key=_first)
+            for t, p in sorted(d["rels"].items(), key=_type_name)
         )
         if len(self._touching) >= MAX_REMEMBERED:
             self._touching.clear()
@@ -347,6 +348,14 @@ class CatalogGraph:
                 found[m] = (dist + 1, path)
                 queue.append((m, dist + 1, path))
         return found
+
+
+def _first(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
+def _type_name(item: tuple[RelationType, Any]) -> str:
+    return item[0].value
 
 
 def _undirected(g: nx.DiGraph, n: str) -> Iterator[str]:

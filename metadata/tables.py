@@ -31,7 +31,7 @@ class NodeRow(Base):
     __tablename__ = "nodes"
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
@@ -45,6 +45,9 @@ class NodeRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # Listings by kind read this index in id order (migration 0003).
+    __table_args__ = (Index("ix_nodes_kind_id", "kind", "id"),)
 
 
 class NodeTagRow(Base):

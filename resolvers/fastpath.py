@@ -26,6 +26,7 @@ checks it on generated queries.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from operator import attrgetter
 from types import CoroutineType
@@ -155,6 +156,13 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
         if field.is_basic_field:
             get = attrgetter(field.python_name)
+            if getattr(complete, "text", False):  # a String or ID: mostly a str already
+
+                def text_attribute(source: Any) -> Any:
+                    value = get(source)
+                    return value if type(value) is str else complete(value)
+
+                return text_attribute
             return lambda source: complete(get(source))
         resolver = field.base_resolver
         if (
@@ -166,10 +174,12 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         fn = cast(Callable[..., Any], resolver.wrapped_func)
         info = self._direct_info
         if resolver.info_parameter is not None:
-            info_name = resolver.info_parameter.name
+            params = list(inspect.signature(fn).parameters)
+            if params[1:2] != [resolver.info_parameter.name]:
+                return None  # ``@direct`` resolvers take (self, info)
 
             def resolve_with_info(source: Any) -> Any:
-                value = fn(source, **{info_name: info})
+                value = fn(source, info)
                 if type(value) is CoroutineType:
                     value.close()
                     raise _MISS
@@ -194,10 +204,30 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     raise _MISS  # graphql-core reports the null
                 return inner(value)
 
+            if getattr(inner, "text", False):
+
+                def non_null_text(value: Any) -> Any:
+                    if type(value) is str:
+                        return value
+                    if value is None:
+                        raise _MISS
+                    return inner(value)
+
+                non_null_text.text = True  # type: ignore[attr-defined]
+                return non_null_text
             return non_null
         nullable = self._nullable_completer(gql_type, details)
         if nullable is None:
             return None
+        if getattr(nullable, "text", False):
+
+            def nullable_text(value: Any) -> Any:
+                if type(value) is str or value is None:
+                    return value
+                return nullable(value)
+
+            nullable_text.text = True  # type: ignore[attr-defined]
+            return nullable_text
         return lambda value: None if value is None else nullable(value)
 
     def _nullable_completer(
@@ -253,11 +283,15 @@ def _leaf(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
             return checked(value)
 
         def checked(value: Any) -> Any:
-            out = serialize(value)
+            try:
+                out = serialize(value)
+            except Exception:
+                raise _MISS from None  # graphql-core reports the serialization error
             if out is Undefined or out is None:
                 raise _MISS
             return out
 
+        text.text = True  # type: ignore[attr-defined]
         return text
 
     def any_leaf(value: Any) -> Any:

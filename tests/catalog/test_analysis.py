@@ -264,3 +264,40 @@ async def test_an_edge_to_a_node_not_yet_synced_does_not_break_questions(small: 
     small.analysis.gaps(None)
     small.analysis.hotspots(5)
     assert small.analysis.impact("system:late", 2).affected
+
+
+async def test_touching_is_ordered_and_follows_every_change(small: Services) -> None:
+    """The per-node memo of relations answers like the store and forgets on every change."""
+    graph = small.graph
+
+    def as_keys(node_id: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+        t = graph.touching(node_id)
+        return [r.key for r in t.out], [r.key for r in t.into]
+
+    async def from_store(
+        node_id: str,
+    ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+        async with small.store.read() as r:
+            rels = await r.relations_touching([node_id])
+        out = sorted(r.key for r in rels if r.from_id == node_id)
+        into = sorted((r.key for r in rels if r.to_id == node_id), key=lambda k: (k[0], k[1]))
+        return sorted(out, key=lambda k: (k[2], k[1])), into
+
+    for node in ("system:erp", "entity:customer", "capability:orders", "team:t", "system:nope"):
+        assert as_keys(node) == await from_store(node), node
+    before = graph.touching("system:erp")
+    assert graph.touching("system:erp") is before  # remembered
+    # Two relation types between the same pair are both there, by type name.
+    both = RelationSpec.model_validate(
+        {"from": "system:erp", "type": "STORES", "to": "entity:order"}
+    )
+    await small.registry.relate(both)
+    assert as_keys("system:erp") == await from_store("system:erp")
+    assert [r.type for r in graph.touching("system:erp").out if r.to_id == "entity:order"] == [
+        RelationType.MASTERS,
+        RelationType.STORES,
+    ]
+    assert as_keys("entity:order") == await from_store("entity:order")
+    await small.registry.unrelate(both)
+    assert as_keys("system:erp") == await from_store("system:erp")
+    assert as_keys("entity:order") == await from_store("entity:order")
