@@ -27,12 +27,14 @@ checks it on generated queries.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from operator import attrgetter
 from types import CoroutineType
 from typing import Any, TypeVar, cast
 
 from graphql import (
+    DirectiveNode,
     GraphQLEnumType,
     GraphQLInterfaceType,
     GraphQLList,
@@ -41,6 +43,9 @@ from graphql import (
     GraphQLOutputType,
     GraphQLScalarType,
     GraphQLUnionType,
+    VariableNode,
+    Visitor,
+    visit,
 )
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -78,14 +83,28 @@ class _DirectInfo:
         self.context = context
 
 
+#: The request whose plan is running (plans are synchronous, so one at a time per thread).
+_running = threading.local()
+
+#: Plans kept at most per schema; past it they are built again.
+MAX_PLANS = 2_000
+
+
 class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's execution, with planned completion of objects where a plan applies."""
+    """graphql-core's execution, with planned completion of objects where a plan applies.
+
+    Plans outlive the request: they are kept on the schema, keyed by the object type, the
+    identity of the selection's AST nodes (the parser cache hands the same document to every
+    request with the same text) and the values of the variables that ``@skip``/``@include``
+    read. A plan reads the running request from ``_running``, never from a closure.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # (type, id(field details)) -> (field details kept alive, plan or None)
         self._plans: dict[tuple[str, int], tuple[Any, Plan | None]] = {}
         self._direct_info = _DirectInfo(self.context_value)
+        self._condition_key: tuple[Any, ...] | None = None
 
     def complete_object_value(
         self,
@@ -98,6 +117,8 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         plan = self._plan(return_type, field_details_list)
         if plan is not None:
+            _running.info = self._direct_info
+            _running.context = self
             try:
                 return plan(result)
             except _Miss:
@@ -113,10 +134,30 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         cached = self._plans.get(key)
         if cached is not None:
             return cached[1]
-        self._plans[key] = (field_details_list, None)  # a cycle in planning means no plan
-        plan = self._build_plan(object_type, field_details_list)
+        nodes = tuple(fd.node for fd in field_details_list)
+        shared: dict[Any, tuple[tuple[Any, ...], Plan | None]] = self.schema.__dict__.setdefault(
+            "_capahub_plans", {}
+        )
+        shared_key = (object_type.name, tuple(map(id, nodes)), self._conditions())
+        found = shared.get(shared_key)
+        if found is not None and all(a is b for a, b in zip(found[0], nodes, strict=True)):
+            plan = found[1]
+        else:
+            self._plans[key] = (field_details_list, None)  # a cycle in planning means no plan
+            plan = self._build_plan(object_type, field_details_list)
+            if len(shared) >= MAX_PLANS:
+                shared.clear()
+            shared[shared_key] = (nodes, plan)
         self._plans[key] = (field_details_list, plan)
         return plan
+
+    def _conditions(self) -> tuple[Any, ...]:
+        """The values of the variables this operation's ``@skip``/``@include`` read."""
+        if self._condition_key is None:
+            names = _condition_variables(self.operation, self.fragment_definitions)
+            coerced = self.variable_values.coerced
+            self._condition_key = tuple(coerced.get(n) for n in names)
+        return self._condition_key
 
     def _build_plan(self, object_type: GraphQLObjectType, field_details_list: Any) -> Plan | None:
         if any(fd.defer_usage is not None for fd in field_details_list):
@@ -172,14 +213,14 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         ):
             return None
         fn = cast(Callable[..., Any], resolver.wrapped_func)
-        info = self._direct_info
+        running = _running
         if resolver.info_parameter is not None:
             params = list(inspect.signature(fn).parameters)
             if params[1:2] != [resolver.info_parameter.name]:
                 return None  # ``@direct`` resolvers take (self, info)
 
             def resolve_with_info(source: Any) -> Any:
-                value = fn(source, info)
+                value = fn(source, running.info)
                 if type(value) is CoroutineType:
                     value.close()
                     raise _MISS
@@ -263,13 +304,40 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 definition = getattr(cls, "__strawberry_definition__", None)
                 runtime = schema.get_type(definition.name) if definition is not None else None
                 if isinstance(runtime, GraphQLObjectType) and schema.is_sub_type(abstract, runtime):
-                    plan = self._plan(runtime, details)
+                    plan = _running.context._plan(runtime, details)
                 by_class[cls] = plan
             if plan is None:
                 raise _MISS
             return plan(value)
 
         return complete
+
+
+_conditions_of: dict[int, tuple[Any, tuple[str, ...]]] = {}
+
+
+def _condition_variables(operation: Any, fragments: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the variables that ``@skip``/``@include`` read in an operation or its fragments
+    (remembered per operation node)."""
+    found = _conditions_of.get(id(operation))
+    if found is not None and found[0] is operation:
+        return found[1]
+    names: set[str] = set()
+
+    class Conditions(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+            if node.name.value in ("skip", "include"):
+                for arg in node.arguments or ():
+                    if isinstance(arg.value, VariableNode):
+                        names.add(arg.value.name.value)
+
+    for root in (operation, *fragments.values()):
+        visit(root, Conditions())
+    result = tuple(sorted(names))
+    if len(_conditions_of) >= MAX_PLANS:
+        _conditions_of.clear()
+    _conditions_of[id(operation)] = (operation, result)
+    return result
 
 
 def _leaf(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
