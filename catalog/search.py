@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import re
-from collections import Counter, defaultdict, deque
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any
 
 from catalog.discovery import decode_cursor, encode_cursor
 from metadata.errors import InvalidInputError
 from metadata.model import Kind, Lifecycle, NodeRecord, parse_id
 from metadata.search import (
-    FacetRow,
+    FACETS,
+    DocProjection,
     ParsedQuery,
     Progress,
     SearchFilter,
     SearchIndex,
     normalize,
     parse_query,
+    rank,
 )
 from metadata.store import Reader, Store
 
@@ -36,10 +35,6 @@ MAX_TAG_LENGTH = 200
 MAX_OFFSET = 100_000
 #: Characters of context a highlight shows around the first match.
 SNIPPET_LENGTH = 160
-#: The facets of a result, in the order the API lists them.
-FACETS = ("kind", "tag", "domain", "lifecycle", "owner")
-#: Most values listed per facet (the most frequent ones).
-MAX_FACET_VALUES = 50
 
 _WORD = re.compile(r"[^\W_]+")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ers", "er", "ies", "es", "ed", "s")
@@ -79,7 +74,7 @@ class Search:
     def __init__(self, store: Store, *, max_page_size: int = 500) -> None:
         self.store = store
         self.index = SearchIndex.for_dialect(store.dialect)
-        self.facets = FacetProjection(self.index)
+        self.projection = DocProjection(self.index)
         self.max_page_size = max_page_size
 
     def attach(self) -> None:
@@ -96,10 +91,10 @@ class Search:
         return stale
 
     async def warm(self) -> None:
-        """Load the facet projection now rather than on the first search (about 1 s for
-        100,000 nodes)."""
+        """Load the projection now rather than on the first search (about 1 s for 100,000
+        nodes)."""
         async with self.store.read() as r:
-            await self.facets.sync(r, await self.index.last_doc_id(r))
+            await self.projection.sync(r, 2**62)
 
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Index every node again in one transaction; returns how many nodes were indexed."""
@@ -146,205 +141,40 @@ class Search:
             return empty
         async with self.store.read() as r:
             await self.index.begin_search(r)
-            ids = await self.index.match_ids(r, q)
-            if not ids:
-                return empty
-            name_ids = await self.index.match_ids(r, q, "name")
-            await self.facets.sync(r, max(ids))
-            # Masks and positions are taken from one state of the projection (no await between).
-            p = self.facets
-            positions = p.positions(ids)
-            matched = p.narrow(p.mask(positions), flt)
-            in_name = p.mask(p.positions(name_ids)) & matched
-            retired = p.values["lifecycle"].get("RETIRED", 0)
-            sizes = [
-                (in_name & ~retired).bit_count(),
-                (matched & ~in_name & ~retired).bit_count(),
-                (in_name & retired).bit_count(),
-                (matched & ~in_name & retired).bit_count(),
-            ]
-            view = p.view()
-            # The ranking's SQL runs in the driver's thread while the facets are counted here.
-            ranking = asyncio.ensure_future(
-                self.index.ranked(r, q, flt, sizes=sizes, limit=first, offset=offset)
-            )
-            await asyncio.sleep(0)
-            try:
-                if flt != SearchFilter():
-                    positions = p.within(matched, positions)
-                counts = {f: view.count(f, matched, positions) for f in wanted}
-            except BaseException:
-                ranking.cancel()
-                raise
-            ranked = await ranking
-            recs = await r.get_nodes([node_id for _, node_id, _ in ranked])
-        hits = [
-            Hit(recs[i], score, highlight(recs[i], related, q))
-            for score, i, related in ranked
-            if i in recs
-        ]
-        return SearchPage(hits, offset, matched.bit_count(), counts)
+            return await self._search(r, q, flt, wanted, first, offset) or empty
 
-
-def _bits(positions: Collection[int], size: int) -> int:
-    """A bitset (an int) with the bits at ``positions`` (all below ``size``) set."""
-    if len(positions) < size >> 6:
-        buf = bytearray((size >> 3) + 1)
-        for i in positions:
-            buf[i >> 3] |= 1 << (i & 7)
-        return int.from_bytes(buf, "little")
-    # Many bits: write ASCII digits in C (map + deque), parse them as a base-2 number.
-    digits = bytearray(b"0") * size
-    deque(map(digits.__setitem__, positions, repeat(49)), maxlen=0)
-    digits.reverse()
-    return int(digits, 2) if size else 0
-
-
-class FacetProjection:
-    """The facet values of every search document, in memory, to count facets without SQL.
-
-    SQL would join and group every matched row: 30 ms for a word that matches 30,000 documents.
-    Here each document has a position; each value of a facet with few values (kinds, stages,
-    tags) a bitset (an int, a bit per position): counting is an AND and a popcount per value,
-    and filters are ANDs too. Facets with many values (owners, domains) are counted from a list
-    of each position's value instead. Documents never change (a change writes a new one with a
-    higher id), so reading the rows above the highest id seen keeps the projection in step, with
-    other processes' writes too. Positions of replaced documents stay, but no match returns
-    those documents; when they outnumber the live ones, the projection reloads.
-    """
-
-    #: Facets with bitsets (the filters need them); counted through them when they have at
-    #: most ``BITSET_VALUES`` values.
-    BITSETS = ("kind", "lifecycle", "tag", "domain")
-    BITSET_VALUES = 64
-    MULTI = ("tag", "domain")
-
-    def __init__(self, index: SearchIndex) -> None:
-        self.index = index
-        self.last = 0
-        self._live = 0  # documents in the index when last counted
-        self._lock = asyncio.Lock()
-        self._reset()
-
-    def _reset(self) -> None:
-        self.position: dict[int, int] = {}  # doc_id -> position
-        self.values: dict[str, dict[str, int]] = {f: {} for f in self.BITSETS}
-        self.codes: dict[str, list[Any]] = {f: [] for f in FACETS}
-        self._interned: dict[str, str] = {}
-
-    async def sync(self, reader: Reader, upto: int) -> None:
-        """Load the documents up to id ``upto`` (and any other new ones) not seen yet."""
-        if upto <= self.last:
-            return
-        async with self._lock:
-            if upto <= self.last:
-                return
-            rows = await self.index.facet_rows(reader, self.last)
-            if len(self.position) + len(rows) > 2 * self._live + 1000:
-                self._live = await self.index.count_docs(reader)
-                if len(self.position) + len(rows) > 2 * self._live + 1000:
-                    rows = await self.index.facet_rows(reader, 0)
-                    self._reset()
-                    self._live = len(rows)
-            self._add(rows)
-
-    def _add(self, rows: Sequence[FacetRow]) -> None:
-        if not rows:
-            return
-        intern = self._interned.setdefault
-        new: dict[str, dict[str, list[int]]] = {f: defaultdict(list) for f in self.BITSETS}
-        codes = self.codes
-        for pos, row in enumerate(rows, len(self.position)):
-            self.position[row.doc_id] = pos
-            kind, lifecycle = intern(row.kind, row.kind), intern(row.lifecycle, row.lifecycle)
-            tags = tuple(intern(t, t) for t in row.tags)
-            domains = tuple(intern(d, d) for d in row.domains)
-            codes["kind"].append(kind)
-            codes["lifecycle"].append(lifecycle)
-            codes["owner"].append(intern(row.owner_id, row.owner_id) if row.owner_id else None)
-            codes["tag"].append(tags)
-            codes["domain"].append(domains)
-            new["kind"][kind].append(pos)
-            new["lifecycle"][lifecycle].append(pos)
-            for value in tags:
-                new["tag"][value].append(pos)
-            for value in domains:
-                new["domain"][value].append(pos)
-        size = len(self.position)
-        for facet, values in new.items():
-            current = self.values[facet]
-            for value, positions in values.items():
-                current[value] = current.get(value, 0) | _bits(positions, size)
-        self.last = max(self.last, rows[-1].doc_id)
-
-    def positions(self, doc_ids: Sequence[int]) -> list[int]:
-        """Positions of these documents (unknown ids, e.g. FTS rows without a document, are
-        left out)."""
+    async def _search(
+        self,
+        r: Reader,
+        q: ParsedQuery,
+        flt: SearchFilter,
+        wanted: list[str],
+        first: int,
+        offset: int,
+    ) -> SearchPage | None:
+        matches = await self.index.match(r, q)
+        if not matches.all.size:
+            return None
+        state = await self.projection.sync(r, int(matches.all.max()))
+        sel = state.select(matches, flt)
+        # The ranking's SQL runs in the driver's thread while the facets are counted here.
+        ranking = asyncio.ensure_future(
+            rank(self.index, r, q, state, sel, limit=first, offset=offset)
+        )
+        await asyncio.sleep(0)
         try:
-            return list(map(self.position.__getitem__, doc_ids))
-        except KeyError:
-            return [p for p in map(self.position.get, doc_ids) if p is not None]
-
-    def mask(self, positions: Collection[int]) -> int:
-        """The bitset of these positions."""
-        return _bits(positions, len(self.position))
-
-    def narrow(self, mask: int, flt: SearchFilter) -> int:
-        """Keep the documents that pass the filter (values within one filter: any of)."""
-
-        def any_of(facet: str, values: Iterable[str]) -> int:
-            out = 0
-            for v in values:
-                out |= self.values[facet].get(v, 0)
-            return out
-
-        if flt.kinds:
-            mask &= any_of("kind", (k.value for k in flt.kinds))
-        if flt.lifecycle:
-            mask &= any_of("lifecycle", (lc.value for lc in flt.lifecycle))
-        if flt.tags:
-            mask &= any_of("tag", flt.tags)
-        if flt.domain is not None:
-            mask &= self.values["domain"].get(flt.domain, 0)
-        return mask
-
-    @staticmethod
-    def within(mask: int, positions: list[int]) -> list[int]:
-        """The positions whose bit is set in ``mask``."""
-        raw = mask.to_bytes((mask.bit_length() >> 3) + 1, "little")
-        size = len(raw) << 3
-        return [p for p in positions if p < size and raw[p >> 3] >> (p & 7) & 1]
-
-    def view(self) -> FacetView:
-        """The current state for counting; later syncs do not change what it counts."""
-        return FacetView(self.values, self.codes)
-
-
-@dataclass(frozen=True, slots=True)
-class FacetView:
-    """The projection's structures at one moment: a sync appends positions (which a mask
-    taken before does not cover) or, when it reloads, replaces the structures."""
-
-    values: dict[str, dict[str, int]]
-    codes: dict[str, list[Any]]
-
-    def count(self, facet: str, mask: int, positions: list[int]) -> list[tuple[str, int]]:
-        """The most frequent values of ``facet`` among the documents of ``mask`` (whose
-        positions are ``positions``)."""
-        bitsets = self.values.get(facet)
-        if bitsets is not None and len(bitsets) <= FacetProjection.BITSET_VALUES:
-            counted = [(v, n) for v, bits in bitsets.items() if (n := (mask & bits).bit_count())]
-        else:
-            column = self.codes[facet]
-            picked = map(column.__getitem__, positions)
-            counter = Counter(
-                chain.from_iterable(picked) if facet in FacetProjection.MULTI else picked
-            )
-            counter.pop(None, None)
-            counted = list(counter.items())
-        counted.sort()  # by value, then (stable) by count, most first: two sorts in C
-        counted.sort(key=itemgetter(1), reverse=True)
-        return counted[:MAX_FACET_VALUES]
+            counts = {f: state.count(f, sel.matched) for f in wanted}
+        except BaseException:
+            ranking.cancel()
+            raise
+        ranked = await ranking
+        rows = await self.index.page_rows(r, [doc_id for _, doc_id in ranked])
+        hits = [
+            Hit(rows[d][0], score, highlight(rows[d][0], rows[d][1], q))
+            for score, d in ranked
+            if d in rows
+        ]
+        return SearchPage(hits, offset, sel.total, counts)
 
 
 def _offset(after: str | None) -> int:
@@ -386,24 +216,50 @@ def _stem(word: str) -> str:
     return word
 
 
-def _matcher(q: ParsedQuery) -> tuple[set[str], set[str], tuple[str, ...]]:
-    exact = {w for t in q.terms for w in t.words}
-    stems = {_stem(w) for w in exact}
-    prefixes = tuple(w for t in q.terms if t.prefix for w in t.words)
-    return exact, stems, prefixes
+class _Matcher:
+    """Which words of a text match a query's words: equal, same stem, or by prefix. Remembers
+    its answer per word (texts repeat words: attribute names, related names)."""
+
+    __slots__ = ("exact", "prefixes", "seen", "stems")
+
+    def __init__(self, q: ParsedQuery) -> None:
+        self.exact = {w for t in q.terms for w in t.words}
+        self.stems = {_stem(w) for w in self.exact}
+        self.prefixes = tuple(w for t in q.terms if t.prefix for w in t.words)
+        self.seen: dict[str, str | None] = {}
+
+    def match(self, word: str) -> str | None:
+        """The matching part of ``word`` (a run of letters and digits), or None."""
+        try:
+            return self.seen[word]
+        except KeyError:
+            pass
+        found = None
+        for part in _WORD.findall(normalize(word)):
+            if (
+                part in self.exact
+                or _stem(part) in self.stems
+                or (self.prefixes and part.startswith(self.prefixes))
+            ):
+                found = part
+                break
+        if len(self.seen) < 10_000:
+            self.seen[word] = found
+        return found
 
 
-def _matches(
-    text: str, m: tuple[set[str], set[str], tuple[str, ...]]
-) -> list[tuple[int, int, str]]:
+@functools.lru_cache(maxsize=32)
+def _matcher(q: ParsedQuery) -> _Matcher:
+    return _Matcher(q)
+
+
+def _matches(text: str, m: _Matcher) -> list[tuple[int, int, str]]:
     """Spans of ``text`` whose word matches a query word: equal, same stem, or by prefix."""
-    exact, stems, prefixes = m
     out = []
     for found in _WORD.finditer(text):
-        for part in _WORD.findall(normalize(found.group())):
-            if part in exact or _stem(part) in stems or (prefixes and part.startswith(prefixes)):
-                out.append((found.start(), found.end(), part))
-                break
+        part = m.match(found.group())
+        if part is not None:
+            out.append((found.start(), found.end(), part))
     return out
 
 
@@ -463,4 +319,4 @@ def _excerpt(value: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-__all__ = ["FACETS", "FacetProjection", "FacetView", "Hit", "Search", "SearchPage", "highlight"]
+__all__ = ["FACETS", "Hit", "Search", "SearchPage", "highlight"]
