@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -35,7 +35,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
-def assert_request_error(resp: httpx2.Response, status: int, code: str = "BAD_USER_INPUT") -> str:
+def assert_request_error(resp: httpx.Response, status: int, code: str = "BAD_USER_INPUT") -> str:
     """Check a refused request: status, JSON media type, GraphQL-shaped body; return its message."""
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith(("application/json", GRAPHQL_RESPONSE_JSON))
@@ -339,9 +339,9 @@ def served_url(tmp_path: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 pytest.fail(f"capahub serve exited with {proc.returncode}: {_read(tmp_path)}")
             try:
-                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
-            except httpx2.TransportError:
+            except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"capahub serve did not answer /healthz in 30 s: {_read(tmp_path)}")
