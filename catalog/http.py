@@ -10,6 +10,7 @@ mutations) answer with a 4xx status and a GraphQL-shaped JSON error body.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,6 +42,7 @@ class GraphQLHTTPError(HTTPException):
         self.headers = dict(headers or {})
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same few headers again and again
 def negotiate_media_type(accept: str | None) -> str | None:
     """The response media type for an ``Accept`` header, or None when none is acceptable.
 
@@ -84,6 +86,12 @@ def _quality(ranges: list[tuple[str, float]], media_type: str) -> tuple[float, i
         if specificity > found[1]:
             found = (quality, specificity)
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _content_type(header: str) -> tuple[str, dict[str, str]]:
+    """``parse_content_type``, remembered (it goes through the email package each time)."""
+    return parse_content_type(header)
 
 
 def failed_before_execution(result: ExecutionResult) -> bool:
@@ -163,7 +171,7 @@ class CatalogGraphQL(GraphQL[Any, None]):
         return self._request_data(data, protocol)
 
     async def _parse_post_body(self, request: AsyncHTTPRequestAdapter) -> Any:
-        media_type, params = parse_content_type(request.content_type or "")
+        media_type, params = _content_type(request.content_type or "")
         if self.multipart_uploads_enabled and media_type == "multipart/form-data":
             return await self.parse_multipart(request)
         if media_type != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
