@@ -86,6 +86,12 @@ class NodeFilter:
         return out
 
 
+def _json_text(value: Any) -> str:
+    """JSON columns are written with orjson (the standard library's encoder was a fifth of a
+    large apply); keys that are not strings become strings, as ``json.dumps`` makes them."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
@@ -418,7 +424,9 @@ class Store:
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         # orjson decodes the JSON columns (tags, properties, attributes) several times faster.
-        engine = create_async_engine(url, json_deserializer=orjson.loads, **kwargs)
+        engine = create_async_engine(
+            url, json_serializer=_json_text, json_deserializer=orjson.loads, **kwargs
+        )
         if engine.dialect.name == "sqlite":
             _tune_sqlite(engine)
         store = cls(engine)
