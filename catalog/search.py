@@ -6,6 +6,7 @@ import asyncio
 import functools
 import html
 import logging
+import os
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from metadata.search import (
     DocProjection,
     ParsedQuery,
     Progress,
+    SearchCache,
     SearchFilter,
     SearchIndex,
     normalize,
@@ -33,6 +35,9 @@ MAX_TAGS = 50
 MAX_TAG_LENGTH = 200
 #: Furthest position a cursor may point to (deeper pages: narrow the query instead).
 MAX_OFFSET = 100_000
+#: Memory for the index's answers to recent queries (``SearchCache``), in MB; the
+#: ``CAPAHUB_SEARCH_CACHE_MB`` environment variable overrides it, 0 turns the cache off.
+CACHE_MB = 32.0
 #: Characters of context a highlight shows around the first match.
 SNIPPET_LENGTH = 160
 
@@ -71,11 +76,16 @@ class SearchPage:
 class Search:
     """The search service: one index per store, kept in step by a transaction hook."""
 
-    def __init__(self, store: Store, *, max_page_size: int = 500) -> None:
+    def __init__(
+        self, store: Store, *, max_page_size: int = 500, cache_mb: float | None = None
+    ) -> None:
         self.store = store
         self.index = SearchIndex.for_dialect(store.dialect)
         self.projection = DocProjection(self.index)
         self.max_page_size = max_page_size
+        if cache_mb is None:
+            cache_mb = float(os.environ.get("CAPAHUB_SEARCH_CACHE_MB") or CACHE_MB)
+        self.cache = SearchCache(int(cache_mb * 2**20))
 
     def attach(self) -> None:
         """Update the index inside every write transaction of the store, before it commits."""
@@ -152,15 +162,18 @@ class Search:
         first: int,
         offset: int,
     ) -> SearchPage | None:
-        matches = await self.index.match(r, q)
+        source = (
+            self.cache.source(self.index, await self.index.version(r))
+            if self.cache.max_bytes > 0
+            else self.index
+        )
+        matches = await source.match(r, q)
         if not matches.all.size:
             return None
         state = await self.projection.sync(r, int(matches.all.max()))
         sel = state.select(matches, flt)
         # The ranking's SQL runs in the driver's thread while the facets are counted here.
-        ranking = asyncio.ensure_future(
-            rank(self.index, r, q, state, sel, limit=first, offset=offset)
-        )
+        ranking = asyncio.ensure_future(rank(source, r, q, state, sel, limit=first, offset=offset))
         await asyncio.sleep(0)
         try:
             counts = {f: state.count(f, sel.matched) for f in wanted}

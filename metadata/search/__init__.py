@@ -5,11 +5,13 @@
 - ``index``: keeping the index in step with every write, and the reads a search makes;
 - ``sqlite``, ``postgres``: the backends;
 - ``projection``: the documents' facet values, filters and tier inputs, in memory;
-- ``ranking``: ranking in stages (name matches, other matches, retired ones last).
+- ``ranking``: ranking in stages (name matches, other matches, retired ones last);
+- ``cache``: the index's answers to recent queries, per index version.
 """
 
 from __future__ import annotations
 
+from metadata.search.cache import CachedSource, SearchCache
 from metadata.search.documents import DocRow, SearchDoc, build_doc
 from metadata.search.index import Matches, Progress, Relevance, SearchFilter, SearchIndex
 from metadata.search.postgres import PostgresSearchIndex
@@ -40,6 +42,7 @@ __all__ = [
     "MAX_QUERY_LENGTH",
     "MAX_QUERY_TERMS",
     "STAGES",
+    "CachedSource",
     "DocProjection",
     "DocRow",
     "Matches",
@@ -48,6 +51,7 @@ __all__ = [
     "Progress",
     "ProjectionState",
     "Relevance",
+    "SearchCache",
     "SearchDoc",
     "SearchFilter",
     "SearchIndex",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -80,6 +80,16 @@ class Relevance:
     ids: IdArray
     x: FloatArray
     complete: bool
+
+
+class RelevanceSource(Protocol):
+    """What ranking asks for: the index itself, or a cache in front of it."""
+
+    async def relevance(
+        self, reader: Reader, q: ParsedQuery, part: str, limit: int | None
+    ) -> Relevance:
+        """See ``SearchIndex.relevance``."""
+        ...
 
 
 def id_array(values: Sequence[int] | None) -> IdArray:
@@ -372,6 +382,7 @@ __all__ = [
     "Matches",
     "Progress",
     "Relevance",
+    "RelevanceSource",
     "SearchFilter",
     "SearchIndex",
     "delete_chunked",

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from metadata.search.index import FloatArray, SearchIndex
+from metadata.search.index import FloatArray, RelevanceSource
 from metadata.search.projection import Positions, ProjectionState, Selection, head
 from metadata.search.query import ParsedQuery
 from metadata.store import Reader
@@ -32,13 +32,20 @@ from metadata.store import Reader
 #: the key's last segment); "rest": the other matches.
 STAGES = (("name", False), ("rest", False), ("name", True), ("rest", True))
 
+#: The rest stage asks for the best ``hi / share * OVERFETCH + MIN_FETCH`` matches (``share``:
+#: the stage's part of all matches), for all of them when that is at least ``FETCH_ALL`` of
+#: them; four times as many when too few of those were final.
+OVERFETCH = 1.25
+MIN_FETCH = 16
+FETCH_ALL = 0.5
+
 #: Scores within this of the bound are not final (floating-point rounding of x / (1 + x) is
 #: not exactly monotonic).
 _EPSILON = 1e-12
 
 
 async def rank(
-    index: SearchIndex,
+    index: RelevanceSource,
     reader: Reader,
     q: ParsedQuery,
     state: ProjectionState,
@@ -105,7 +112,7 @@ def _finish(
 
 
 async def _rest_stage(
-    index: SearchIndex,
+    index: RelevanceSource,
     reader: Reader,
     q: ParsedQuery,
     state: ProjectionState,
@@ -117,9 +124,9 @@ async def _rest_stage(
     # The stage holds a share of all matches; ask for enough of the best to likely hold ``hi``
     # of its documents.
     share = sel.sizes[stage] / max(sel.found, 1)
-    want: int | None = math.ceil(hi / share * 1.25) + 16
+    want: int | None = math.ceil(hi / share * OVERFETCH) + MIN_FETCH
     while True:
-        if want is not None and want * 2 >= sel.found:
+        if want is not None and want >= sel.found * FETCH_ALL:
             want = None
         relevance = await index.relevance(reader, q, "all", want)
         pos, known = state.positions(relevance.ids)

@@ -1,0 +1,147 @@
+"""Ranking in stages and the search cache: pages, thresholds and cached answers agree with a
+full ranking, and every write is seen by the next search."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from catalog.search import Search, SearchPage
+from catalog.services import Services
+from catalog.specs import parse_document
+from metadata.model import Kind, Lifecycle
+from metadata.search import ranking
+
+WORDS = ["alpha", "beta", "gamma", "delta", "order", "ledger"]
+STAGES = ["ACTIVE", "ACTIVE", "ACTIVE", "DEPRECATED", "RETIRED", "PLANNED"]
+
+
+def landscape(n: int = 90, seed: int = 7) -> str:
+    """Systems and capabilities whose names, keys, tags and descriptions mix a few words, in
+    every lifecycle stage, with descriptions of different lengths (bm25 varies)."""
+    rnd = random.Random(seed)
+    nodes: list[dict[str, Any]] = []
+    for i in range(n):
+        kind = "system" if i % 3 == 0 else "capability"
+        name = " ".join(rnd.sample(WORDS, rnd.randint(1, 2))).title()
+        description = " ".join(
+            rnd.choice(WORDS + ["filler"] * 6) for _ in range(rnd.randint(1, 30))
+        )
+        nodes.append(
+            {
+                "id": f"{kind}:n{i:03d}-{rnd.choice(WORDS)}",
+                "name": name,
+                "description": description,
+                "lifecycle": rnd.choice(STAGES),
+                "tags": rnd.sample(WORDS, rnd.randint(0, 2)),
+            }
+        )
+    return orjson.dumps({"nodes": nodes}).decode()
+
+
+def summary(page: SearchPage) -> list[tuple[str, float, str | None]]:
+    return [(h.node.id, h.score, h.highlight) for h in page.hits]
+
+
+async def walk(
+    search: Search, q: str, size: int, **flt: Any
+) -> list[tuple[str, float, str | None]]:
+    """Every hit of ``q``, page by page."""
+    out: list[tuple[str, float, str | None]] = []
+    after = None
+    while True:
+        page = await search.search(q, first=size, after=after, **flt)
+        out += summary(page)
+        if not page.has_next:
+            return out
+        after = page.cursor(len(page.hits) - 1)
+
+
+QUERIES = ["alpha", "beta gamma", "ord", "ledger alpha", "de"]
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"kinds": [Kind.SYSTEM]},
+    {"lifecycle": [Lifecycle.DEPRECATED, Lifecycle.RETIRED]},
+    {"tags": ["gamma"]},
+]
+
+
+async def test_pages_of_the_rest_stage_agree_with_a_full_ranking(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await services.registry.apply_document(parse_document(landscape()))
+    plain = Search(services.store, cache_mb=0)
+    full = {
+        (q, i): summary(await plain.search(q, first=500, **flt))
+        for q in QUERIES
+        for i, flt in enumerate(FILTERS)
+    }
+    assert any(len(hits) > 20 for hits in full.values())
+    # Ask for as few of the best matches as possible: the bound decides which hits are final,
+    # and too few final hits make it ask again.
+    monkeypatch.setattr(ranking, "FETCH_ALL", 1e9)
+    monkeypatch.setattr(ranking, "MIN_FETCH", 0)
+    monkeypatch.setattr(ranking, "OVERFETCH", 1.0)
+    for (q, i), expected in full.items():
+        for size in (1, 4, 9):
+            assert await walk(plain, q, size, **FILTERS[i]) == expected, (q, FILTERS[i], size)
+            assert await walk(services.search, q, size, **FILTERS[i]) == expected
+
+
+async def test_cached_answers_equal_the_index_and_follow_every_write(services: Services) -> None:
+    await services.registry.apply_document(parse_document(landscape(40)))
+    cached, plain = services.search, Search(services.store, cache_mb=0)
+
+    async def same(q: str) -> list[tuple[str, float, str | None]]:
+        first = await cached.search(q, first=5)
+        again = await cached.search(q, first=5, after=first.cursor(4)) if first.has_next else None
+        reference = await plain.search(q, first=5)
+        assert summary(first) == summary(reference)
+        assert first.facets == reference.facets and first.total == reference.total
+        if again is not None:
+            assert summary(again) == summary(await plain.search(q, first=5, after=first.cursor(4)))
+        return summary(first)
+
+    for q in QUERIES:
+        await same(q)
+    hits = cached.cache.hits
+    for q in QUERIES:
+        await same(q)
+    assert cached.cache.hits > hits
+    version = await _version(services)
+    # A new node, a lifecycle change and a rebuild: each moves the version; the very next search
+    # answers from the index.
+    before = (await cached.search("alpha")).total
+    doc = "nodes: [{id: system:zz-alpha, name: Alpha Alpha, description: alpha}]"
+    await services.registry.apply_document(parse_document(doc))
+    await same("alpha")
+    assert (await cached.search("alpha")).total == before + 1
+    scores = {node_id: score for node_id, score, _ in await walk(cached, "alpha", 50)}
+    assert scores["system:zz-alpha"] > 2
+    await services.registry.retire("system:zz-alpha")
+    await same("alpha")
+    scores = {node_id: score for node_id, score, _ in await walk(cached, "alpha", 50)}
+    assert scores["system:zz-alpha"] < 1
+    assert await _version(services) > version
+    version = await _version(services)
+    await services.search.rebuild()
+    assert await _version(services) > version
+    for q in QUERIES:
+        await same(q)
+
+
+async def test_cache_can_be_turned_off(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPAHUB_SEARCH_CACHE_MB", "0")
+    search = Search(services.store)
+    await services.registry.apply_document(parse_document(landscape(20)))
+    await search.search("alpha")
+    await search.search("alpha")
+    assert search.cache.max_bytes == 0 and search.cache.hits == search.cache.misses == 0
+
+
+async def _version(services: Services) -> int:
+    async with services.store.read() as r:
+        return await services.search.index.version(r)
