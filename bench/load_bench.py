@@ -13,12 +13,15 @@ Needs wrk (Debian: ``apt-get install -y wrk``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from _util import (
     DISCOVERY_QUERY,
     code_note,
     cpu_seconds,
+    free_port,
     machine_note,
     running_server,
     seeded_database,
@@ -89,6 +93,28 @@ def run_wrk(url: str, body: bytes, lua: Path, args: argparse.Namespace) -> WrkRe
     return parse_wrk(out)
 
 
+@contextlib.contextmanager
+def reference_server(access_log: bool) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """uvicorn serving ``_ref_app`` (one worker, the same uvicorn defaults as capahub)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "_ref_app:app", "--port", str(port)]
+    cmd += ["--log-level", "info"] + ([] if access_log else ["--no-access-log"])
+    proc = subprocess.Popen(
+        cmd, cwd=Path(__file__).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(f"{url}/graphql", content=b"{}", timeout=1)
+                break
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def some_capability(database: str) -> str:
     """The id of one capability of the catalog (the first by id)."""
     with sqlite3.connect(f"file:{make_url(database).database}?mode=ro", uri=True) as conn:
@@ -109,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--db-dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--raw", action="store_true", help="also print wrk's own output")
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="serve with CAPAHUB_ACCESS_LOG=false (and the reference without uvicorn's log)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get update && apt-get install -y wrk")
@@ -122,9 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"catalog: {database}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
     print(f"machine: {machine_note()}; {code_note()}")
     results: dict[str, WrkResult] = {}
+    access_log = not args.no_access_log
+    print(f"access log: {'on (the default)' if access_log else 'off (CAPAHUB_ACCESS_LOG=false)'}")
+    env = {"CAPAHUB_ACCESS_LOG": "true" if access_log else "false"}
     with (
         tempfile.TemporaryDirectory(prefix="capahub-wrk-") as tmp,
-        running_server(database, log=args.db_dir / "capahub-bench-serve.log") as server,
+        running_server(database, log=args.db_dir / "capahub-bench-serve.log", env=env) as server,
     ):
         for name, payload in workloads.items():
             body = orjson.dumps(payload)
@@ -145,6 +179,15 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"  {name}: {result.rps:.0f} req/s; server CPU {cpu / args.duration:.0%} of a core"
             )
+
+        # The ceiling: the same uvicorn with a fixed JSON answer and no GraphQL.
+        with reference_server(access_log) as (ref_url, ref_proc):
+            body = orjson.dumps(workloads["node(id) { id name }"])
+            cpu0 = cpu_seconds(ref_proc.pid)
+            result = run_wrk(f"{ref_url}/graphql", body, Path(tmp) / "ref.lua", args)
+            result.cpu_ms = (cpu_seconds(ref_proc.pid) - cpu0) * 1000 / max(1, result.requests)
+            results["reference: no GraphQL"] = result
+            print(f"  reference (Starlette, fixed JSON): {result.rps:.0f} req/s")
 
     print(f"machine: {machine_note()}")
     print(
