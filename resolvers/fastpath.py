@@ -105,6 +105,10 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._plans: dict[tuple[str, int], tuple[Any, Plan | None]] = {}
         self._direct_info = _DirectInfo(self.context_value)
         self._condition_key: tuple[Any, ...] | None = None
+        # Schema extensions with a ``resolve`` hook (tracing, say) run as middleware around
+        # every field resolver: they must see every field, so nothing is planned then.
+        manager = self.middleware_manager
+        self._planning = not (manager is not None and manager.middlewares)
 
     def complete_object_value(
         self,
@@ -115,7 +119,7 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         result: Any,
         *rest: Any,
     ) -> Any:
-        plan = self._plan(return_type, field_details_list)
+        plan = self._plan(return_type, field_details_list) if self._planning else None
         if plan is not None:
             _running.info = self._direct_info
             _running.context = self
@@ -190,8 +194,8 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if field_def is None:
             return None
         field = field_def.extensions.get(_BACKREF)
-        if not isinstance(field, StrawberryField) or field.arguments:
-            return None
+        if not isinstance(field, StrawberryField) or field.arguments or field.extensions:
+            return None  # arguments, permissions and field extensions need the resolver path
         complete = self._completer(field_def.type, details)
         if complete is None:
             return None

@@ -227,3 +227,29 @@ def test_generated_queries_answer_the_same(harness: Harness, data: st.DataObject
     yes = data.draw(st.booleans())
     planned, plain, _ = harness.run(query, {"yes": yes})
     assert planned == plain, query
+
+
+def test_a_schema_extension_with_a_resolve_hook_sees_every_field(harness: Harness) -> None:
+    """Planning steps aside when an extension wraps field resolution (tracing, say)."""
+    from strawberry.extensions import SchemaExtension
+
+    seen: list[str] = []
+
+    class Tracing(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(info.field_name)
+            return _next(root, info, *args, **kwargs)
+
+    schema = build_schema()
+    schema.execution_context_class = CountingContext
+    schema.extensions = (*schema.extensions, Tracing)
+    CountingContext.instances.clear()
+    result = harness.runner.run(
+        schema.execute(
+            "{ capabilities(first: 3) { edges { node { id name providers { id } } } } }",
+            context_value=make_context(harness.services),
+        )
+    )
+    assert result.errors is None
+    assert sum(c.planned for c in CountingContext.instances) == 0
+    assert seen.count("name") == 3 and seen.count("edges") == 1
