@@ -176,7 +176,7 @@ class Search:
         ranking = asyncio.ensure_future(rank(source, r, q, state, sel, limit=first, offset=offset))
         await asyncio.sleep(0)
         try:
-            counts = {f: state.count(f, sel.matched) for f in wanted}
+            counts = {f: state.count(f, sel) for f in wanted}
         except BaseException:
             ranking.cancel()
             raise

@@ -67,6 +67,8 @@ class Selection:
     them are in each ranking stage, and how many."""
 
     matched: Mask
+    #: The matched positions, rising.
+    positions: Positions
     stages: tuple[Mask, Mask, Mask, Mask]
     sizes: tuple[int, int, int, int]
     #: Matches before filters (what the index returned).
@@ -98,7 +100,8 @@ class ProjectionState:
     name_norm: list[str]
     key_norm: list[str]
     values: dict[str, Values]
-    _masks: dict[str, Mask] = field(default_factory=dict, compare=False, repr=False)
+    #: Arrays derived on first use (this state never changes).
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -108,10 +111,31 @@ class ProjectionState:
     def positions(self, doc_ids: IdArray) -> tuple[Positions, Mask]:
         """Positions of these documents, and which of ``doc_ids`` are known (the positions are
         of those only; an unknown id is e.g. an FTS row without a document)."""
-        pos = np.searchsorted(self.doc_ids, doc_ids)
-        known = pos < self.size
-        known[known] = self.doc_ids[pos[known]] == doc_ids[known]
-        return pos[known], known
+        table = self._table()
+        if table is None:
+            pos = np.searchsorted(self.doc_ids, doc_ids)
+            known = pos < self.size
+            known[known] = self.doc_ids[pos[known]] == doc_ids[known]
+            return pos[known], known
+        offset = doc_ids - self.doc_ids[0]
+        inside = (offset >= 0) & (offset < len(table))
+        found = np.full(len(doc_ids), -1, dtype=np.intp)
+        found[inside] = table[offset[inside]]
+        known = found >= 0
+        return found[known], known
+
+    def _table(self) -> npt.NDArray[np.intp] | None:
+        """Position by ``doc_id - doc_ids[0]`` (-1: none), when ids are dense enough for it."""
+        if "table" not in self._memo:
+            table = None
+            if self.size:
+                span = int(self.doc_ids[-1] - self.doc_ids[0]) + 1
+                if span <= 4 * self.size + 1024:
+                    table = np.full(span, -1, dtype=np.intp)
+                    table[self.doc_ids - self.doc_ids[0]] = np.arange(self.size)
+            self._memo["table"] = table
+        found: npt.NDArray[np.intp] | None = self._memo["table"]
+        return found
 
     def mask(self, positions: npt.NDArray[np.integer[Any]]) -> Mask:
         """A boolean array with these positions set."""
@@ -121,10 +145,11 @@ class ProjectionState:
 
     def lifecycle_is(self, value: str) -> Mask:
         """The positions of documents in this lifecycle stage."""
-        found = self._masks.get(value)
+        key = f"lifecycle:{value}"
+        found: Mask | None = self._memo.get(key)
         if found is None:
             code = self.values["lifecycle"].code.get(value, -1)
-            found = self._masks[value] = self.lifecycle == code
+            found = self._memo[key] = self.lifecycle == code
         return found
 
     def filter_mask(self, flt: SearchFilter) -> Mask | None:
@@ -160,23 +185,44 @@ class ProjectionState:
         stages = (in_name & active, rest & active, in_name & retired, rest & retired)
         sizes = tuple(int(np.count_nonzero(s)) for s in stages)
         return Selection(
-            matched, stages, (sizes[0], sizes[1], sizes[2], sizes[3]), len(matches.all)
+            matched,
+            np.flatnonzero(matched),
+            stages,
+            (sizes[0], sizes[1], sizes[2], sizes[3]),
+            len(matches.all),
         )
 
-    def count(self, facet: str, matched: Mask) -> list[tuple[str, int]]:
-        """The most frequent values of ``facet`` among the ``matched`` documents, most frequent
+    def _pairs(self, facet: str) -> tuple[Codes, Codes, npt.NDArray[np.intp]]:
+        """The (position, value) pairs of a multi-valued facet, by position, and where each
+        position's pairs start (``start[p]`` to ``start[p + 1]``)."""
+        doc, val = (
+            (self.tag_doc, self.tag_val) if facet == "tag" else (self.domain_doc, self.domain_val)
+        )
+        key = f"start:{facet}"
+        start = self._memo.get(key)
+        if start is None:
+            start = self._memo[key] = np.concatenate(
+                ([0], np.cumsum(np.bincount(doc, minlength=self.size)))
+            )
+        return doc, val, start
+
+    def count(self, facet: str, sel: Selection) -> list[tuple[str, int]]:
+        """The most frequent values of ``facet`` among the selected documents, most frequent
         first, then by value."""
         values = self.values[facet]
+        matched = sel.positions
         if facet in ("tag", "domain"):
-            doc, val = (
-                (self.tag_doc, self.tag_val)
-                if facet == "tag"
-                else (
-                    self.domain_doc,
-                    self.domain_val,
-                )
-            )
-            picked = val[matched[doc]]
+            doc, val, start = self._pairs(facet)
+            if len(doc) <= 3 * len(matched):  # most pairs are matched: test them all
+                picked = val[sel.matched[doc]]
+            else:  # the pairs of the matched positions only
+                first = start[matched]
+                lengths = start[matched + 1] - first
+                # Each position's first pair, repeated, plus 0, 1, ... within the position.
+                ends = np.cumsum(lengths)
+                total = int(ends[-1]) if len(ends) else 0
+                within = np.arange(total) - np.repeat(ends - lengths, lengths)
+                picked = val[np.repeat(first, lengths) + within]
         else:
             picked = getattr(self, facet)[matched]
             if facet == "owner":

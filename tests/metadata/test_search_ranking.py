@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
@@ -13,7 +14,7 @@ from catalog.search import Search, SearchPage
 from catalog.services import Services
 from catalog.specs import parse_document
 from metadata.model import Kind, Lifecycle
-from metadata.search import ranking
+from metadata.search import DocRow, ProjectionState, ranking
 
 WORDS = ["alpha", "beta", "gamma", "delta", "order", "ledger"]
 STAGES = ["ACTIVE", "ACTIVE", "ACTIVE", "DEPRECATED", "RETIRED", "PLANNED"]
@@ -145,3 +146,21 @@ async def test_cache_can_be_turned_off(services: Services, monkeypatch: pytest.M
 async def _version(services: Services) -> int:
     async with services.store.read() as r:
         return await services.search.index.version(r)
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 3, 5, 8], [1, 40, 7_000, 10**9]])
+def test_projection_positions_dense_and_sparse_ids(ids: list[int]) -> None:
+    rows = [
+        DocRow(i, f"system:s{i}", "system", "ACTIVE", None, ("t",), (), f"s{i}", f"s{i}", f"s{i}")
+        for i in ids
+    ]
+    state = ProjectionState.empty().extended(rows[:2]).extended(rows[2:])
+    asked = np.array([ids[-1], 4, ids[0], ids[2], 10**12, 0], dtype=np.int64)
+    pos, known = state.positions(asked)
+    assert known.tolist() == [True, False, True, True, False, False]
+    assert pos.tolist() == [len(ids) - 1, 0, 2]
+    assert [state.node_id[p] for p in pos] == [
+        f"system:s{ids[-1]}",
+        "system:s1",
+        f"system:s{ids[2]}",
+    ]
