@@ -14,7 +14,7 @@ from metadata.model import Direction as D
 from metadata.model import Kind as K
 from metadata.model import NodeRecord, RelationRecord
 from metadata.model import RelationType as R
-from resolvers.context import NOT_LOADED, CatalogInfo, node_now, touching_now
+from resolvers.context import NOT_LOADED, CatalogInfo, loaded, node_now
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
 from resolvers.fastpath import direct
 from resolvers.records import RecordConnection, resolve_records
@@ -48,23 +48,34 @@ def _related_now(
     direction: model.Direction,
     kind: model.Kind | None,
 ) -> list[NodeRecord] | None:
-    """The answer of ``related`` from what this request's dataloaders already hold, or None."""
+    """The answer of ``related`` from what is loaded (graph projection and node cache, else
+    this request's dataloaders), or None when something is not loaded yet."""
     context = info.context
-    touching = touching_now(context, node_id)
-    if touching is NOT_LOADED:
-        return None
+    discovery = context.services.discovery
+    touching = discovery.touching_now(node_id)
+    projected = touching is not None
+    if touching is None:
+        touching = loaded(context.loaders.rels, node_id)
+        if touching is NOT_LOADED:
+            return None
     if direction is D.OUT:
         ids = [r.to_id for r in touching.out if r.type is rtype]
     else:
         ids = [r.from_id for r in touching.into if r.type is rtype]
+    cached = discovery.cached
     found: list[NodeRecord] = []
     for i in ids:
-        rec = node_now(context, i)
-        if rec is NOT_LOADED:
-            return None
-        if rec is not None and (kind is None or rec.kind is kind):
+        rec = cached(i)
+        if rec is None:
+            rec = loaded(context.loaders.node, i)
+            if rec is NOT_LOADED:
+                return None
+            if rec is None:
+                continue
+        if kind is None or rec.kind is kind:
             found.append(rec)
-    found.sort(key=lambda n: n.id)
+    if not projected:  # the projection orders relations by the other end already
+        found.sort(key=lambda n: n.id)
     return found
 
 
