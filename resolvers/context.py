@@ -48,15 +48,6 @@ def node_now(context: Context, node_id: str) -> Any:
     return loaded(context.loaders.node, node_id)
 
 
-def touching_now(context: Context, node_id: str) -> Any:
-    """A node's relations if they can be had without waiting: from the graph projection or
-    this request's dataloader; else ``NOT_LOADED``."""
-    found = context.services.discovery.touching_now(node_id)
-    if found is not None:
-        return found
-    return loaded(context.loaders.rels, node_id)
-
-
 def group_touching(rels: Sequence[RelationRecord], ids: Sequence[str]) -> dict[str, Touching]:
     """Each node's outgoing and incoming relations among ``rels``."""
     outs, ins = _group(rels, "from_id"), _group(rels, "to_id")
@@ -129,5 +120,4 @@ __all__ = [
     "loaded",
     "make_context",
     "node_now",
-    "touching_now",
 ]
