@@ -6,7 +6,6 @@ import asyncio
 import functools
 import html
 import logging
-import os
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,8 @@ MAX_TAGS = 50
 MAX_TAG_LENGTH = 200
 #: Furthest position a cursor may point to (deeper pages: narrow the query instead).
 MAX_OFFSET = 100_000
-#: Memory for the index's answers to recent queries (``SearchCache``), in MB; the
-#: ``CAPAHUB_SEARCH_CACHE_MB`` environment variable overrides it, 0 turns the cache off.
+#: Memory for the index's answers to recent queries (``SearchCache``), in MB, when the caller
+#: does not say (the server passes ``Settings.search_cache_mb``); 0 turns the cache off.
 CACHE_MB = 32.0
 #: Characters of context a highlight shows around the first match.
 SNIPPET_LENGTH = 160
@@ -84,7 +83,7 @@ class Search:
         self.projection = DocProjection(self.index)
         self.max_page_size = max_page_size
         if cache_mb is None:
-            cache_mb = float(os.environ.get("CAPAHUB_SEARCH_CACHE_MB") or CACHE_MB)
+            cache_mb = CACHE_MB
         self.cache = SearchCache(int(cache_mb * 2**20))
 
     def attach(self) -> None:

@@ -41,7 +41,9 @@ class Services:
         commit; one-shot CLI commands leave it empty.
         """
         store = await Store.open(settings.database_url)
-        search = Search(store, max_page_size=settings.max_page_size)
+        search = Search(
+            store, max_page_size=settings.max_page_size, cache_mb=settings.search_cache_mb
+        )
         search.attach()  # the index is written in the same transaction as every change
         await search.ensure_built()
         graph = CatalogGraph()

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     graphql_ide: bool = Field(
         default=True, description="Serve the GraphiQL playground on a browser GET of /graphql."
     )
+    search_cache_mb: float = Field(
+        default=32.0,
+        ge=0,
+        description="Memory for the search index's answers to recent queries, in MB (0: off). "
+        "Any write to the index, from any process, makes the next search ask the index again.",
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
     access_log: bool = Field(
         default=True,

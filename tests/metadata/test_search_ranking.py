@@ -12,6 +12,7 @@ import pytest
 
 from catalog.search import Search, SearchPage
 from catalog.services import Services
+from catalog.settings import Settings
 from catalog.specs import parse_document
 from metadata.model import Kind, Lifecycle
 from metadata.search import DocRow, ProjectionState, ranking
@@ -134,9 +135,17 @@ async def test_cached_answers_equal_the_index_and_follow_every_write(services: S
         await same(q)
 
 
-async def test_cache_can_be_turned_off(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cache_can_be_turned_off(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAPAHUB_SEARCH_CACHE_MB", "0")
-    search = Search(services.store)
+    services = await Services.start(Settings(database_url=settings.database_url, _env_file=None))  # type: ignore[call-arg]
+    try:
+        await _searches_do_not_cache(services)
+    finally:
+        await services.close()
+
+
+async def _searches_do_not_cache(services: Services) -> None:
+    search = services.search
     await services.registry.apply_document(parse_document(landscape(20)))
     await search.search("alpha")
     await search.search("alpha")
