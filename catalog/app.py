@@ -30,7 +30,7 @@ async def _follow_other_processes(services: Services) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await services.sync()
+            await services.sync_if_changed()
         except Exception:  # keep following; a transient database error must not stop it
             log.exception("catching up with the change log failed; retrying")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -126,6 +126,8 @@ class CatalogGraphQL(GraphQL[Any, None]):
             response = await self.run(request)
         except HTTPException as error:
             response = self.create_error_response(request, error)
+        except ClientDisconnect:
+            return  # the client hung up before its body arrived: nobody to answer
         await response(scope, receive, send)
 
     async def get_context(

@@ -89,7 +89,15 @@ class Services:
             time.monotonic() - self._synced_at >= self.settings.read_sync_interval
             and not self.graph.syncing
         ):
-            await self.sync()
+            await self.sync_if_changed()
+
+    async def sync_if_changed(self) -> int:
+        """``sync``, unless a synchronous look at the change log (SQLite) shows nothing new."""
+        latest = self.store.last_change_id_now()
+        if latest is not None and latest <= self.graph.last_change:
+            self._synced_at = time.monotonic()
+            return 0
+        return await self.sync()
 
     async def close(self) -> None:
         """Release the database connections and the source connectors."""

@@ -382,3 +382,18 @@ def test_graphql_http_audit_reports_no_errors_or_warnings(served_url: str) -> No
     assert failed == []
     # The optional (MAY) audits pass too: a notice would mean a behaviour regressed.
     assert [r for r in results if r["status"] != "ok"] == []
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_an_error(served_url: str, tmp_path: Path) -> None:
+    """A request whose body never fully arrives ends quietly: no traceback in the log."""
+    host, port = served_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"query": "{ __typ'
+        )
+    time.sleep(0.5)
+    resp = httpx.post(served_url, json={"query": "{ __typename }"}, timeout=10)
+    assert resp.json() == {"data": {"__typename": "Query"}}
+    log = (tmp_path / "serve.log").read_text()
+    assert "Exception in ASGI application" not in log and "ClientDisconnect" not in log

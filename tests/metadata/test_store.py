@@ -112,3 +112,27 @@ async def test_tags_filter_uses_the_tag_table(db_url: str) -> None:
             assert await r.count_nodes(NodeFilter(kinds=[Kind.SYSTEM], tags=["a"])) == 1
     finally:
         await store.close()
+
+
+async def test_last_change_id_now_follows_commits_of_any_connection(db_url: str) -> None:
+    """The synchronous probe (SQLite files) sees every commit, including other processes'."""
+    store = await Store.open(db_url)
+    other = await Store.open(db_url, migrate=False)  # stands in for another process
+    try:
+        if store.dialect != "sqlite":
+            assert store.last_change_id_now() is None
+            return
+        assert store.last_change_id_now() == 0
+        async with other.transaction() as tx:
+            await tx.insert_nodes([_node("system:a", Kind.SYSTEM)])
+        assert store.last_change_id_now() == 1
+        with pytest.raises(RuntimeError):
+            async with other.transaction() as tx:
+                await tx.insert_nodes([_node("system:b", Kind.SYSTEM)])
+                raise RuntimeError("rolled back")
+        assert store.last_change_id_now() == 1  # a rolled-back write is not a change
+        async with store.read() as r:
+            assert await r.last_change_id() == store.last_change_id_now()
+    finally:
+        await other.close()
+        await store.close()
