@@ -347,24 +347,6 @@ def _condition_variables(operation: Any, fragments: dict[str, Any]) -> tuple[str
 def _leaf(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
     """Serialize a leaf value as graphql-core's ``complete_leaf_value`` does."""
     serialize = leaf.serialize
-    if leaf.name in ("String", "ID"):
-
-        def text(value: Any) -> Any:
-            if type(value) is str:
-                return value
-            return checked(value)
-
-        def checked(value: Any) -> Any:
-            try:
-                out = serialize(value)
-            except Exception:
-                raise _MISS from None  # graphql-core reports the serialization error
-            if out is Undefined or out is None:
-                raise _MISS
-            return out
-
-        text.text = True  # type: ignore[attr-defined]
-        return text
 
     def any_leaf(value: Any) -> Any:
         try:
@@ -375,7 +357,14 @@ def _leaf(leaf: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
             raise _MISS
         return out
 
-    return any_leaf
+    if leaf.name not in ("String", "ID"):
+        return any_leaf
+
+    def text(value: Any) -> Any:
+        return value if type(value) is str else any_leaf(value)
+
+    text.text = True  # type: ignore[attr-defined]
+    return text
 
 
 __all__ = ["DIRECT_MARK", "CatalogExecutionContext", "direct"]

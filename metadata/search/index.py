@@ -128,6 +128,20 @@ class SearchIndex:
         highest relevance, all when None)."""
         raise NotImplementedError
 
+    @staticmethod
+    async def scored(
+        reader: Reader, sql: str, params: dict[str, Any], limit: int | None
+    ) -> Relevance:
+        """Run a backend's ``SELECT doc_id, score`` (best ``limit`` first when given) and
+        return it as a ``Relevance``."""
+        if limit is not None:
+            sql += " ORDER BY x DESC LIMIT :limit"
+            params = {**params, "limit": limit}
+        rows = (await reader.conn.execute(text(sql), params)).all()
+        ids = id_array([r[0] for r in rows])
+        x = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return Relevance(ids, x, limit is None or len(rows) < limit)
+
     async def write_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Insert documents (their ``doc_id`` set) into the backend's tables."""
         raise NotImplementedError

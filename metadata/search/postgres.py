@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -76,13 +75,7 @@ class PostgresSearchIndex(SearchIndex):
             f"SELECT d.doc_id, ts_rank('{self.WEIGHTS}'::float4[], d.tsv, "
             f"to_tsquery('capahub', :match)) * 10.0 AS x FROM search_docs d WHERE {where}"
         )
-        if limit is not None:
-            sql += " ORDER BY x DESC LIMIT :limit"
-            params["limit"] = limit
-        rows = (await reader.conn.execute(text(sql), params)).all()
-        ids = id_array([r[0] for r in rows])
-        x = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
-        return Relevance(ids, x, limit is None or len(rows) < limit)
+        return await self.scored(reader, sql, params, limit)
 
     async def write_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Insert rows with their weighted tsvector."""

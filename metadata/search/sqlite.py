@@ -67,13 +67,7 @@ class SqliteSearchIndex(SearchIndex):
             "WHERE search_fts MATCH :match"
         )
         params: dict[str, Any] = {"match": self._match(q, part)}
-        if limit is not None:
-            sql += " ORDER BY x DESC LIMIT :limit"
-            params["limit"] = limit
-        rows = (await reader.conn.execute(text(sql), params)).all()
-        ids = id_array([r[0] for r in rows])
-        x = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
-        return Relevance(ids, x, limit is None or len(rows) < limit)
+        return await self.scored(reader, sql, params, limit)
 
     async def write_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Insert into search_docs and search_fts (rowid = doc_id)."""
