@@ -10,7 +10,7 @@ import strawberry
 from catalog import analysis as a
 from metadata import model
 from metadata.graph import Step
-from resolvers.context import NOT_LOADED, CatalogInfo, node_now
+from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, RelationType
 from resolvers.types import (
     Capability,
@@ -22,6 +22,7 @@ from resolvers.types import (
     System,
     Touchpoint,
     as_node,
+    node_by_id,
     step_order,
 )
 
@@ -29,21 +30,6 @@ from resolvers.types import (
 async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
     found = await info.context.loaders.node.load_many(list(ids))
     return [as_node(r) for r in found if r is not None]
-
-
-def _node(info: CatalogInfo, node_id: str) -> Any:
-    """The node as its GraphQL type: at once when already loaded, else an awaitable."""
-    rec = node_now(info.context, node_id)
-    if rec is not NOT_LOADED and rec is not None:
-        return as_node(rec)
-
-    async def later() -> Any:
-        rec = await info.context.loaders.node.load(node_id)
-        if rec is None:  # pragma: no cover - the projection only holds stored nodes
-            raise LookupError(node_id)
-        return as_node(rec)
-
-    return later()
 
 
 async def _preload(info: CatalogInfo, ids: Sequence[str]) -> None:
@@ -80,7 +66,7 @@ class ImpactedNode:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return _node(info, self.node_id)
+        return node_by_id(info, self.node_id)
 
     @strawberry.field(description="The relations from the root to this node, in order.")
     def via(self) -> list[Relation]:
@@ -93,7 +79,7 @@ class Impact:
 
     @strawberry.field
     def root(self, info: CatalogInfo) -> CatalogNode:
-        return _node(info, self.result.root)
+        return node_by_id(info, self.result.root)
 
     @strawberry.field
     def affected(self) -> list[ImpactedNode]:
@@ -130,7 +116,7 @@ class Gap:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return _node(info, self.node_id)
+        return node_by_id(info, self.node_id)
 
 
 def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
@@ -145,7 +131,7 @@ class Redundancy:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return _node(info, self.node_id)
+        return node_by_id(info, self.node_id)
 
     @strawberry.field(description="The systems involved.")
     async def involved(self, info: CatalogInfo) -> list[CatalogNode]:
@@ -159,7 +145,7 @@ class Hotspot:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return _node(info, self.node_id)
+        return node_by_id(info, self.node_id)
 
 
 @strawberry.type(description="One capability of the capability map, in pre-order.")
@@ -168,7 +154,7 @@ class CapabilityMapNode:
 
     @strawberry.field
     def capability(self, info: CatalogInfo) -> Capability:
-        return _node(info, self.entry.capability)
+        return node_by_id(info, self.entry.capability)
 
     @strawberry.field(description="1 for the top of the map, 2 for its children...")
     def level(self) -> int:
@@ -197,7 +183,7 @@ class StepCoverage:
 
     @strawberry.field
     def step(self, info: CatalogInfo) -> JourneyStep:
-        return _node(info, self.cov.step)
+        return node_by_id(info, self.cov.step)
 
     @strawberry.field
     async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
@@ -230,7 +216,7 @@ class JourneyCoverage:
 
     @strawberry.field
     def journey(self, info: CatalogInfo) -> Journey:
-        return _node(info, self.result.journey)
+        return node_by_id(info, self.result.journey)
 
     @strawberry.field
     def steps(self) -> list[StepCoverage]:

@@ -19,10 +19,10 @@ from resolvers.connections import (
     prefetch,
     wants_relations,
 )
-from resolvers.context import NOT_LOADED, CatalogInfo, node_now
+from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
 from resolvers.history import ChangeRecord
-from resolvers.types import CatalogNode, as_node
+from resolvers.types import CatalogNode, node_by_id
 
 
 @strawberry.type
@@ -31,17 +31,8 @@ class CatalogQuery:
 
     @strawberry.field(description="A node by id, or null when there is none.")
     def node(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode | None:
-        # Synchronous when the node cache holds the node (no dataloader round), else awaitable.
         model.parse_id(str(id), field="id")
-        rec = node_now(info.context, str(id))
-        if rec is not NOT_LOADED and rec is not None:
-            return as_node(rec)
-
-        async def later() -> CatalogNode | None:
-            rec = await info.context.loaders.node.load(str(id))
-            return as_node(rec) if rec is not None else None
-
-        return later()
+        return node_by_id(info, str(id))
 
     @strawberry.field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")
     async def nodes(

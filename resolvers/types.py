@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from metadata import model
 from metadata.model import Direction as D
 from metadata.model import Kind as K
-from metadata.model import NodeRecord, RelationRecord
+from metadata.model import NodeRecord, RelationRecord, Touching
 from metadata.model import RelationType as R
 from resolvers.context import NOT_LOADED, CatalogInfo, loaded, node_now
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
@@ -29,16 +29,21 @@ async def related(
 ) -> list[NodeRecord]:
     """Nodes at the other end of this node's ``rtype`` relations, batched through dataloaders."""
     loaders = info.context.loaders
-    touching = await loaders.rels.load(node_id)
-    if direction is D.OUT:
-        ids = [r.to_id for r in touching.out if r.type is rtype]
-    else:
-        ids = [r.from_id for r in touching.into if r.type is rtype]
+    ids = _other_ends(await loaders.rels.load(node_id), rtype, direction)
     found = await loaders.node.load_many(ids)
     return sorted(
         (n for n in found if n is not None and (kind is None or n.kind is kind)),
         key=lambda n: n.id,
     )
+
+
+def _other_ends(
+    touching: Touching, rtype: model.RelationType, direction: model.Direction
+) -> list[str]:
+    """Ids at the other end of a node's ``rtype`` relations in one direction (OUT or IN)."""
+    if direction is D.OUT:
+        return [r.to_id for r in touching.out if r.type is rtype]
+    return [r.from_id for r in touching.into if r.type is rtype]
 
 
 def _related_now(
@@ -58,21 +63,12 @@ def _related_now(
         touching = loaded(context.loaders.rels, node_id)
         if touching is NOT_LOADED:
             return None
-    if direction is D.OUT:
-        ids = [r.to_id for r in touching.out if r.type is rtype]
-    else:
-        ids = [r.from_id for r in touching.into if r.type is rtype]
-    cached = discovery.cached
     found: list[NodeRecord] = []
-    for i in ids:
-        rec = cached(i)
-        if rec is None:
-            rec = loaded(context.loaders.node, i)
-            if rec is NOT_LOADED:
-                return None
-            if rec is None:
-                continue
-        if kind is None or rec.kind is kind:
+    for i in _other_ends(touching, rtype, direction):
+        rec = node_now(context, i)
+        if rec is NOT_LOADED:
+            return None
+        if rec is not None and (kind is None or rec.kind is kind):
             found.append(rec)
     if not projected:  # the projection orders relations by the other end already
         found.sort(key=lambda n: n.id)
@@ -125,6 +121,20 @@ def node_of(
 #: Wrappers made so far, by node id: a record (immutable) is wrapped once, not per request.
 _WRAPPED: dict[str, CatalogNode] = {}
 _MAX_WRAPPED = 200_000
+
+
+def node_by_id(info: CatalogInfo, node_id: str) -> Any:
+    """The node as its GraphQL type, or None when there is none: at once when the node cache
+    or this request's dataloader holds it, else an awaitable (one batched load)."""
+    rec = node_now(info.context, node_id)
+    if rec is not NOT_LOADED:
+        return as_node(rec) if rec is not None else None
+
+    async def later() -> CatalogNode | None:
+        rec = await info.context.loaders.node.load(node_id)
+        return as_node(rec) if rec is not None else None
+
+    return later()
 
 
 def as_node(rec: NodeRecord) -> CatalogNode:
@@ -204,17 +214,7 @@ class CatalogNode:
     @direct
     def owner(self, info: CatalogInfo) -> Team | None:
         owner = self.rec.owner
-        if owner is None:
-            return None
-        rec = node_now(info.context, owner)
-        if rec is not NOT_LOADED:
-            return as_node(rec) if rec is not None else None
-
-        async def later() -> Team | None:
-            rec = await info.context.loaders.node.load(owner)
-            return Team(rec=rec) if rec is not None else None
-
-        return later()
+        return None if owner is None else node_by_id(info, owner)
 
     properties: JSON | None = strawberry.field(default=None)
     version: int = strawberry.field(
@@ -598,5 +598,6 @@ __all__ = [
     "Relation",
     "as_node",
     "as_nodes",
+    "node_by_id",
     "related",
 ]
