@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
+from rich.console import Console
+from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -25,7 +27,20 @@ class CliError(typer.Exit):
 
 T = TypeVar("T")
 
-__all__ = ["CliError", "DatabaseOption", "run_with_services", "settings_for"]
+__all__ = ["CliError", "DatabaseOption", "print_counts", "run_with_services", "settings_for"]
+
+
+def print_counts(title: str, counts: Sequence[tuple[str, int]]) -> None:
+    """A command's report: a title line, then a two-column table of what it counted."""
+    console = Console()
+    console.print(title, highlight=False, soft_wrap=True)
+    table = Table()
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for what, count in counts:
+        table.add_row(what, str(count))
+    console.print(table)
+
 
 DatabaseOption = Annotated[
     str | None,

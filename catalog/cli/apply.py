@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from catalog.cli._common import CliError, DatabaseOption, run_with_services
+from catalog.cli._common import CliError, DatabaseOption, print_counts, run_with_services
 from catalog.registry import ApplyReport
 from catalog.services import Services
 from catalog.specs import CatalogDocument, parse_document
@@ -48,13 +46,14 @@ def apply(
 
 
 def _print_report(report: ApplyReport) -> None:
-    table = Table(title="dry run: nothing written" if report.dry_run else "applied")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("nodes added", str(len(report.added)))
-    table.add_row("nodes updated", str(len(report.updated)))
-    table.add_row("nodes unchanged", str(len(report.unchanged)))
-    table.add_row("relations added", str(report.relations_added))
-    table.add_row("relations updated", str(report.relations_updated))
-    table.add_row("relations removed", str(report.relations_removed))
-    Console().print(table)
+    print_counts(
+        "dry run: nothing written" if report.dry_run else "applied",
+        [
+            ("nodes added", len(report.added)),
+            ("nodes updated", len(report.updated)),
+            ("nodes unchanged", len(report.unchanged)),
+            ("relations added", report.relations_added),
+            ("relations updated", report.relations_updated),
+            ("relations removed", report.relations_removed),
+        ],
+    )

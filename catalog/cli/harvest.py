@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from catalog.cli._common import CliError, DatabaseOption, run_with_services
+from catalog.cli._common import CliError, DatabaseOption, print_counts, run_with_services
 from catalog.harvest import HarvestReport, SourceSpec, SourceType, source_key_for
 from catalog.harvest.fetch import is_url
 from catalog.services import Services
@@ -120,21 +119,21 @@ def harvest(
 
 
 def _print_report(report: HarvestReport) -> None:
+    title = "dry run, nothing written" if report.dry_run else "harvested"
+    print_counts(
+        f"{report.source}: {title}",
+        [
+            ("nodes added", len(report.added)),
+            ("nodes updated", len(report.updated)),
+            ("nodes retired", len(report.retired)),
+            ("nodes unchanged", report.unchanged),
+            ("relations added", report.relations_added),
+            ("relations updated", report.relations_updated),
+            ("relations removed", report.relations_removed),
+            ("warnings", len(report.warnings)),
+        ],
+    )
     console = Console()
-    title = f"{report.source}: " + ("dry run, nothing written" if report.dry_run else "harvested")
-    console.print(title, highlight=False, soft_wrap=True)
-    table = Table()
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("nodes added", str(len(report.added)))
-    table.add_row("nodes updated", str(len(report.updated)))
-    table.add_row("nodes retired", str(len(report.retired)))
-    table.add_row("nodes unchanged", str(report.unchanged))
-    table.add_row("relations added", str(report.relations_added))
-    table.add_row("relations updated", str(report.relations_updated))
-    table.add_row("relations removed", str(report.relations_removed))
-    table.add_row("warnings", str(len(report.warnings)))
-    console.print(table)
     for label, ids in (("retired", report.retired), ("updated", report.updated)):
         if ids:
             shown = ", ".join(ids[:_MAX_LISTED])
