@@ -121,6 +121,11 @@ class CatalogGraphQL(GraphQL[Any, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if scope["method"] == "POST":
+            replay = await self._serve_prepared(scope, receive, send)
+            if replay is None:
+                return
+            receive = replay
         request = Request(scope=scope, receive=receive)
         try:
             response = await self.run(request)
@@ -129,6 +134,74 @@ class CatalogGraphQL(GraphQL[Any, None]):
         except ClientDisconnect:
             return  # the client hung up before its body arrived: nobody to answer
         await response(scope, receive, send)
+
+    async def _serve_prepared(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Answer a POST of a query the schema has prepared (``resolvers.prepared``).
+
+        Returns None when the request was answered (or its client left), else the ``receive``
+        for the full path, which replays the body read here. Only a plain JSON body with a
+        known query text takes this lane; the answer is built by the same ``process_result``
+        and ``create_response`` as the full path's.
+        """
+        prepared = getattr(self.schema, "prepared", None)
+        if prepared is None or not prepared.enabled:
+            return receive
+        content_type = accept = None
+        for key, value in scope["headers"]:  # the first occurrence wins, as in Starlette
+            if key == b"content-type" and content_type is None:
+                content_type = value
+            elif key == b"accept" and accept is None:
+                accept = value
+        if not self._plain_json(content_type, accept):
+            return receive
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None  # the client hung up before its body arrived: nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replay = _replaying(body, receive)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return replay
+        if not isinstance(data, dict):
+            return replay
+        query, operation_name = data.get("query"), data.get("operationName")
+        variables = data.get("variables")
+        if (
+            not isinstance(query, str)
+            or not isinstance(operation_name, (str, type(None)))
+            or not isinstance(variables, (dict, type(None)))
+            or data.get("extensions") is not None
+            or not prepared.known(query, operation_name)
+        ):
+            return replay
+        request = Request(scope=scope, receive=replay)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await prepared.execute(query, operation_name, variables, context)
+        if result is None:  # dropped from the table meanwhile: nothing ran, take the full path
+            return replay
+        response = self.create_response(await self.process_result(request, result), sub_response)
+        await response(scope, replay, send)
+        return None
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one view per app; few distinct headers
+    def _plain_json(self, content_type: bytes | None, accept: bytes | None) -> bool:
+        """True for a JSON body in UTF-8 and an ``Accept`` the hub answers in one JSON body."""
+        if content_type is None:
+            return False
+        media_type, params = _content_type(content_type.decode("latin-1"))
+        if media_type != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+            return False
+        accept_text = accept.decode("latin-1") if accept is not None else None
+        if negotiate_media_type(accept_text) is None:
+            return False
+        return self._get_stream_transport_from_headers({"accept": accept_text or ""}) is None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -290,6 +363,16 @@ class CatalogGraphQL(GraphQL[Any, None]):
     def encode_json(self, data: object) -> bytes:
         """Encode responses with orjson (several times faster than the standard library)."""
         return orjson.dumps(data)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``body`` first, then whatever the client sends next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _has_internal_error(response_data: GraphQLHTTPResponse) -> bool:

@@ -42,6 +42,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLScalarType,
+    GraphQLSchema,
     GraphQLUnionType,
     VariableNode,
     Visitor,
@@ -49,6 +50,8 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.cast import get_strawberry_type_cast
 from strawberry.types.field import StrawberryField
 
 DIRECT_MARK = "_capahub_direct"
@@ -128,6 +131,27 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
             except _Miss:
                 pass
         return super().complete_object_value(
+            return_type, field_details_list, info, path, result, *rest
+        )
+
+    def complete_abstract_value(
+        self,
+        return_type: GraphQLInterfaceType | GraphQLUnionType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        *rest: Any,
+    ) -> Any:
+        """An interface or union value of one of the schema's own classes completes as that
+        class's object type (what strawberry's ``resolve_type`` answers for an instance that
+        is not ``strawberry.cast``); anything else goes through ``resolve_type``."""
+        runtime = runtime_type(self.schema, return_type, type(result))
+        if runtime is not None and get_strawberry_type_cast(result) is None:
+            return self.complete_object_value(
+                runtime, field_details_list, info, path, result, *rest
+            )
+        return super().complete_abstract_value(
             return_type, field_details_list, info, path, result, *rest
         )
 
@@ -304,17 +328,41 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
             try:
                 plan = by_class[cls]
             except KeyError:
-                plan = None
-                definition = getattr(cls, "__strawberry_definition__", None)
-                runtime = schema.get_type(definition.name) if definition is not None else None
-                if isinstance(runtime, GraphQLObjectType) and schema.is_sub_type(abstract, runtime):
-                    plan = _running.context._plan(runtime, details)
+                runtime = runtime_type(schema, abstract, cls)
+                plan = None if runtime is None else _running.context._plan(runtime, details)
                 by_class[cls] = plan
             if plan is None:
                 raise _MISS
             return plan(value)
 
         return complete
+
+
+def runtime_type(
+    schema: GraphQLSchema, abstract: GraphQLInterfaceType | GraphQLUnionType, cls: type
+) -> GraphQLObjectType | None:
+    """The object type of ``abstract`` that instances of ``cls`` have, when the class alone
+    says it (a non-generic strawberry object type); remembered per schema."""
+    known: dict[tuple[str, type], GraphQLObjectType | None] = schema.__dict__.setdefault(
+        "_capahub_runtime_types", {}
+    )
+    key = (abstract.name, cls)
+    try:
+        return known[key]
+    except KeyError:
+        pass
+    found = None
+    definition = getattr(cls, "__strawberry_definition__", None)
+    if (
+        isinstance(definition, StrawberryObjectDefinition)
+        and not definition.is_interface
+        and not definition.is_graphql_generic
+    ):
+        runtime = schema.get_type(definition.name)
+        if isinstance(runtime, GraphQLObjectType) and schema.is_sub_type(abstract, runtime):
+            found = runtime
+    known[key] = found
+    return found
 
 
 _conditions_of: dict[int, tuple[Any, tuple[str, ...]]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError, OperationDefinitionNode
@@ -23,6 +24,7 @@ from resolvers.fastpath import CatalogExecutionContext
 from resolvers.graph import GraphQuery
 from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
+from resolvers.prepared import SKIPPABLE, PreparedQueries, RememberPrepared
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.search import SearchQuery
@@ -33,7 +35,11 @@ Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation))
 
 
 class CatalogSchema(strawberry.federation.Schema):
-    """The federation schema, with coded errors."""
+    """The federation schema, with coded errors and prepared queries (``resolvers.prepared``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared = PreparedQueries(self, (*SKIPPABLE, RequireOperationName))
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -87,6 +93,7 @@ def build_schema(*, max_depth: int = 12, planned: bool = True) -> CatalogSchema:
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=1024),
             RequireOperationName,
+            RememberPrepared,
         ],
     )
 
