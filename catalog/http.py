@@ -186,8 +186,27 @@ class CatalogGraphQL(GraphQL[Any, None]):
         result = await prepared.execute(query, operation_name, variables, context)
         if result is None:  # dropped from the table meanwhile: nothing ran, take the full path
             return replay
-        response = self.create_response(await self.process_result(request, result), sub_response)
-        await response(scope, replay, send)
+        response_data = await self.process_result(request, result)
+        if sub_response.raw_headers or sub_response.background or sub_response.status_code:
+            # a resolver shaped the response: let the full path's ``create_response`` build it
+            response = self.create_response(response_data, sub_response)
+            await response(scope, replay, send)
+            return None
+        # What ``create_response`` builds for an untouched sub-response, header for header.
+        media_type = sub_response.media_type or JSON
+        body = self.encode_json(response_data)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": _status_code(response_data, media_type),
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", media_type.encode()),
+                    (b"vary", b"Accept"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
         return None
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one view per app; few distinct headers
@@ -323,15 +342,10 @@ class CatalogGraphQL(GraphQL[Any, None]):
         is a 400, or a 500 when the failure was internal; ``application/json`` is always 200.
         """
         media_type = sub_response.media_type or JSON
-        status_code = 200
-        if (
-            media_type == GRAPHQL_RESPONSE_JSON
-            and isinstance(response_data, dict)
-            and "data" not in response_data
-        ):
-            status_code = 500 if _has_internal_error(response_data) else 400
         response = Response(
-            self.encode_json(response_data), status_code=status_code, media_type=media_type
+            self.encode_json(response_data),
+            status_code=_status_code(response_data, media_type),
+            media_type=media_type,
         )
         response.headers.raw.extend(sub_response.headers.raw)
         response.headers.add_vary_header("Accept")
@@ -373,6 +387,20 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replay
+
+
+def _status_code(
+    response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], media_type: str
+) -> int:
+    """200, except for a result without ``data`` sent as ``application/graphql-response+json``:
+    400 for a request error, 500 when the failure was internal."""
+    if (
+        media_type == GRAPHQL_RESPONSE_JSON
+        and isinstance(response_data, dict)
+        and "data" not in response_data
+    ):
+        return 500 if _has_internal_error(response_data) else 400
+    return 200
 
 
 def _has_internal_error(response_data: GraphQLHTTPResponse) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -19,15 +19,18 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the GraphQL API, the playground and /healthz."""
+    from catalog.access_log import AccessLog
     from catalog.app import create_app
 
     settings = settings_for(database)
-    app = create_app(settings, demo=demo)
+    app: Any = create_app(settings, demo=demo)
+    if settings.access_log and settings.log_level.lower() in ("trace", "debug", "info"):
+        app = AccessLog(app)  # uvicorn's access log, written in batches (catalog/access_log.py)
     uvicorn.run(
         app,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        access_log=False,
         lifespan="on",
     )
