@@ -95,10 +95,12 @@ def run_wrk(url: str, body: bytes, lua: Path, args: argparse.Namespace) -> WrkRe
 
 @contextlib.contextmanager
 def reference_server(access_log: bool) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """uvicorn serving ``_ref_app`` (one worker, the same uvicorn defaults as capahub)."""
+    """uvicorn serving ``_ref_app`` (one worker, the same uvicorn defaults as capahub, and the
+    same access log as ``capahub serve`` when it is on)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "_ref_app:app", "--port", str(port)]
-    cmd += ["--log-level", "info"] + ([] if access_log else ["--no-access-log"])
+    app = "_ref_app:logged_app" if access_log else "_ref_app:app"
+    cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
+    cmd += ["--log-level", "info", "--no-access-log"]
     proc = subprocess.Popen(
         cmd, cwd=Path(__file__).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-access-log",
         action="store_true",
-        help="serve with CAPAHUB_ACCESS_LOG=false (and the reference without uvicorn's log)",
+        help="serve with CAPAHUB_ACCESS_LOG=false (and the reference without its access log)",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:

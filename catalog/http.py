@@ -109,6 +109,19 @@ def _error_code(status_code: int) -> str:
     return _CODES_BY_STATUS.get(status_code, "BAD_USER_INPUT")
 
 
+class SubResponse(Response):
+    """What a request's resolvers may shape (headers, status, background tasks): empty and
+    without a status until they do, as strawberry's own; ``media_type`` is the negotiated one.
+    """
+
+    def __init__(self, media_type: str | None) -> None:  # no rendering, no default headers
+        self.status_code = None  # type: ignore[assignment]
+        self.background = None
+        self.body = b""
+        self.raw_headers = []
+        self.media_type = media_type
+
+
 class CatalogGraphQL(GraphQL[Any, None]):
     """``/graphql``: POST and GET per GraphQL-over-HTTP, per-request dataloaders, orjson."""
 
@@ -152,7 +165,8 @@ class CatalogGraphQL(GraphQL[Any, None]):
                 content_type = value
             elif key == b"accept" and accept is None:
                 accept = value
-        if not self._plain_json(content_type, accept):
+        media_type = self._plain_json(content_type, accept)
+        if media_type is None:
             return receive
         chunks = []
         while True:
@@ -181,7 +195,7 @@ class CatalogGraphQL(GraphQL[Any, None]):
         ):
             return replay
         request = Request(scope=scope, receive=replay)
-        sub_response = await self.get_sub_response(request)
+        sub_response = SubResponse(media_type)
         context = await self.get_context(request, sub_response)
         result = await prepared.execute(query, operation_name, variables, context)
         if result is None:  # dropped from the table meanwhile: nothing ran, take the full path
@@ -193,7 +207,6 @@ class CatalogGraphQL(GraphQL[Any, None]):
             await response(scope, replay, send)
             return None
         # What ``create_response`` builds for an untouched sub-response, header for header.
-        media_type = sub_response.media_type or JSON
         body = self.encode_json(response_data)
         await send(
             {
@@ -210,17 +223,18 @@ class CatalogGraphQL(GraphQL[Any, None]):
         return None
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one view per app; few distinct headers
-    def _plain_json(self, content_type: bytes | None, accept: bytes | None) -> bool:
-        """True for a JSON body in UTF-8 and an ``Accept`` the hub answers in one JSON body."""
+    def _plain_json(self, content_type: bytes | None, accept: bytes | None) -> str | None:
+        """The response media type for a JSON body in UTF-8 and an ``Accept`` the hub answers
+        in one JSON body; None for anything else."""
         if content_type is None:
-            return False
-        media_type, params = _content_type(content_type.decode("latin-1"))
-        if media_type != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
-            return False
+            return None
+        body_type, params = _content_type(content_type.decode("latin-1"))
+        if body_type != JSON or params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+            return None
         accept_text = accept.decode("latin-1") if accept is not None else None
-        if negotiate_media_type(accept_text) is None:
-            return False
-        return self._get_stream_transport_from_headers({"accept": accept_text or ""}) is None
+        if self._get_stream_transport_from_headers({"accept": accept_text or ""}) is not None:
+            return None
+        return negotiate_media_type(accept_text)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -231,9 +245,7 @@ class CatalogGraphQL(GraphQL[Any, None]):
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """The response under construction; its ``media_type`` records the negotiated type."""
-        sub_response = await super().get_sub_response(request)
-        sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
-        return sub_response
+        return SubResponse(negotiate_media_type(request.headers.get("accept")))
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """The playground page (served from the hub itself, no CDN)."""
