@@ -26,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
+#: POSIX guarantees writes up to PIPE_BUF (at least 512; 4096 on Linux) to a pipe are atomic.
+_ATOMIC_WRITE = 4_000
+
 
 def access_line(scope: Scope, status: int) -> str:
     """The log line for one request, as uvicorn's access log formats it (without colours)."""
@@ -98,14 +101,27 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            text = "".join(self._lines)
-            self._lines.clear()
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stream must not fail requests
-                pass
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        try:
+            # Whole lines, at most PIPE_BUF bytes per write: with several workers on one pipe
+            # or O_APPEND file, their writes interleave but never split a line.
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                if chunk and size + len(line) > _ATOMIC_WRITE:
+                    self._write("".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            self._write("".join(chunk))
+        except (OSError, ValueError):  # a closed or broken stream must not fail requests
+            pass
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
     def _flushing_on_shutdown(self, send: Send) -> Send:
         async def send_lifespan(message: Message) -> Any:

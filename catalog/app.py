@@ -90,4 +90,29 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
     return app
 
 
-__all__ = ["create_app"]
+def served_app() -> Any:
+    """The app ``capahub serve --workers N`` starts in each worker process (a uvicorn factory):
+    settings from the environment, behind the access log when it is on."""
+    from catalog.access_log import AccessLog
+
+    settings = Settings()
+    app: Any = create_app(settings)
+    return AccessLog(app) if access_logged(settings) else app
+
+
+def access_logged(settings: Settings) -> bool:
+    """Whether ``capahub serve`` writes access lines (on, and a log level that shows INFO)."""
+    return settings.access_log and settings.log_level.lower() in ("trace", "debug", "info")
+
+
+async def load_demo_once(settings: Settings) -> None:
+    """Load the demo landscape before the workers start (each would otherwise race to)."""
+    services = await Services.start(settings)
+    try:
+        report = await load_demo(services.registry, demo_data_dir(settings))
+        log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
+    finally:
+        await services.close()
+
+
+__all__ = ["access_logged", "create_app", "load_demo_once", "served_app"]

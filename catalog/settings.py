@@ -17,6 +17,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Interface `capahub serve` listens on.")
     port: int = Field(default=8000, description="TCP port `capahub serve` listens on.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes `capahub serve` runs; each keeps its own projections and "
+        "follows the change log, as replicas do.",
+    )
     max_query_depth: int = Field(
         default=12, description="Deepest GraphQL selection accepted (deeper ones are refused)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Annotated, Any
 
 import typer
@@ -17,20 +19,36 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Load the demo landscape (idempotent) before serving.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (1; env CAPAHUB_WORKERS). Each keeps its own in-memory "
+            "projections and follows the change log like a replica.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the GraphQL API, the playground and /healthz."""
     from catalog.access_log import AccessLog
-    from catalog.app import create_app
+    from catalog.app import access_logged, create_app, load_demo_once
 
     settings = settings_for(database)
-    app: Any = create_app(settings, demo=demo)
-    if settings.access_log and settings.log_level.lower() in ("trace", "debug", "info"):
-        app = AccessLog(app)  # uvicorn's access log, written in batches (catalog/access_log.py)
-    uvicorn.run(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-    )
+    count = workers or settings.workers
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,  # capahub's own, batched (catalog/access_log.py)
+        "lifespan": "on",
+    }
+    if count == 1:
+        app: Any = create_app(settings, demo=demo)
+        uvicorn.run(AccessLog(app) if access_logged(settings) else app, **options)
+        return
+    # Several processes: uvicorn starts each from the factory, which reads the settings from
+    # the environment; the demo is loaded once, here, before they start.
+    os.environ["CAPAHUB_DATABASE_URL"] = settings.database_url
+    if demo:
+        asyncio.run(load_demo_once(settings))
+    uvicorn.run("catalog.app:served_app", factory=True, workers=count, **options)
