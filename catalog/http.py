@@ -153,8 +153,9 @@ class CatalogGraphQL(GraphQL[Any, None]):
 
         Returns None when the request was answered (or its client left), else the ``receive``
         for the full path, which replays the body read here. Only a plain JSON body with a
-        known query text takes this lane; the answer is built by the same ``process_result``
-        and ``create_response`` as the full path's.
+        known query text takes this lane. The answer's body comes from the same
+        ``process_result``, its status from the same rule, and its headers are those
+        ``create_response`` would build (``tests/http/test_prepared.py`` compares them).
         """
         prepared = getattr(self.schema, "prepared", None)
         if prepared is None or not prepared.enabled:
