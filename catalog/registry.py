@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import networkx as nx
-
+from catalog._gc import paused_gc
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec
 from metadata.errors import ConflictError, InvalidInputError, NotFoundError
 from metadata.model import (
+    ALLOWED_ENDPOINTS,
     Kind,
     Lifecycle,
     NodeRecord,
@@ -139,15 +139,16 @@ class Registry:
         dry_run: bool = False,
     ) -> ApplyReport:
         """Validate and write nodes and relations in one transaction (rolled back on dry run)."""
-        kinds = _check_ids(node_specs, rel_specs)
         report = ApplyReport(dry_run=dry_run)
-        try:
-            async with self.store.transaction() as tx:
-                await _apply(tx, node_specs, rel_specs, kinds, prune, report)
-                if dry_run:
-                    raise _DryRunRollback
-        except _DryRunRollback:
-            pass
+        with paused_gc():
+            kinds = _check_ids(node_specs, rel_specs)
+            try:
+                async with self.store.transaction() as tx:
+                    await _apply(tx, node_specs, rel_specs, kinds, prune, report)
+                    if dry_run:
+                        raise _DryRunRollback
+            except _DryRunRollback:
+                pass
         return report
 
 
@@ -184,10 +185,20 @@ def _check_ids(
                     f"from 0, got {order!r}",
                     field=f"{spec.loc}.properties.order",
                 )
+    # Ends are mostly nodes of this batch or seen before: their kind is known, and the id was
+    # checked by the same parse_id (which then raises nothing).
+    known: dict[str, Kind] = dict(kinds)
     for rspec in rel_specs:
-        src, _ = parse_id(rspec.from_, field=f"{rspec.loc}.from")
-        dst, _ = parse_id(rspec.to, field=f"{rspec.loc}.to")
-        check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
+        src = known.get(rspec.from_)
+        if src is None:
+            src, _ = parse_id(rspec.from_, field=f"{rspec.loc}.from")
+            known[rspec.from_] = src
+        dst = known.get(rspec.to)
+        if dst is None:
+            dst, _ = parse_id(rspec.to, field=f"{rspec.loc}.to")
+            known[rspec.to] = dst
+        if (src, dst) not in ALLOWED_ENDPOINTS[rspec.type]:
+            check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
         if rspec.type is RelationType.PART_OF and rspec.from_ == rspec.to:
             raise InvalidInputError(
                 f"{rspec.loc}: a node cannot be PART_OF itself ({rspec.from_})",
@@ -356,8 +367,7 @@ async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> N
     """
     if not new_edges:
         return
-    graph = nx.DiGraph()
-    graph.add_edges_from((r.from_id, r.to_id) for r in new_edges)
+    edges = [(r.from_id, r.to_id) for r in new_edges]
     frontier = {r.to_id for r in new_edges}
     seen = set(frontier)
     for _ in range(MAX_HIERARCHY_DEPTH):
@@ -366,18 +376,45 @@ async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> N
         stored = [
             r for r in await tx.relations_from(sorted(frontier)) if r.type is RelationType.PART_OF
         ]
-        graph.add_edges_from((r.from_id, r.to_id) for r in stored)
+        edges.extend((r.from_id, r.to_id) for r in stored)
         frontier = {r.to_id for r in stored} - seen
         seen |= frontier
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
+    if not _has_cycle(edges):
         return
+    # The cycle to name, as networkx finds it (the message of every release so far).
+    import networkx as nx  # only here: a third of a second of every command's start
+
+    graph = nx.DiGraph()
+    graph.add_edges_from(edges)
+    cycle = nx.find_cycle(graph)
     path = " -> ".join([str(cycle[0][0])] + [str(e[1]) for e in cycle])
     raise InvalidInputError(
         f"PART_OF: this would make a cycle ({path}); the hierarchy must not have cycles",
         field="type",
     )
+
+
+def _has_cycle(edges: Sequence[tuple[str, str]]) -> bool:
+    """True when the directed graph of ``edges`` has a cycle (Kahn: peel nodes that nothing
+    points to; whatever remains lies on or behind a cycle)."""
+    successors: dict[str, set[str]] = {}
+    indegree: dict[str, int] = {}
+    for src, dst in edges:
+        targets = successors.setdefault(src, set())
+        if dst not in targets:
+            targets.add(dst)
+            indegree[dst] = indegree.get(dst, 0) + 1
+        indegree.setdefault(src, 0)
+    ready = [n for n, d in indegree.items() if d == 0]
+    peeled = 0
+    while ready:
+        node = ready.pop()
+        peeled += 1
+        for nxt in successors.get(node, ()):
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+    return peeled < len(indegree)
 
 
 __all__ = ["ApplyReport", "Registry"]

@@ -4,18 +4,52 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from catalog.analysis import GraphAnalysis
-from catalog.demo import demo_data_dir
-from catalog.discovery import Discovery
-from catalog.harvest import HarvestService
-from catalog.harvest.fetch import FetchPolicy
 from catalog.registry import Registry
 from catalog.search import Search
 from catalog.settings import Settings
-from catalog.sources import RecordService
-from metadata.graph import CatalogGraph
 from metadata.store import Store
+
+# The rest is imported where the full bundle is built: `capahub apply` needs only the write
+# path, and graph analysis (scipy), harvesting (httpx, graphql) and the connectors took half a
+# second of its start.
+if TYPE_CHECKING:
+    from catalog.analysis import GraphAnalysis
+    from catalog.discovery import Discovery
+    from catalog.harvest import HarvestService
+    from catalog.harvest.fetch import FetchPolicy
+    from catalog.sources import RecordService
+    from metadata.graph import CatalogGraph
+
+
+@dataclass
+class WriteServices:
+    """The write path alone: the store, its search index hook, the registry (`capahub apply`)."""
+
+    store: Store
+    search: Search
+    registry: Registry
+
+    @classmethod
+    async def start(cls, settings: Settings) -> WriteServices:
+        """Open the database (migrating it), hook the search index into every write
+        transaction and rebuild the index if it is incomplete."""
+        store = await Store.open(settings.database_url)
+        try:
+            search = Search(
+                store, max_page_size=settings.max_page_size, cache_mb=settings.search_cache_mb
+            )
+            search.attach()  # the index is written in the same transaction as every change
+            await search.ensure_built()
+        except BaseException:
+            await store.close()
+            raise
+        return cls(store=store, search=search, registry=Registry(store))
+
+    async def close(self) -> None:
+        """Release the database connections."""
+        await self.store.close()
 
 
 @dataclass
@@ -40,12 +74,14 @@ class Services:
         With ``projections`` (the server), the graph projection is loaded and follows every
         commit; one-shot CLI commands leave it empty.
         """
-        store = await Store.open(settings.database_url)
-        search = Search(
-            store, max_page_size=settings.max_page_size, cache_mb=settings.search_cache_mb
-        )
-        search.attach()  # the index is written in the same transaction as every change
-        await search.ensure_built()
+        from catalog.analysis import GraphAnalysis
+        from catalog.discovery import Discovery
+        from catalog.harvest import HarvestService
+        from catalog.sources import RecordService
+        from metadata.graph import CatalogGraph
+
+        writing = await WriteServices.start(settings)
+        store, search = writing.store, writing.search
         graph = CatalogGraph()
         if projections:
             await graph.load(store)
@@ -57,7 +93,7 @@ class Services:
         return cls(
             settings=settings,
             store=store,
-            registry=Registry(store),
+            registry=writing.registry,
             discovery=discovery,
             graph=graph,
             analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
@@ -108,9 +144,12 @@ class Services:
 def _live_data_policy(settings: Settings) -> FetchPolicy:
     """What live-record connectors may reach: the API's harvest policy (allowed hosts, file
     roots), plus the directory of the demo's generated databases."""
+    from catalog.demo import demo_data_dir
+    from catalog.harvest.fetch import FetchPolicy
+
     policy = FetchPolicy.from_settings(settings, trusted=False)
     demo = demo_data_dir(settings).expanduser().resolve()
     return replace(policy, file_roots=(*policy.file_roots, demo))
 
 
-__all__ = ["Services"]
+__all__ = ["Services", "WriteServices"]

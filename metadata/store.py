@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Connection,
+    Dialect,
     String,
+    Table,
     and_,
     any_,
     delete,
@@ -97,16 +100,23 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
+#: Enum members by value: a dict lookup instead of an ``Enum(value)`` call per row (a tenth of
+#: reading 50,000 relations).
+_KINDS: dict[str, Kind] = {k.value: k for k in Kind}
+_LIFECYCLES: dict[str, Lifecycle] = {lc.value: lc for lc in Lifecycle}
+_RELATION_TYPES: dict[str, RelationType] = {t.value: t for t in RelationType}
+
+
 def node_from_row(row: Any) -> NodeRecord:
     """Build a ``NodeRecord`` from a row of the nodes table."""
     return NodeRecord(
         id=row.id,
-        kind=Kind(row.kind),
+        kind=_KINDS.get(row.kind) or Kind(row.kind),
         key=row.key,
         name=row.name,
         description=row.description,
         tags=tuple(row.tags or ()),
-        lifecycle=Lifecycle(row.lifecycle),
+        lifecycle=_LIFECYCLES.get(row.lifecycle) or Lifecycle(row.lifecycle),
         owner=row.owner_id,
         properties=row.properties,
         attributes=tuple(row.attributes or ()),
@@ -118,7 +128,8 @@ def node_from_row(row: Any) -> NodeRecord:
 
 def relation_from_row(row: Any) -> RelationRecord:
     """Build a ``RelationRecord`` from a row of the relations table."""
-    return RelationRecord(row.from_id, RelationType(row.type), row.to_id, row.properties)
+    rtype = _RELATION_TYPES.get(row.type) or RelationType(row.type)
+    return RelationRecord(row.from_id, rtype, row.to_id, row.properties)
 
 
 def node_snapshot(rec: NodeRecord) -> dict[str, Any]:
@@ -283,7 +294,7 @@ def _change(row: Any) -> Change:
     return Change(row.id, row.target, row.target_id, row.op, row.before, row.after, _aware(row.at))
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingChange:
     """A change made in an open transaction, recorded in history on commit."""
 
@@ -302,11 +313,31 @@ class Writer(Reader):
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     pending: list[PendingChange] = field(default_factory=list)
 
+    async def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows (dicts with the same keys, Python values) in one driver ``executemany``.
+
+        The values go through the dialect's own bind processors (JSON, DATETIME), so the stored
+        values are those of ``conn.execute(insert(table), rows)``; what is skipped is
+        SQLAlchemy's per-row parameter handling, which was most of a large apply's inserts.
+        """
+        if not rows:
+            return
+        sql, names, processors = _insert_plan(table, tuple(rows[0]), self.conn.dialect)
+        plain = [name for name, proc in zip(names, processors, strict=True) if proc is None]
+        if len(plain) == len(names):
+            params = [tuple(row[n] for n in names) for row in rows]
+        else:
+            steps = list(zip(names, processors, strict=True))
+            params = [
+                tuple(row[n] if proc is None else proc(row[n]) for n, proc in steps) for row in rows
+            ]
+        await self.conn.exec_driver_sql(sql, params)
+
     async def insert_nodes(self, recs: Sequence[NodeRecord]) -> None:
         """Insert new nodes (and their tags), recording each creation."""
         if not recs:
             return
-        await self.conn.execute(insert(nodes), [_node_values(r) for r in recs])
+        await self.insert_rows(nodes, [_node_values(r) for r in recs])
         await self._insert_tags(recs)
         self.pending.extend(
             PendingChange("node", r.id, "create", None, node_snapshot(r)) for r in recs
@@ -334,7 +365,7 @@ class Writer(Reader):
     async def _insert_tags(self, recs: Sequence[NodeRecord]) -> None:
         rows = [{"node_id": r.id, "tag": t} for r in recs for t in dict.fromkeys(r.tags)]
         if rows:
-            await self.conn.execute(insert(node_tags), rows)
+            await self.insert_rows(node_tags, rows)
 
     async def insert_relations(self, rels: Sequence[RelationRecord]) -> None:
         """Insert new relations, recording each."""
@@ -349,7 +380,7 @@ class Writer(Reader):
             }
             for r in rels
         ]
-        await self.conn.execute(insert(relations), rows)
+        await self.insert_rows(relations, rows)
         self.pending.extend(
             PendingChange("relation", _rel_id(r), "create", None, r.content()) for r in rels
         )
@@ -375,6 +406,23 @@ class Writer(Reader):
             self.pending.append(
                 PendingChange("relation", _rel_id(rel), "delete", rel.content(), None)
             )
+
+
+_InsertPlan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_plan(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _InsertPlan:
+    """The driver-level INSERT of ``columns`` into ``table`` for ``dialect``: its SQL, the
+    order of its parameters and each one's bind processor (None: passed as is)."""
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    names = tuple(compiled.positiontup or ())
+    if sorted(names) != sorted(columns):  # pragma: no cover - every supported dialect is positional
+        raise NotImplementedError(f"no positional INSERT for the {dialect.name} dialect")
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    return str(compiled), names, processors
 
 
 def _rel_id(rel: RelationRecord) -> str:
@@ -498,8 +546,10 @@ class Store:
     async def _record_history(self, writer: Writer) -> list[Change]:
         if not writer.pending:
             return []
+        ids = await self._history_ids(writer.conn, len(writer.pending))
         rows = [
             {
+                "id": i,
                 "at": writer.now,
                 "target": p.target,
                 "target_id": p.target_id,
@@ -507,14 +557,34 @@ class Store:
                 "before": p.before,
                 "after": p.after,
             }
-            for p in writer.pending
+            for i, p in zip(ids, writer.pending, strict=True)
         ]
-        result = await writer.conn.execute(insert(history).returning(history.c.id), rows)
-        ids = [row[0] for row in result]
+        await writer.insert_rows(history, rows)
         return [
             Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)
             for i, p in zip(ids, writer.pending, strict=True)
         ]
+
+    async def _history_ids(self, conn: AsyncConnection, count: int) -> list[int]:
+        """Ids for ``count`` new history rows, rising, as the database would have given them.
+
+        Writers are serialized (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so
+        on SQLite they are ``max(id) + 1 ...`` (what an INTEGER PRIMARY KEY assigns); on
+        PostgreSQL they come from the column's own sequence. Knowing them up front lets the
+        rows go in with one ``executemany`` instead of an ``INSERT ... RETURNING`` per batch.
+        """
+        if self.dialect == "postgresql":
+            result = await conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('history', 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"n": count},
+            )
+            return sorted(int(v) for v in result.scalars())
+        last = (await conn.execute(select(func.max(history.c.id)))).scalar()
+        start = int(last or 0) + 1
+        return list(range(start, start + count))
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from catalog.services import Services
+from catalog.services import Services, WriteServices
 from catalog.settings import Settings
 from metadata.errors import CatalogError
 
@@ -26,8 +26,21 @@ class CliError(typer.Exit):
 
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_Closable")
 
-__all__ = ["CliError", "DatabaseOption", "print_counts", "run_with_services", "settings_for"]
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+__all__ = [
+    "CliError",
+    "DatabaseOption",
+    "print_counts",
+    "run_with_services",
+    "run_with_write_services",
+    "settings_for",
+]
 
 
 def print_counts(title: str, counts: Sequence[tuple[str, int]]) -> None:
@@ -63,8 +76,26 @@ def settings_for(database: str | None) -> Settings:
 def run_with_services(database: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
     """Open the catalog, run ``work`` and close it; a CatalogError becomes a one-line error."""
 
+    async def start(settings: Settings) -> Services:
+        return await Services.start(settings, projections=False)
+
+    return _run(database, start, work)
+
+
+def run_with_write_services(
+    database: str | None, work: Callable[[WriteServices], Awaitable[T]]
+) -> T:
+    """``run_with_services`` with only the write path (store, search index hook, registry)."""
+    return _run(database, WriteServices.start, work)
+
+
+def _run(
+    database: str | None,
+    start: Callable[[Settings], Awaitable[S]],
+    work: Callable[[S], Awaitable[T]],
+) -> T:
     async def go() -> T:
-        services = await Services.start(settings_for(database), projections=False)
+        services = await start(settings_for(database))
         try:
             return await work(services)
         finally:

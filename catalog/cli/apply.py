@@ -7,9 +7,15 @@ from typing import Annotated
 
 import typer
 
-from catalog.cli._common import CliError, DatabaseOption, print_counts, run_with_services
+from catalog._gc import paused_gc
+from catalog.cli._common import (
+    CliError,
+    DatabaseOption,
+    print_counts,
+    run_with_write_services,
+)
 from catalog.registry import ApplyReport
-from catalog.services import Services
+from catalog.services import WriteServices
 from catalog.specs import CatalogDocument, parse_document
 from metadata.errors import CatalogError
 
@@ -22,6 +28,14 @@ def apply(
     database: DatabaseOption = None,
 ) -> None:
     """Apply catalog files as one all-or-nothing diff and print what changed."""
+    # A one-shot process whose objects all live until it is done: no cyclic collections
+    # (they were 1.5 s of applying 10,000 nodes).
+    with paused_gc():
+        report = _apply(files, dry_run, database)
+    _print_report(report)
+
+
+def _apply(files: list[Path], dry_run: bool, database: str | None) -> ApplyReport:
     merged = CatalogDocument()
     for path in files:
         try:
@@ -38,11 +52,10 @@ def apply(
         merged.relations.extend(doc.relations)
         merged.prune = merged.prune or doc.prune
 
-    async def work(services: Services) -> ApplyReport:
+    async def work(services: WriteServices) -> ApplyReport:
         return await services.registry.apply_document(merged, dry_run=dry_run)
 
-    report = run_with_services(database, work)
-    _print_report(report)
+    return run_with_write_services(database, work)
 
 
 def _print_report(report: ApplyReport) -> None:
