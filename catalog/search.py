@@ -9,6 +9,9 @@ import logging
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy.exc import OperationalError
 
 from catalog.discovery import decode_cursor, encode_cursor
 from metadata.errors import InvalidInputError
@@ -21,10 +24,12 @@ from metadata.search import (
     SearchCache,
     SearchFilter,
     SearchIndex,
+    SqliteSearchIndex,
     normalize,
     parse_query,
     rank,
 )
+from metadata.search.ranking import RelevanceOf
 from metadata.store import Reader, Store
 
 log = logging.getLogger("capahub.search")
@@ -76,10 +81,22 @@ class Search:
     """The search service: one index per store, kept in step by a transaction hook."""
 
     def __init__(
-        self, store: Store, *, max_page_size: int = 500, cache_mb: float | None = None
+        self,
+        store: Store,
+        *,
+        max_page_size: int = 500,
+        cache_mb: float | None = None,
+        memory_ranking: bool = True,
     ) -> None:
         self.store = store
         self.index = SearchIndex.for_dialect(store.dialect)
+        #: SQLite: match and rank words in memory (``metadata.search.bm25``); False asks FTS5
+        #: for everything (the reference the tests compare with).
+        self.memory_ranking = memory_ranking and isinstance(self.index, SqliteSearchIndex)
+        path = store.engine.url.database
+        if self.memory_ranking and path and path != ":memory:" and not path.startswith("file:"):
+            assert isinstance(self.index, SqliteSearchIndex)
+            self.index.open_now(path)
         self.projection = DocProjection(self.index)
         self.max_page_size = max_page_size
         if cache_mb is None:
@@ -103,7 +120,10 @@ class Search:
         """Load the projection now rather than on the first search (about 1 s for 100,000
         nodes)."""
         async with self.store.read() as r:
-            await self.projection.sync(r, 2**62)
+            if self.memory_ranking and isinstance(self.index, SqliteSearchIndex):
+                await self.projection.sync_text(r, *await self.index.stats(r))
+            else:
+                await self.projection.sync(r, 2**62)
 
     async def rebuild(self, progress: Progress | None = None) -> int:
         """Index every node again in one transaction; returns how many nodes were indexed."""
@@ -148,9 +168,45 @@ class Search:
         empty = SearchPage([], offset, 0, {f: [] for f in wanted})
         if q.empty:
             return empty
+        if self.memory_ranking:
+            found = await self._search_now(q, flt, wanted, first, offset)
+            if found is not None:
+                return found or empty
         async with self.store.read() as r:
             await self.index.begin_search(r)
             return await self._search(r, q, flt, wanted, first, offset) or empty
+
+    async def _search_now(
+        self, q: ParsedQuery, flt: SearchFilter, wanted: list[str], first: int, offset: int
+    ) -> SearchPage | Literal[False] | None:
+        """The search from the projection, its two statements read synchronously
+        (``SqliteSearchIndex.read_now``); False: nothing matches; None: the projection is not of
+        the index's version (it syncs on the async path) or FTS5 must answer."""
+        index = self.index
+        assert isinstance(index, SqliteSearchIndex)
+        with index.read_now() as conn:
+            if conn is None:
+                return None
+            try:
+                version, stats = index.stats_now(conn)
+            except OperationalError:  # locked beyond NOW_BUSY_MS: the async path waits
+                return None
+            state, text = self.projection.state, self.projection.text
+            if text is None or text.version != version or text.stats != stats:
+                return None
+            fast = text.query(q, index.tokenizer, state.doc_ids)
+            if fast is None:
+                return None
+            matches = fast.matches()
+            if not matches.all.size:
+                return False
+            sel = state.select(matches, flt)
+            counts = {f: state.count(f, sel) for f in wanted}
+            # Never suspends: the relevance is computed here (no other search may run while
+            # this one holds the connection).
+            ranked = await rank(fast.relevance, q, state, sel, limit=first, offset=offset)
+            rows = index.page_rows_now(conn, [doc_id for _, doc_id in ranked])
+        return self._page(q, ranked, rows, offset, sel.total, counts)
 
     async def _search(
         self,
@@ -161,18 +217,38 @@ class Search:
         first: int,
         offset: int,
     ) -> SearchPage | None:
-        source = (
-            self.cache.source(self.index, await self.index.version(r))
-            if self.cache.max_bytes > 0
-            else self.index
-        )
-        matches = await source.match(r, q)
+        source: RelevanceOf
+        version = None
+        fast = None
+        if self.memory_ranking and isinstance(self.index, SqliteSearchIndex):
+            # The projection of the FTS5 index matches and ranks words in memory when it is
+            # of this snapshot's index (``metadata.search.bm25``); phrases go to FTS5.
+            version, stats = await self.index.stats(r)
+            state, text = await self.projection.sync_text(r, version, stats)
+            if text is not None:
+                fast = text.query(q, self.index.tokenizer, state.doc_ids)
+        if fast is not None:
+            source = fast.relevance
+            matches = fast.matches()
+        else:
+            if self.cache.max_bytes > 0:
+                if version is None:
+                    version = await self.index.version(r)
+                cached = self.cache.source(self.index, version)
+                source, matches = (
+                    functools.partial(cached.relevance, r, q),
+                    await cached.match(r, q),
+                )
+            else:
+                source = functools.partial(self.index.relevance, r, q)
+                matches = await self.index.match(r, q)
+            if matches.all.size:
+                state = await self.projection.sync(r, int(matches.all.max()))
         if not matches.all.size:
             return None
-        state = await self.projection.sync(r, int(matches.all.max()))
         sel = state.select(matches, flt)
         # The ranking's SQL runs in the driver's thread while the facets are counted here.
-        ranking = asyncio.ensure_future(rank(source, r, q, state, sel, limit=first, offset=offset))
+        ranking = asyncio.ensure_future(rank(source, q, state, sel, limit=first, offset=offset))
         await asyncio.sleep(0)
         try:
             counts = {f: state.count(f, sel) for f in wanted}
@@ -181,12 +257,23 @@ class Search:
             raise
         ranked = await ranking
         rows = await self.index.page_rows(r, [doc_id for _, doc_id in ranked])
+        return self._page(q, ranked, rows, offset, sel.total, counts)
+
+    @staticmethod
+    def _page(
+        q: ParsedQuery,
+        ranked: list[tuple[float, int]],
+        rows: dict[int, tuple[NodeRecord, str]],
+        offset: int,
+        total: int,
+        counts: dict[str, list[tuple[str, int]]],
+    ) -> SearchPage:
         hits = [
             Hit(rows[d][0], score, highlight(rows[d][0], rows[d][1], q))
             for score, d in ranked
             if d in rows
         ]
-        return SearchPage(hits, offset, sel.total, counts)
+        return SearchPage(hits, offset, total, counts)
 
 
 def _offset(after: str | None) -> int:

@@ -16,7 +16,7 @@ ids of the matches (``match``), the relevance of the matches of a ranking stage
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -311,14 +311,22 @@ class SearchIndex:
         """The node and the related names of these documents (missing ones left out)."""
         if not doc_ids:
             return {}
-        d = _search_docs
-        stmt = (
-            select(nodes, d.c.doc_id.label("search_doc_id"), d.c.related_names.label("search_rel"))
-            .join_from(d, nodes, d.c.node_id == nodes.c.id)
-            .where(d.c.doc_id.in_(bindparam("ids", expanding=True)))
-        )
-        result = await reader.conn.execute(stmt, {"ids": list(doc_ids)})
-        return {int(r.search_doc_id): (node_from_row(r), r.search_rel) for r in result}
+        result = await reader.conn.execute(PAGE_ROWS, {"ids": list(doc_ids)})
+        return page_of(result)
+
+
+_d = _search_docs
+#: The rows of a page: nodes and related names by document id.
+PAGE_ROWS = (
+    select(nodes, _d.c.doc_id.label("search_doc_id"), _d.c.related_names.label("search_rel"))
+    .join_from(_d, nodes, _d.c.node_id == nodes.c.id)
+    .where(_d.c.doc_id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def page_of(rows: Iterable[Any]) -> dict[int, tuple[NodeRecord, str]]:
+    """``PAGE_ROWS``' rows by document id."""
+    return {int(r.search_doc_id): (node_from_row(r), r.search_rel) for r in rows}
 
 
 async def _load_ancestors(reader: Reader, parents: dict[str, list[str]], start: list[str]) -> None:
@@ -394,6 +402,7 @@ __all__ = [
     "FloatArray",
     "IdArray",
     "Matches",
+    "PAGE_ROWS",
     "Progress",
     "Relevance",
     "RelevanceSource",
@@ -401,4 +410,5 @@ __all__ = [
     "SearchIndex",
     "delete_chunked",
     "id_array",
+    "page_of",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from metadata.search.bm25 import FtsStats, TextIndex
 from metadata.search.documents import DocRow
 from metadata.search.index import IdArray, Matches, SearchFilter, SearchIndex
 from metadata.store import Reader
@@ -315,12 +316,19 @@ def head(value: str) -> int:
 class DocProjection:
     """The projection of one process, kept in step with the index (see the module doc)."""
 
+    #: Documents new since the last sync above which the projection reloads everything
+    #: (tokenizing them one by one would take longer).
+    MAX_TEXT_DELTA = 20_000
+
     def __init__(self, index: SearchIndex) -> None:
         self.index = index
         self.last = 0
         self._live = 0  # documents in the index when last counted
         self._lock = asyncio.Lock()
         self.state = ProjectionState.empty()
+        #: The projection of the FTS5 index (SQLite only; ``sync_text``), of ``state``.
+        self.text: TextIndex | None = None
+        self._node_pos: dict[str, int] = {}
 
     async def sync(self, reader: Reader, upto: int) -> ProjectionState:
         """Load the documents up to id ``upto`` (and any other new ones) not seen yet; the
@@ -341,8 +349,69 @@ class DocProjection:
             if rows:
                 state = state.extended(rows)
                 self.last = max(self.last, rows[-1].doc_id)
+                self.text = None  # of the old state: ``sync_text`` loads it again
             self.state = state
             return state
+
+    async def sync_text(
+        self, reader: Reader, version: int, stats: FtsStats | None
+    ) -> tuple[ProjectionState, TextIndex | None]:
+        """SQLite: bring the projection and its text index to the index ``version`` the
+        search's snapshot reads (``stats``: FTS5's totals there). The text index returned is
+        of that version and agrees with ``stats``, or None (FTS5 must answer)."""
+        text = self.text
+        if text is None or text.version != version:
+            async with self._lock:
+                await self._sync_text(reader, version, stats)
+        text = self.text
+        if text is None or text.version != version or text.stats != stats:
+            return self.state, None
+        return self.state, text
+
+    async def _sync_text(self, reader: Reader, version: int, stats: FtsStats | None) -> None:
+        from metadata.search.sqlite import SqliteSearchIndex
+
+        index = self.index
+        assert isinstance(index, SqliteSearchIndex)
+        text = self.text
+        if text is not None and text.version >= version:
+            return  # this version, or an older snapshot than the projection's (FTS5 answers)
+        rows = await index.doc_rows(reader, self.last)
+        live_docs = stats.rows if stats is not None else len(rows)
+        node_pos = self._node_pos
+        last = self.last
+        if (
+            text is None
+            or len(rows) > self.MAX_TEXT_DELTA
+            or self.state.size + len(rows) > 2 * live_docs + 1000
+        ):
+            rows = await index.doc_rows(reader, 0)
+            state = ProjectionState.empty().extended(rows)
+            instances = await index.instances(reader, None)
+            live = np.ones(state.size, dtype=np.bool_)
+            text = TextIndex.build(state.positions, state.size, instances, live, version)
+            node_pos = {r.node_id: i for i, r in enumerate(rows)}
+            last = 0
+        else:
+            state = self.state.extended(rows)
+            instances = await index.instances(reader, self.last) if rows else []
+            live = np.concatenate((text.live, np.ones(len(rows), dtype=np.bool_)))
+            node_pos = dict(node_pos)
+            for i, r in enumerate(rows, self.state.size):
+                replaced = node_pos.get(r.node_id)
+                if replaced is not None:
+                    live[replaced] = False
+                node_pos[r.node_id] = i
+            text = TextIndex.build(state.positions, state.size, instances, live, version, base=text)
+        if stats is not None and text.stats != stats:
+            # Documents deleted without a successor (a deleted node), or written around the
+            # hub: which ones are live, from FTS5 itself.
+            live = state.mask(state.positions(await index.live_ids(reader))[0])
+            text = text.with_live(live, version)
+            node_pos = {state.node_id[p]: p for p in np.flatnonzero(live).tolist()}
+        self.state, self.text, self._node_pos = state, text, node_pos
+        self._live = text.stats.rows
+        self.last = max(last, rows[-1].doc_id) if rows else last
 
 
 __all__ = [

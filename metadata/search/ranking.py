@@ -20,13 +20,13 @@ the hits above that bound are final; when there are too few, it asks for more.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from metadata.search.index import FloatArray, RelevanceSource
+from metadata.search.index import FloatArray, Relevance
 from metadata.search.projection import Positions, ProjectionState, Selection, head
 from metadata.search.query import ParsedQuery
-from metadata.store import Reader
 
 #: Ranking stages, in order: (part, retired). "name": every word in the name column (name and
 #: the key's last segment); "rest": the other matches.
@@ -44,9 +44,13 @@ FETCH_ALL = 0.5
 _EPSILON = 1e-12
 
 
+#: What ranking asks: the relevance of a part ("name", "all") of the query's matches, the
+#: ``limit`` best (all when None); see ``SearchIndex.relevance``.
+RelevanceOf = Callable[[str, int | None], Awaitable[Relevance]]
+
+
 async def rank(
-    index: RelevanceSource,
-    reader: Reader,
+    relevance_of: RelevanceOf,
     q: ParsedQuery,
     state: ProjectionState,
     sel: Selection,
@@ -65,14 +69,14 @@ async def rank(
             continue
         if part == "name":
             if name_relevance is None:
-                name_relevance = await index.relevance(reader, q, "name", None)
+                name_relevance = await relevance_of("name", None)
             pos, known = state.positions(name_relevance.ids)
             x = name_relevance.x[known]
             inside = sel.stages[i][pos]
             pos, x = pos[inside], x[inside]
             ranked = _top(state, pos, _name_scores(q, state, pos, x, retired), hi)
         else:
-            ranked = await _rest_stage(index, reader, q, state, sel, i, hi)
+            ranked = await _rest_stage(relevance_of, state, sel, i, hi)
         out += ranked[lo:hi]
     return out
 
@@ -112,9 +116,7 @@ def _finish(
 
 
 async def _rest_stage(
-    index: RelevanceSource,
-    reader: Reader,
-    q: ParsedQuery,
+    relevance_of: RelevanceOf,
     state: ProjectionState,
     sel: Selection,
     stage: int,
@@ -128,7 +130,7 @@ async def _rest_stage(
     while True:
         if want is not None and want >= sel.found * FETCH_ALL:
             want = None
-        relevance = await index.relevance(reader, q, "all", want)
+        relevance = await relevance_of("all", want)
         pos, known = state.positions(relevance.ids)
         x = relevance.x[known]
         inside = sel.stages[stage][pos]
@@ -160,4 +162,4 @@ def _top(
     return [(-s, int(doc_ids[p])) for s, _, p in ordered[:n]]
 
 
-__all__ = ["STAGES", "rank"]
+__all__ = ["STAGES", "RelevanceOf", "rank"]
