@@ -1,9 +1,11 @@
 """Throughput of one ``capahub serve`` worker under ``wrk`` on a 10,000-node catalog.
 
-Two POST /graphql workloads, each ``wrk -t2 -c20 -d15s --latency`` with a Lua script that sets
-the body: a small ``node(id:)`` lookup (target >= 3,000 req/s) and the discovery query of
-issue 2 (capabilities(first: 100) with providers, reads, writes, parent). wrk runs on the same
-machine as the server, so on 2 cores they compete for the CPU: read these numbers as a floor.
+Three POST /graphql workloads, each ``wrk -t2 -c20 -d15s --latency`` with a Lua script that
+sets the bodies: a small ``node(id:)`` lookup of one node (target >= 3,000 req/s), the same
+lookup through a variable over 1,000 different nodes of every kind (drawn at random, seeded),
+and the discovery query of issue 2 (capabilities(first: 100) with providers, reads, writes,
+parent). wrk runs on the same machine as the server, so on 2 cores they compete for the CPU:
+read these numbers as a floor.
 
 Needs wrk (Debian: ``apt-get install -y wrk``).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import re
 import shutil
 import sqlite3
@@ -40,11 +43,19 @@ from sqlalchemy.engine import make_url
 
 TARGET_NODE_RPS = 3_000.0
 
-#: wrk Lua: every request is a POST of the same JSON body; non-2xx answers are counted by wrk.
+#: wrk Lua: POSTs of the given JSON bodies in turn; non-2xx answers are counted by wrk.
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[{body}]==]
+local bodies = {{ {bodies} }}
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
 """
+
+#: How many different nodes the "many ids" workload asks for.
+MANY_IDS = 1_000
 
 
 @dataclass
@@ -75,9 +86,10 @@ def parse_wrk(out: str) -> WrkResult:
     return WrkResult(rps, latency, requests, "; ".join(errors) or "none", out)
 
 
-def run_wrk(url: str, body: bytes, lua: Path, args: argparse.Namespace) -> WrkResult:
-    """Run wrk against ``url`` POSTing ``body``."""
-    lua.write_text(LUA.format(body=body.decode()), encoding="utf-8")
+def run_wrk(url: str, bodies: list[bytes], lua: Path, args: argparse.Namespace) -> WrkResult:
+    """Run wrk against ``url`` POSTing ``bodies`` in turn."""
+    listed = ", ".join(f"[==[{b.decode()}]==]" for b in bodies)
+    lua.write_text(LUA.format(bodies=listed), encoding="utf-8")
     cmd = [
         "wrk",
         f"-t{args.threads}",
@@ -124,6 +136,13 @@ def some_capability(database: str) -> str:
     return str(row[0])
 
 
+def some_nodes(database: str, count: int, seed: int) -> list[str]:
+    """``count`` node ids of any kind, drawn at random (seeded)."""
+    with sqlite3.connect(f"file:{make_url(database).database}?mode=ro", uri=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM nodes ORDER BY id")]
+    return random.Random(seed).sample(ids, min(count, len(ids)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run both workloads against one server and print req/s and latency."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -148,9 +167,14 @@ def main(argv: list[str] | None = None) -> None:
 
     database = seeded_database(args.nodes, args.seed, args.db_dir)
     cap = some_capability(database)
+    by_variable = "query N($id: ID!) { node(id: $id) { id name } }"
     workloads = {
-        "node(id) { id name }": {"query": f'{{ node(id: "{cap}") {{ id name }} }}'},
-        "discovery, first 100": {"query": DISCOVERY_QUERY},
+        "node(id) { id name }": [{"query": f'{{ node(id: "{cap}") {{ id name }} }}'}],
+        f"node($id), {MANY_IDS} ids": [
+            {"query": by_variable, "variables": {"id": i}}
+            for i in some_nodes(database, MANY_IDS, args.seed)
+        ],
+        "discovery, first 100": [{"query": DISCOVERY_QUERY}],
     }
     print(f"catalog: {database}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s")
     print(f"machine: {machine_note()}; {code_note()}")
@@ -162,19 +186,21 @@ def main(argv: list[str] | None = None) -> None:
         tempfile.TemporaryDirectory(prefix="capahub-wrk-") as tmp,
         running_server(database, log=args.db_dir / "capahub-bench-serve.log", env=env) as server,
     ):
-        for name, payload in workloads.items():
-            body = orjson.dumps(payload)
-            check = httpx.post(
-                f"{server.url}/graphql",
-                content=body,
-                headers={"content-type": "application/json"},
-                timeout=30,
-            )
-            check.raise_for_status()
-            if "errors" in check.json():
-                raise RuntimeError(f"{name}: {check.json()['errors']}")
+        for name, payloads in workloads.items():
+            bodies = [orjson.dumps(p) for p in payloads]
+            # Every body once first: checks the answers and measures the steady state (the
+            # first lookup of a node reads it from the database, later ones from memory).
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for body in bodies:
+                    check = client.post(
+                        "/graphql", content=body, headers={"content-type": "application/json"}
+                    )
+                    check.raise_for_status()
+                    answer = check.json()
+                    if "errors" in answer or not all(answer["data"].values()):
+                        raise RuntimeError(f"{name}: {answer}")
             cpu0 = cpu_seconds(server.process.pid)
-            result = run_wrk(f"{server.url}/graphql", body, Path(tmp) / "post.lua", args)
+            result = run_wrk(f"{server.url}/graphql", bodies, Path(tmp) / "post.lua", args)
             cpu = cpu_seconds(server.process.pid) - cpu0
             result.cpu_ms = cpu * 1000 / max(1, result.requests)
             results[name] = result
@@ -184,9 +210,9 @@ def main(argv: list[str] | None = None) -> None:
 
         # The ceiling: the same uvicorn with a fixed JSON answer and no GraphQL.
         with reference_server(access_log) as (ref_url, ref_proc):
-            body = orjson.dumps(workloads["node(id) { id name }"])
+            bodies = [orjson.dumps(p) for p in workloads["node(id) { id name }"]]
             cpu0 = cpu_seconds(ref_proc.pid)
-            result = run_wrk(f"{ref_url}/graphql", body, Path(tmp) / "ref.lua", args)
+            result = run_wrk(f"{ref_url}/graphql", bodies, Path(tmp) / "ref.lua", args)
             result.cpu_ms = (cpu_seconds(ref_proc.pid) - cpu0) * 1000 / max(1, result.requests)
             results["reference: no GraphQL"] = result
             print(f"  reference (Starlette, fixed JSON): {result.rps:.0f} req/s")
