@@ -102,6 +102,8 @@ class Search:
         if cache_mb is None:
             cache_mb = CACHE_MB
         self.cache = SearchCache(int(cache_mb * 2**20))
+        #: Searches answered from the projection (the others asked FTS5 or PostgreSQL).
+        self.memory_answers = 0
 
     def attach(self) -> None:
         """Update the index inside every write transaction of the store, before it commits."""
@@ -198,6 +200,7 @@ class Search:
             if fast is None:
                 return None
             matches = fast.matches()
+            self.memory_answers += 1
             if not matches.all.size:
                 return False
             sel = state.select(matches, flt)
@@ -230,6 +233,7 @@ class Search:
         if fast is not None:
             source = fast.relevance
             matches = fast.matches()
+            self.memory_answers += 1
         else:
             if self.cache.max_bytes > 0:
                 if version is None:
