@@ -136,3 +136,40 @@ async def test_last_change_id_now_follows_commits_of_any_connection(db_url: str)
     finally:
         await other.close()
         await store.close()
+
+
+def test_head_revision_read_from_the_files_is_alembics() -> None:
+    """``Store.open`` skips alembic when the database is at this head: it must be alembic's."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from metadata.store import _MIGRATIONS, _head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    assert _head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+async def test_open_upgrades_a_database_behind_head(db_url: str) -> None:
+    """A database at an older revision is still migrated (the at-head shortcut does not apply)."""
+    from metadata.store import _head_revision
+
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql("DROP INDEX ix_nodes_kind_id")
+            await conn.exec_driver_sql("CREATE INDEX ix_nodes_kind ON nodes (kind)")
+            await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
+    finally:
+        await store.close()
+    store = await Store.open(db_url)
+    try:
+        async with store.engine.connect() as conn:
+            indexes = await conn.run_sync(
+                lambda c: {i["name"] for i in inspect(c).get_indexes("nodes")}
+            )
+            version = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
+        assert "ix_nodes_kind_id" in indexes and "ix_nodes_kind" not in indexes
+        assert [tuple(v) for v in version] == [(_head_revision(),)]
+    finally:
+        await store.close()
