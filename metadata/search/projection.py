@@ -376,9 +376,10 @@ class DocProjection:
         text = self.text
         if text is not None and text.version >= version:
             return  # this version, or an older snapshot than the projection's (FTS5 answers)
-        rows = await index.doc_rows(reader, self.last)
+        rows = await index.doc_rows(reader, self.last) if text is not None else []
         live_docs = stats.rows if stats is not None else len(rows)
         node_pos = self._node_pos
+        moved: dict[str, int] = {}
         last = self.last
         if (
             text is None
@@ -396,12 +397,11 @@ class DocProjection:
             state = self.state.extended(rows)
             instances = await index.instances(reader, self.last) if rows else []
             live = np.concatenate((text.live, np.ones(len(rows), dtype=np.bool_)))
-            node_pos = dict(node_pos)
-            for i, r in enumerate(rows, self.state.size):
-                replaced = node_pos.get(r.node_id)
-                if replaced is not None:
-                    live[replaced] = False
-                node_pos[r.node_id] = i
+            # A node's new document replaces its old one. (``node_pos`` itself changes only
+            # below, once everything is read: a failed sync leaves the projection as it was.)
+            moved = {r.node_id: i for i, r in enumerate(rows, self.state.size)}
+            replaced = [p for n in moved if (p := node_pos.get(n)) is not None]
+            live[replaced] = False
             text = TextIndex.build(state.positions, state.size, instances, live, version, base=text)
         if stats is not None and text.stats != stats:
             # Documents deleted without a successor (a deleted node), or written around the
@@ -409,6 +409,8 @@ class DocProjection:
             live = state.mask(state.positions(await index.live_ids(reader))[0])
             text = text.with_live(live, version)
             node_pos = {state.node_id[p]: p for p in np.flatnonzero(live).tolist()}
+        elif node_pos is self._node_pos:
+            node_pos.update(moved)
         self.state, self.text, self._node_pos = state, text, node_pos
         self._live = text.stats.rows
         self.last = max(last, rows[-1].doc_id) if rows else last
