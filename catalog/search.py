@@ -199,15 +199,21 @@ class Search:
             fast = text.query(q, index.tokenizer, state.doc_ids)
             if fast is None:
                 return None
-            matches = fast.matches()
             self.memory_answers += 1
+            # Never suspends: matches and relevance are computed here, or come from the cache
+            # (no other search may run while this one holds the connection).
+            source: RelevanceOf = fast.relevance
+            if self.cache.max_bytes > 0:
+                cached = self.cache.source(fast.answers, version)
+                source = functools.partial(cached.relevance, None, q)
+                matches = await cached.match(None, q)
+            else:
+                matches = fast.matches()
             if not matches.all.size:
                 return False
             sel = state.select(matches, flt)
             counts = {f: state.count(f, sel) for f in wanted}
-            # Never suspends: the relevance is computed here (no other search may run while
-            # this one holds the connection).
-            ranked = await rank(fast.relevance, q, state, sel, limit=first, offset=offset)
+            ranked = await rank(source, q, state, sel, limit=first, offset=offset)
             rows = index.page_rows_now(conn, [doc_id for _, doc_id in ranked])
         return self._page(q, ranked, rows, offset, sel.total, counts)
 

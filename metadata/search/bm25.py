@@ -335,11 +335,31 @@ class TextQuery:
             score = score + idf * ((f * (K1 + 1.0)) / (f + base))
         return score
 
+    @property
+    def answers(self) -> _Answers:
+        """This query's answers with ``SearchIndex``'s signatures (for the search cache)."""
+        return _Answers(self)
+
     async def relevance(self, part: str, limit: int | None) -> Relevance:
         """Every match of ``part`` ("name" or "all") with its relevance (``limit`` is not
         needed: all of them cost less than asking for some)."""
         pos = self._part(part)[2]
         return Relevance(self.doc_ids[pos], self.scores(part, pos), True)
+
+
+class _Answers:
+    """A ``TextQuery`` as ``SearchIndex.match`` and ``SearchIndex.relevance`` (of its query)."""
+
+    def __init__(self, query: TextQuery) -> None:
+        self.query = query
+
+    async def match(self, reader: Any, q: ParsedQuery) -> Matches:
+        return self.query.matches()
+
+    async def relevance(
+        self, reader: Any, q: ParsedQuery, part: str, limit: int | None
+    ) -> Relevance:
+        return await self.query.relevance(part, limit)
 
 
 __all__ = [

@@ -14,10 +14,25 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from metadata.search.index import Matches, Relevance, SearchIndex
+from metadata.search.index import Matches, Relevance
 from metadata.search.query import ParsedQuery
-from metadata.store import Reader
+
+
+class IndexAnswers(Protocol):
+    """What the cache keeps answers of: ``SearchIndex`` (FTS5, PostgreSQL), or the projection
+    of the FTS5 index (``metadata.search.bm25.TextQuery.answers``), which answers the same."""
+
+    async def match(self, reader: Any, q: ParsedQuery) -> Matches:
+        """See ``SearchIndex.match``."""
+        ...
+
+    async def relevance(
+        self, reader: Any, q: ParsedQuery, part: str, limit: int | None
+    ) -> Relevance:
+        """See ``SearchIndex.relevance``."""
+        ...
 
 
 @dataclass(slots=True)
@@ -49,7 +64,7 @@ class SearchCache:
         self.hits = 0
         self.misses = 0
 
-    def source(self, index: SearchIndex, version: int) -> CachedSource:
+    def source(self, index: IndexAnswers, version: int) -> CachedSource:
         """What one search asks through, at the index ``version`` it read."""
         if version > self.version:
             self._entries.clear()
@@ -82,7 +97,7 @@ class SearchCache:
 class CachedSource:
     """The index's ``match`` and ``relevance`` for one search, through the cache."""
 
-    def __init__(self, index: SearchIndex, cache: SearchCache, version: int) -> None:
+    def __init__(self, index: IndexAnswers, cache: SearchCache, version: int) -> None:
         self.index = index
         self.cache = cache
         self.version = version
@@ -94,7 +109,7 @@ class CachedSource:
                 return _Entry(found.matches, found.name, found.all)
         return _Entry()
 
-    async def match(self, reader: Reader, q: ParsedQuery) -> Matches:
+    async def match(self, reader: Any, q: ParsedQuery) -> Matches:
         """``SearchIndex.match``, from the cache when it has it."""
         entry = self._entry(q)
         if entry.matches is not None:
@@ -106,7 +121,7 @@ class CachedSource:
         return entry.matches
 
     async def relevance(
-        self, reader: Reader, q: ParsedQuery, part: str, limit: int | None
+        self, reader: Any, q: ParsedQuery, part: str, limit: int | None
     ) -> Relevance:
         """``SearchIndex.relevance``, from the cache when it holds at least as many of the best
         matches (more is as good: they are the best ones)."""
@@ -127,4 +142,4 @@ class CachedSource:
         return found
 
 
-__all__ = ["CachedSource", "SearchCache"]
+__all__ = ["CachedSource", "IndexAnswers", "SearchCache"]

@@ -119,10 +119,12 @@ async def test_cached_answers_equal_the_index_and_follow_every_write(services: S
 
     for q in QUERIES:
         await same(q)
-    hits = cached.cache.hits
+    hits, memory_hits = cached.cache.hits, services.search.cache.hits
     for q in QUERIES:
         await same(q)
     assert cached.cache.hits > hits
+    # The projection's answers are cached too (on SQLite; on PostgreSQL the index's).
+    assert services.search.cache.hits > memory_hits
     version = await _version(services)
     # A new node, a lifecycle change and a rebuild: each moves the version; the very next search
     # answers from the index.
