@@ -209,36 +209,47 @@ def build(model: type[_Spec], data: Any, loc: str) -> Any:
         raise InvalidInputError(format_validation_error(err, loc), field=loc) from None
 
 
-def _load_json(text: str) -> Any:
-    """``json.loads``, through orjson (several times faster) whenever orjson takes the text.
+#: Every digit becomes "0": a run of 19 zeros then marks a run of 19 digits (a bytes
+#: translate and a substring search: a few milliseconds for 10 MB, where a regex took 0.17 s).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
+def _load_json(text: str, encoded: bytes) -> Any:
+    """``json.loads(text)``, through orjson (several times faster) wherever both give the same.
 
     orjson refuses what the standard library accepts beyond strict JSON (NaN, Infinity,
-    integers over 64 bits, lone surrogates): those texts, and invalid ones, go to ``json.loads``,
-    which then gives the same value or the same error as always.
+    1e400, lone surrogates): those texts, and invalid ones, go to ``json.loads``, which then
+    gives the same value or the same error as always. orjson also reads integers beyond 64 bits
+    as floats: a text with 19 digits in a row anywhere (``encoded`` is the text in UTF-8) goes
+    to ``json.loads`` as well.
     """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    if _LONG_RUN not in encoded.translate(_DIGITS_TO_ZERO):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def parse_document(text: str) -> CatalogDocument:
     """Parse a catalog document (JSON, or YAML with one or several documents) and merge them."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(
             f"document: larger than {MAX_DOCUMENT_BYTES // 1_000_000} MB; split it",
             field="document",
         )
     with paused_gc():
-        return _parse_document(text)
+        return _parse_document(text, encoded)
 
 
-def _parse_document(text: str) -> CatalogDocument:
+def _parse_document(text: str, encoded: bytes) -> CatalogDocument:
     stripped = text.lstrip()
     raw_docs: list[Any]
     if stripped.startswith(("{", "[")):
         try:
-            raw_docs = [_load_json(text)]
+            raw_docs = [_load_json(text, encoded)]
         except json.JSONDecodeError as err:
             raise InvalidInputError(
                 f"document: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",

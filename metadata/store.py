@@ -26,7 +26,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     text,
     update,
@@ -229,8 +228,15 @@ class Reader:
 
     async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Relations whose source or target is one of ``ids``."""
-        cond = or_(self._in(relations.c.from_id, ids), self._in(relations.c.to_id, ids))
-        return await self._relations(cond, ids)
+        # The ids of both index searches, then the rows: on SQLite a third faster than
+        # ``from_id IN ... OR to_id IN ...`` (its multi-index OR), for 10 ids as for 10,000.
+        r = relations.c
+        matched = (
+            select(r.id)
+            .where(self._in(r.from_id, ids))
+            .union_all(select(r.id).where(self._in(r.to_id, ids)))
+        )
+        return await self._relations(r.id.in_(matched), ids)
 
     async def _relations(
         self, cond: ColumnElement[bool], ids: Sequence[str]
@@ -593,12 +599,17 @@ class Store:
                 if writer.pending:
                     for hook in self._hooks:
                         await hook(writer)
-                committed = await self._record_history(writer)
-        if committed:
+                ids = await self._record_history(writer)
+        if ids and self._listeners:
+            committed = [
+                Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)
+                for i, p in zip(ids, writer.pending, strict=True)
+            ]
             for listener in self._listeners:
                 listener(committed)
 
-    async def _record_history(self, writer: Writer) -> list[Change]:
+    async def _record_history(self, writer: Writer) -> list[int]:
+        """Write one history row per pending change; returns their ids, in order."""
         if not writer.pending:
             return []
         ids = await self._history_ids(writer.conn, len(writer.pending))
@@ -615,10 +626,7 @@ class Store:
             for i, p in zip(ids, writer.pending, strict=True)
         ]
         await writer.insert_rows(history, rows)
-        return [
-            Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)
-            for i, p in zip(ids, writer.pending, strict=True)
-        ]
+        return ids
 
     async def _history_ids(self, conn: AsyncConnection, count: int) -> list[int]:
         """Ids for ``count`` new history rows, rising, as the database would have given them.
