@@ -5,6 +5,7 @@
 - ``index``: keeping the index in step with every write, and the reads a search makes;
 - ``sqlite``, ``postgres``: the backends;
 - ``projection``: the documents' facet values, filters and tier inputs, in memory;
+- ``bm25``: the FTS5 index in memory: matches and FTS5's bm25 for queries of words (SQLite);
 - ``ranking``: ranking in stages (name matches, other matches, retired ones last);
 - ``cache``: the index's answers to recent queries, per index version.
 """
