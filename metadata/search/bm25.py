@@ -242,7 +242,21 @@ class TextIndex:
         vocab = base.vocab if base is not None else []
         if new_words:
             vocab = sorted(vocab + new_words)
-        return cls(postings, vocab, columns, live, version, _stats(columns, live))
+        if base is None:
+            stats = _stats(columns, live)
+        else:  # what changed: the new positions, and old ones no longer live
+            known = len(base.live)
+            gone = np.flatnonzero(base.live & ~live[:known])
+            added = columns[known:][live[known:]].sum(axis=0, dtype=np.int64)
+            removed = columns[gone].sum(axis=0, dtype=np.int64)
+            stats = FtsStats(
+                base.stats.rows + int(np.count_nonzero(live[known:])) - len(gone),
+                tuple(
+                    int(t + a - r)
+                    for t, a, r in zip(base.stats.columns, added, removed, strict=True)
+                ),
+            )
+        return cls(postings, vocab, columns, live, version, stats)
 
     def with_live(self, live: Mask, version: int) -> TextIndex:
         """The same postings with other documents live, at ``version``."""
