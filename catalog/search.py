@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from catalog.discovery import decode_cursor, encode_cursor
 from metadata.errors import InvalidInputError
@@ -191,7 +191,7 @@ class Search:
                 return None
             try:
                 version, stats = index.stats_now(conn)
-            except OperationalError:  # locked beyond NOW_BUSY_MS: the async path waits
+            except DBAPIError:  # e.g. locked beyond NOW_BUSY_MS: the async path waits
                 return None
             state, text = self.projection.state, self.projection.text
             if text is None or text.version != version or text.stats != stats:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metadata.search import bm25
@@ -88,8 +89,17 @@ class SqliteSearchIndex(SearchIndex):
         if self._now is None:
             yield None
             return
-        with self._now.connect() as conn:
-            conn.exec_driver_sql("BEGIN")
+        try:
+            conn = self._now.connect()
+        except DBAPIError:  # e.g. a file this process may not open read-only: async path
+            yield None
+            return
+        with conn:
+            try:
+                conn.exec_driver_sql("BEGIN")
+            except DBAPIError:
+                yield None
+                return
             yield conn  # closing the connection rolls the read transaction back
 
     @staticmethod

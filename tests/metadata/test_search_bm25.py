@@ -271,3 +271,17 @@ async def test_another_process_writes_are_ranked_in_memory(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_file_it_cannot_read_directly_leaves_the_async_path(
+    services: Services, sqlite_only: None, tmp_path: Any
+) -> None:
+    from metadata.search import SqliteSearchIndex
+
+    await services.registry.apply_document(parse_document(landscape(20, 5)))
+    memory = Search(services.store, cache_mb=0)
+    fts5 = Search(services.store, cache_mb=0, memory_ranking=False)
+    assert isinstance(memory.index, SqliteSearchIndex)
+    memory.index.open_now(str(tmp_path / "missing" / "catalog.db"))
+    # Still answered from the projection, its statements through the store's connection.
+    assert await agree(memory, fts5) == 2 * len(QUERIES)
