@@ -126,3 +126,46 @@ def test_cycle_check_agrees_with_networkx() -> None:
         graph = nx.DiGraph()
         graph.add_edges_from(edges)
         assert _has_cycle(edges) == (not nx.is_directed_acyclic_graph(graph)), edges
+
+
+YAML_TEXTS = [
+    "a: 2026-11-23\nb: 0o17\nc: 017\nd: 0x1F\ne: 1_000\nf: .inf\ng: yes\nh: ~\ni: 1e3\n",
+    "a: &x [1, {b: c}]\nb: *x\n<<: {m: 1}\n",
+    "a: |\n  x\n\n  y\nb: >-\n  x\n  y\nc: 'q''s'\nd: \"\\u00e9\\x85\"\n",
+    "a: 1\r\nb: 2\r\n# c\n",
+    "\ufeffa: \u00e9\u4e2d\n---\n---\nb: [1, 2]\n",
+    "a: !!binary aGVsbG8=\nb: !!set {x, y}\nc: !!str 1\n",
+]
+
+
+@pytest.mark.parametrize("text", YAML_TEXTS)
+def test_yaml_through_libyaml_reads_as_before(text: str) -> None:
+    import yaml
+
+    from catalog.specs import _load_yaml, _Loader
+
+    want = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    assert repr(_load_yaml(text)) == repr(want)
+
+
+def test_the_demo_landscape_reads_as_before() -> None:
+    import yaml
+
+    from catalog.demo import demo_document
+    from catalog.specs import _load_yaml, _Loader
+
+    text = demo_document()
+    assert _load_yaml(text) == [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nodes:\n  - id: system:a\n   name: x\n", "not valid YAML at line 3, column 4"),
+        ("nodes:\n  - id: system:a\n    name: x\x01\n", "unacceptable character #x0001"),
+        ("a: !!python/object:os.system x\n", "not valid YAML at line 1, column 4"),
+    ],
+)
+def test_yaml_errors_keep_their_messages(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        parse_document(text)
