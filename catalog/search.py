@@ -105,6 +105,11 @@ class Search:
         #: Searches answered from the projection (the others asked FTS5 or PostgreSQL).
         self.memory_answers = 0
 
+    def close(self) -> None:
+        """Close the search's own read-only connections (SQLite); the store closes its own."""
+        if isinstance(self.index, SqliteSearchIndex):
+            self.index.close_now()
+
     def attach(self) -> None:
         """Update the index inside every write transaction of the store, before it commits."""
         self.store.add_transaction_hook(self.index.update)

@@ -55,10 +55,16 @@ class SqliteSearchIndex(SearchIndex):
     WEIGHTS = bm25.WEIGHTS
 
     def __init__(self) -> None:
-        #: FTS5's tokenizer in memory: the projection of the index (``metadata.search.bm25``)
-        #: tokenizes queries and new documents with it.
-        self.tokenizer = Tokenizer()
+        self._tokenizer: Tokenizer | None = None
         self._now: Engine | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """FTS5's tokenizer in memory: the projection of the index (``metadata.search.bm25``)
+        tokenizes queries and new documents with it (made on first use)."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer()
+        return self._tokenizer
 
     def open_now(self, path: str) -> None:
         """Let ``read_now`` read the SQLite file at ``path`` (read-only connections)."""
