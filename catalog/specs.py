@@ -257,8 +257,11 @@ def _load_json(text: str, encoded: bytes) -> Any:
     return json.loads(text)
 
 
-def parse_document(text: str) -> CatalogDocument:
-    """Parse a catalog document (JSON, or YAML with one or several documents) and merge them."""
+def parse_document(text: str, *, where: str = "") -> CatalogDocument:
+    """Parse a catalog document (JSON, or YAML with one or several documents) and merge them.
+
+    ``where`` prefixes the location of every spec (``"a.yaml:"`` gives ``a.yaml:nodes[3]``).
+    """
     encoded = text.encode("utf-8", "surrogatepass")
     if len(encoded) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(
@@ -266,10 +269,10 @@ def parse_document(text: str) -> CatalogDocument:
             field="document",
         )
     with paused_gc():
-        return _parse_document(text, encoded)
+        return _parse_document(text, encoded, where)
 
 
-def _parse_document(text: str, encoded: bytes) -> CatalogDocument:
+def _parse_document(text: str, encoded: bytes, where: str) -> CatalogDocument:
     stripped = text.lstrip()
     raw_docs: list[Any]
     if stripped.startswith(("{", "[")):
@@ -310,9 +313,9 @@ def _parse_document(text: str, encoded: bytes) -> CatalogDocument:
         except RecursionError:
             raise InvalidInputError("document: nested too deeply", field="document") from None
         for j, n in enumerate(doc.nodes):
-            n.at(f"{loc}nodes[{j}]")
+            n.at(f"{where}{loc}nodes[{j}]")
         for j, r in enumerate(doc.relations):
-            r.at(f"{loc}relations[{j}]")
+            r.at(f"{where}{loc}relations[{j}]")
         merged.nodes.extend(doc.nodes)
         merged.relations.extend(doc.relations)
         merged.prune = merged.prune or doc.prune

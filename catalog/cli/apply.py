@@ -43,11 +43,9 @@ def _apply(files: list[Path], dry_run: bool, database: str | None) -> ApplyRepor
         except OSError as err:
             raise CliError(f"{path}: cannot read ({err.strerror})") from None
         try:
-            doc = parse_document(text)
+            doc = parse_document(text, where=f"{path.name}:")
         except CatalogError as err:
             raise CliError(f"{path}: {err.message}") from None
-        for spec in [*doc.nodes, *doc.relations]:
-            spec.at(f"{path.name}:{spec.loc}")
         merged.nodes.extend(doc.nodes)
         merged.relations.extend(doc.relations)
         merged.prune = merged.prune or doc.prune
