@@ -43,7 +43,7 @@ def _apply(files: list[Path], dry_run: bool, database: str | None) -> ApplyRepor
         except OSError as err:
             raise CliError(f"{path}: cannot read ({err.strerror})") from None
         try:
-            doc = parse_document(text, where=f"{path.name}:")
+            doc = parse_document(text, prefix=f"{path.name}:")
         except CatalogError as err:
             raise CliError(f"{path}: {err.message}") from None
         merged.nodes.extend(doc.nodes)

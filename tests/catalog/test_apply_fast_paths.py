@@ -95,7 +95,7 @@ def test_spec_locations() -> None:
         "document[1].nodes[0]",
     ]
     assert doc.relations[0].loc == "document[0].relations[0]"
-    named = parse_document("nodes: [{id: system:a, name: A}]\n", where="a.yaml:")
+    named = parse_document("nodes: [{id: system:a, name: A}]\n", prefix="a.yaml:")
     assert named.nodes[0].loc == "a.yaml:nodes[0]"
     spec = NodeSpec.model_validate({"id": "system:x", "name": "X"})
     assert spec.loc == "input"
