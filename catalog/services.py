@@ -48,7 +48,8 @@ class WriteServices:
         return cls(store=store, search=search, registry=Registry(store))
 
     async def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (the search's own too)."""
+        self.search.close()
         await self.store.close()
 
 
@@ -136,8 +137,9 @@ class Services:
         return await self.sync()
 
     async def close(self) -> None:
-        """Release the database connections and the source connectors."""
+        """Release the database connections (the search's own too) and the source connectors."""
         await self.records.close()
+        self.search.close()
         await self.store.close()
 
 

@@ -67,14 +67,25 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
+#: Integers a JSON value may hold: what the store's and the responses' encoder (orjson) writes.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**64 - 1
+
+
 def check_json(value: Any, field: str, depth: int = 0) -> Any:
-    """Refuse JSON values that do not round-trip: NaN, infinities, bad text, deep nesting."""
+    """Refuse JSON values that do not round-trip: NaN, infinities, integers beyond 64 bits,
+    bad text, deep nesting."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, str):
         check_text(value, field)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{field} holds {value}, which JSON cannot represent")
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        raise ValueError(f"{field} holds an integer outside the 64-bit range; send it as a string")
     elif isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):

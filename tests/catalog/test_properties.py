@@ -53,6 +53,7 @@ JSONISH = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
+    | st.integers(-(2**70), 2**70)  # beyond 64 bits: refused with a message, never INTERNAL
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
     lambda inner: (
@@ -184,5 +185,26 @@ def test_non_finite_numbers_in_documents_are_refused(tmp_path: Path) -> None:
         body = _post(client, APPLY, {"d": doc})
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert "properties" in body["errors"][0]["message"]
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_integers_beyond_64_bits_are_refused(tmp_path: Path) -> None:
+    client = _client(tmp_path)
+    try:
+        doc = '{"nodes": [{"id": "system:x", "name": "X", "properties": {"n": 99999999999999999999}}]}'
+        _check(client, APPLY, {"d": doc})
+        body = _post(client, APPLY, {"d": doc})
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "properties.n" in error["message"] and "64-bit" in error["message"]
+        node = {"id": "system:y", "name": "Y", "properties": {"list": [1, -(2**64)]}}
+        body = _post(client, UPSERT, {"i": node})
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "properties.list[1]" in error["message"]
+        for node_id in ("system:x", "system:y"):
+            found = _post(client, "query($id: ID!) { node(id: $id) { id } }", {"id": node_id})
+            assert found == {"data": {"node": None}}
     finally:
         client.__exit__(None, None, None)

@@ -8,6 +8,8 @@ body must be the same byte for byte.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,12 +194,20 @@ JSON_VALUES = st.recursive(
 )
 
 
+def _orjson_reads(content: bytes) -> bool:
+    try:
+        orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     id_value=JSON_VALUES | st.sampled_from(["system:crm", "capability:create-order", "x:y"]),
-    first=JSON_VALUES | st.integers(-2, 5),
+    first=JSON_VALUES | st.integers(-2, 5) | st.integers(2**62, 2**80) | st.just(float("inf")),
 )
 def test_any_variables_answer_the_same(pair: Pair, id_value: Any, first: Any) -> None:
     payload = {
@@ -205,5 +215,10 @@ def test_any_variables_answer_the_same(pair: Pair, id_value: Any, first: Any) ->
         "systems(first: $first) { totalCount edges { node { id } } } }",
         "variables": {"id": id_value, "first": first},
     }
-    body = pair.compare(payload, prepares=True)
+    # NaN and infinities are not JSON: json.dumps writes them as the full path's json.loads
+    # reads them; orjson refuses them, and the lane leaves such a body to the full path.
+    # So do integers of 19 digits or more, which orjson would read as floats.
+    content = json.dumps(payload).encode()
+    lane = _orjson_reads(content) and not re.search(rb"\d{19}", content)
+    body = pair.compare(content, prepares=lane)
     assert "data" in body or "errors" in body
