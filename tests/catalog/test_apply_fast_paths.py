@@ -75,11 +75,18 @@ def test_json_errors_keep_their_messages(text: str, message: str) -> None:
 
 
 def test_big_integers_stay_integers() -> None:
+    # 19 and 20 digits within 64 bits: orjson would read the unsigned maximum as a float
     doc = parse_document(
-        '{"nodes": [{"id": "system:a", "name": "A", "properties": {"n": 18446744073709551616}}]}'
+        '{"nodes": [{"id": "system:a", "name": "A", "properties": '
+        '{"n": 18446744073709551615, "m": -9223372036854775808}}]}'
     )
-    assert doc.nodes[0].properties == {"n": 18446744073709551616}
-    assert isinstance(doc.nodes[0].properties["n"], int)
+    assert doc.nodes[0].properties == {"n": 18446744073709551615, "m": -9223372036854775808}
+    assert all(isinstance(v, int) for v in doc.nodes[0].properties.values())
+    # beyond 64 bits: refused with the field named (neither the store nor a response holds it)
+    with pytest.raises(InvalidInputError, match=r"properties\.n holds an integer outside"):
+        parse_document(
+            '{"nodes": [{"id": "system:a", "name": "A", "properties": {"n": 18446744073709551616}}]}'
+        )
 
 
 def test_spec_locations() -> None:

@@ -11,7 +11,6 @@ Then the same through ``Search``, across writes, deletions, another process and 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -194,13 +193,13 @@ async def agree(memory: Search, fts5: Search) -> int:
 
 
 @pytest.fixture
-def sqlite_only(db_url: str) -> Iterator[None]:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("the in-memory ranking is SQLite's")
-    yield
+def db_url(sqlite_url: str) -> str:
+    """This module's catalogs are SQLite files: the in-memory ranking is SQLite's (PostgreSQL
+    ranks in the database, tests/metadata/test_search.py covers it)."""
+    return sqlite_url
 
 
-async def test_memory_answers_follow_every_write(services: Services, sqlite_only: None) -> None:
+async def test_memory_answers_follow_every_write(services: Services) -> None:
     await services.registry.apply_document(parse_document(landscape(60, 1)))
     memory = Search(services.store, cache_mb=0)
     fts5 = Search(services.store, cache_mb=0, memory_ranking=False)
@@ -231,9 +230,7 @@ async def test_memory_answers_follow_every_write(services: Services, sqlite_only
     assert memory.memory_answers == before
 
 
-async def test_documents_deleted_behind_the_projection_are_reconciled(
-    services: Services, sqlite_only: None
-) -> None:
+async def test_documents_deleted_behind_the_projection_are_reconciled(services: Services) -> None:
     from sqlalchemy import text
 
     await services.registry.apply_document(parse_document(landscape(30, 3)))
@@ -252,9 +249,7 @@ async def test_documents_deleted_behind_the_projection_are_reconciled(
     assert await agree(memory, fts5) == 2 * len(QUERIES)
 
 
-async def test_another_process_writes_are_ranked_in_memory(
-    settings: Settings, sqlite_only: None
-) -> None:
+async def test_another_process_writes_are_ranked_in_memory(settings: Settings) -> None:
     one = await Services.start(settings)
     two = await Services.start(settings)
     try:
@@ -274,7 +269,7 @@ async def test_another_process_writes_are_ranked_in_memory(
 
 
 async def test_a_file_it_cannot_read_directly_leaves_the_async_path(
-    services: Services, sqlite_only: None, tmp_path: Any
+    services: Services, tmp_path: Any
 ) -> None:
     from metadata.search import SqliteSearchIndex
 
