@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,19 +22,13 @@ import pytest
 from strawberry.http.ides import get_graphql_ide_html
 
 from catalog.playground import EXAMPLE_TABS, missing_assets, vendor_assets
+from tests.serving import free_port
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = Path(__file__).with_name("playground.mjs")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
@@ -76,7 +69,7 @@ def node() -> str:
 def hub_url(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a real `capahub serve --demo` on a free loopback port."""
     tmp = tmp_path_factory.mktemp("hub")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # No CAPAHUB_* from the caller's environment (e.g. a disabled IDE), no .env: cwd is tmp.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPAHUB_")}

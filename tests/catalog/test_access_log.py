@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from catalog.access_log import AccessLog, access_line
+from tests.serving import capahub_serve
 
 
 def _scope(path: str = "/graphql", query: bytes = b"", method: str = "POST") -> Scope:
@@ -106,42 +104,15 @@ async def test_shutdown_flushes_and_other_scopes_pass_through() -> None:
     assert stream.getvalue().count("\n") == 1  # a websocket is not an HTTP request line
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("enabled", [True, False])
 def test_capahub_serve_logs_each_request_once(tmp_path: Path, enabled: bool) -> None:
-    port = _free_port()
-    out = tmp_path / "serve.out"
-    with out.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "catalog.cli", "serve", "--port", str(port), "--database",
-             f"sqlite:///{tmp_path / 'c.db'}"],
-            stdout=log,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "CAPAHUB_ACCESS_LOG": str(enabled).lower()},
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            for _ in range(3):
-                resp = httpx.post(f"{base}/graphql", json={"query": "{ __typename }"})
-                assert resp.status_code == 200
-            time.sleep(1.0)  # past flush_after: the lines are out while the server runs
-            text = out.read_text()
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    env = {**os.environ, "CAPAHUB_ACCESS_LOG": str(enabled).lower()}
+    with capahub_serve(tmp_path, "--database", f"sqlite:///{tmp_path / 'c.db'}", env=env) as srv:
+        for _ in range(3):
+            resp = httpx.post(f"{srv.base}/graphql", json={"query": "{ __typename }"})
+            assert resp.status_code == 200
+        time.sleep(1.0)  # past flush_after: the lines are out while the server runs
+        text = srv.output()
     posts = [line for line in text.splitlines() if '"POST /graphql HTTP/1.1" 200 OK' in line]
     assert len(posts) == (3 if enabled else 0), text
     assert all(line.startswith("INFO:     127.0.0.1:") for line in posts)

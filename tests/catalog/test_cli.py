@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.demo import demo_document
+from tests.serving import capahub_serve
 
 runner = CliRunner()
 DOC = "nodes: [{id: system:a, name: A}, {id: system:b, name: B}]\nrelations: [{from: system:a, type: DEPENDS_ON, to: system:b}]\n"
@@ -92,52 +92,13 @@ def test_database_url_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "env.db").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `capahub serve --demo` process on 127.0.0.1; yields (base URL, database URL)."""
     db = f"sqlite:///{tmp_path / 'served.db'}"
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "catalog.cli",
-            "serve",
-            "--demo",
-            "--port",
-            str(port),
-            "--database",
-            db,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "CAPAHUB_LOG_LEVEL": "warning"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            proc.kill()
-            raise AssertionError((tmp_path / "serve.log").read_text())
-        yield base, db
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    env = {**os.environ, "CAPAHUB_LOG_LEVEL": "warning"}
+    with capahub_serve(tmp_path, "--demo", "--database", db, env=env) as srv:
+        yield srv.base, db
 
 
 def test_running_server_sees_what_apply_wrote_from_another_process(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.serving import capahub_serve
 
 
 def _workers(pid: int) -> list[int]:
@@ -37,31 +30,12 @@ def _workers(pid: int) -> list[int]:
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catalog.cli", "serve", "--demo", "--workers", "2", "--port",
-         str(port), "--database", f"sqlite:///{tmp_path / 'c.db'}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "CAPAHUB_LOG_LEVEL": "warning"},
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
-        yield base, proc
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+    database = f"sqlite:///{tmp_path / 'c.db'}"
+    env = {**os.environ, "CAPAHUB_LOG_LEVEL": "warning"}
+    with capahub_serve(
+        tmp_path, "--demo", "--workers", "2", "--database", database, env=env
+    ) as srv:
+        yield srv.base, srv.process
 
 
 def _post(base: str, query: str) -> dict[str, object]:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -76,13 +77,6 @@ class Server:
                 except ValueError:
                     continue  # a line still being written
         return events
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _environment() -> dict[str, str]:
@@ -182,7 +176,7 @@ def capahub_url(node: str, tmp: Path) -> Iterator[str]:
     capahub = Path(sys.executable).with_name("capahub")
     if not capahub.exists():
         pytest.fail(f"{capahub} is missing: pip install -e '.[test]' (scripts/test does)")
-    port = _free_port()
+    port = free_port()
     command = [str(capahub), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--database", f"sqlite:///{tmp / 'f.db'}"]
     server = _start("capahub", command, tmp)

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from catalog.app import create_app
 from catalog.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate_media_type
 from catalog.settings import Settings
+from tests.serving import capahub_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT_SCRIPT = Path(__file__).with_name("audit.mjs")
@@ -308,13 +309,6 @@ def test_unknown_operation_name_is_400(client: TestClient) -> None:
 # The graphql-http audit suite against the real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _capahub_command() -> list[str]:
     script = Path(sys.executable).with_name("capahub")
     if script.exists():
@@ -327,38 +321,10 @@ def _capahub_command() -> list[str]:
 
 @pytest.fixture
 def served_url(tmp_path: Path) -> Iterator[str]:
-    """The /graphql URL of `capahub serve` running under uvicorn on a free local port."""
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    command = [*_capahub_command(), "serve", "--port", str(port)]
-    command += ["--database", f"sqlite:///{tmp_path / 'c.db'}"]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"capahub serve exited with {proc.returncode}: {_read(tmp_path)}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"capahub serve did not answer /healthz in 30 s: {_read(tmp_path)}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _read(tmp_path: Path) -> str:
-    return (tmp_path / "serve.log").read_text(errors="replace")[-2000:]
+    """The /graphql URL of `capahub serve` (the installed command) on a free local port."""
+    database = f"sqlite:///{tmp_path / 'c.db'}"
+    with capahub_serve(tmp_path, "--database", database, command=_capahub_command()) as srv:
+        yield f"{srv.base}/graphql"
 
 
 def test_graphql_http_audit_reports_no_errors_or_warnings(served_url: str) -> None:

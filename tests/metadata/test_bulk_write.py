@@ -20,7 +20,7 @@ from catalog.settings import Settings
 from catalog.specs import parse_document
 from metadata.errors import NotFoundError
 from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType
-from metadata.store import Change, Store, Writer, node_snapshot
+from metadata.store import Change, Store, Writer, _node_values, node_snapshot
 from metadata.tables import history, node_tags, nodes, relations
 
 
@@ -100,7 +100,7 @@ async def test_insert_rows_stores_what_a_core_insert_stores(db_url: str) -> None
             await conn.execute(nodes.delete())
         # The same rows through SQLAlchemy's own executemany, for reference.
         async with store.transaction() as tx:
-            await tx.conn.execute(insert(nodes), [_values(r) for r in recs])
+            await tx.conn.execute(insert(nodes), [_node_values(r) for r in recs])
             tags = [{"node_id": r.id, "tag": t} for r in recs for t in r.tags]
             await tx.conn.execute(insert(node_tags), tags)
             await tx.conn.execute(
@@ -126,24 +126,6 @@ async def test_insert_rows_stores_what_a_core_insert_stores(db_url: str) -> None
             assert [x.properties for x in await r.all_relations()] == [None, {"matchKey": "email"}]
     finally:
         await store.close()
-
-
-def _values(rec: NodeRecord) -> dict[str, Any]:
-    return {
-        "id": rec.id,
-        "kind": rec.kind.value,
-        "key": rec.key,
-        "name": rec.name,
-        "description": rec.description,
-        "tags": list(rec.tags),
-        "lifecycle": rec.lifecycle.value,
-        "owner_id": rec.owner,
-        "properties": rec.properties,
-        "attributes": [dict(a) for a in rec.attributes],
-        "version": rec.version,
-        "created_at": rec.created_at,
-        "updated_at": rec.updated_at,
-    }
 
 
 async def test_bulk_apply_records_a_history_row_per_node_and_relation(settings: Settings) -> None:
