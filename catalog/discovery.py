@@ -6,11 +6,14 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from metadata.errors import InvalidInputError
-from metadata.graph import CatalogGraph
 from metadata.model import NodeRecord, RelationRecord, Touching
 from metadata.store import Change, NodeFilter, Store
+
+if TYPE_CHECKING:  # annotations only: networkx stays out of `capahub apply`
+    from metadata.graph import CatalogGraph
 
 #: Node records kept in memory at most (about 1 KB each); the cache starts over past it.
 MAX_CACHED_NODES = 200_000
