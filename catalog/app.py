@@ -17,7 +17,8 @@ from starlette.routing import Route
 from catalog.demo import demo_data_dir, load_demo
 from catalog.http import CatalogGraphQL
 from catalog.playground import playground_routes
-from catalog.services import Services
+from catalog.registry import Registry
+from catalog.services import Services, WriteServices
 from catalog.settings import Settings
 from resolvers import build_schema, make_context
 
@@ -57,8 +58,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         state["services"] = services
         app.state.services = services
         if demo:
-            report = await load_demo(services.registry, demo_data_dir(settings))
-            log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
+            await _load_demo(services.registry, settings)
         # The projections and caches built at start live as long as the process: move them out
         # of the collector's sight, or every full collection walks them (tens of ms each).
         gc.collect()
@@ -107,12 +107,16 @@ def access_logged(settings: Settings) -> bool:
 
 async def load_demo_once(settings: Settings) -> None:
     """Load the demo landscape before the workers start (each would otherwise race to)."""
-    services = await Services.start(settings)
+    services = await WriteServices.start(settings)
     try:
-        report = await load_demo(services.registry, demo_data_dir(settings))
-        log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
+        await _load_demo(services.registry, settings)
     finally:
         await services.close()
+
+
+async def _load_demo(registry: Registry, settings: Settings) -> None:
+    report = await load_demo(registry, demo_data_dir(settings))
+    log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
 
 
 __all__ = ["access_logged", "create_app", "load_demo_once", "served_app"]

@@ -63,7 +63,9 @@ def capahub_serve(
                 if proc.poll() is not None:
                     pytest.fail(f"capahub serve exited with {proc.returncode}: {served.output()}")
                 with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    # trust_env=False: no proxy from the environment between us and loopback
+                    health = httpx.get(f"{base}/healthz", timeout=1, trust_env=False)
+                    if health.status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     pytest.fail(f"capahub serve did not answer /healthz: {served.output()}")

@@ -12,38 +12,21 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from strawberry.http.ides import get_graphql_ide_html
 
 from catalog.playground import EXAMPLE_TABS, missing_assets, vendor_assets
-from tests.serving import free_port
+from tests.serving import capahub_serve
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = Path(__file__).with_name("playground.mjs")
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with httpx.Client(trust_env=False, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                pytest.fail(f"capahub serve exited with {server.returncode}:\n{log.read_text()}")
-            try:
-                if client.get(f"{url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    pytest.fail(f"capahub serve did not become healthy within 60 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +52,14 @@ def node() -> str:
 def hub_url(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a real `capahub serve --demo` on a free loopback port."""
     tmp = tmp_path_factory.mktemp("hub")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     # No CAPAHUB_* from the caller's environment (e.g. a disabled IDE), no .env: cwd is tmp.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAPAHUB_")}
-    capahub = Path(sys.executable).with_name("capahub")
-    command = [str(capahub), "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--database", f"sqlite:///{tmp / 'x.db'}"]
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_healthy(url, server, log)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    capahub = [str(Path(sys.executable).with_name("capahub"))]
+    database = f"sqlite:///{tmp / 'x.db'}"
+    with capahub_serve(
+        tmp, "--demo", "--host", "127.0.0.1", "--database", database, env=env, command=capahub
+    ) as srv:
+        yield srv.base
 
 
 @pytest.fixture(scope="module")
