@@ -191,15 +191,14 @@ class CatalogGraphQL(GraphQL[Any, None]):
         if not isinstance(data, dict):
             return replay
         query, operation_name = data.get("query"), data.get("operationName")
-        variables = data.get("variables")
         if (
             not isinstance(query, str)
-            or not isinstance(operation_name, (str, type(None)))
-            or not isinstance(variables, (dict, type(None)))
             or data.get("extensions") is not None
+            or _misshapen_field(data) is not None
             or not prepared.known(query, operation_name)
         ):
             return replay
+        variables = data.get("variables")
         request = Request(scope=scope, receive=replay)
         sub_response = SubResponse(media_type)
         context = await self.get_context(request, sub_response)
@@ -303,12 +302,10 @@ class CatalogGraphQL(GraphQL[Any, None]):
             raise GraphQLHTTPError(400, "Each operation in a batch must be a JSON object.")
         # A missing query is left to strawberry (an extension may supply it, e.g. persisted
         # queries); it becomes a 400 when nothing does.
-        expected = {"query": str, "operationName": str, "variables": dict, "extensions": dict}
-        for name, kind in expected.items():
-            value = data.get(name)
-            if value is not None and not isinstance(value, kind):
-                shape = "a string" if kind is str else "an object"
-                raise GraphQLHTTPError(400, f"`{name}` must be {shape} or null, if provided.")
+        wrong = _misshapen_field(data)
+        if wrong is not None:
+            shape = "a string" if _REQUEST_FIELDS[wrong] is str else "an object"
+            raise GraphQLHTTPError(400, f"`{wrong}` must be {shape} or null, if provided.")
         return GraphQLRequestData(
             query=data.get("query"),
             variables=data.get("variables"),
@@ -395,6 +392,19 @@ class CatalogGraphQL(GraphQL[Any, None]):
     def encode_json(self, data: object) -> bytes:
         """Encode responses with orjson (several times faster than the standard library)."""
         return orjson.dumps(data)
+
+
+#: The members of a GraphQL-over-HTTP request object and the type each has when not null.
+_REQUEST_FIELDS = {"query": str, "operationName": str, "variables": dict, "extensions": dict}
+
+
+def _misshapen_field(data: dict[str, Any]) -> str | None:
+    """The first request member that is neither null nor of its type, or None."""
+    for name, kind in _REQUEST_FIELDS.items():
+        value = data.get(name)
+        if value is not None and not isinstance(value, kind):
+            return name
+    return None
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
