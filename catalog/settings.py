@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -87,6 +89,57 @@ class Settings(BaseSettings):
             "Comma-separated directories a harvest through the API may read files from "
             "(default: none)."
         ),
+    )
+    auth: Literal["off", "on"] = Field(
+        default="off",
+        description="Access control: `on` makes every GraphQL request prove who it is with "
+        "`Authorization: Bearer TOKEN` (a hub token or an OpenID Connect JWT) and obey the "
+        "permission table of docs/security.md; `off` lets every caller do everything, and "
+        "`capahub serve` then listens only on loopback unless given --insecure-no-auth.",
+    )
+    auth_jwks_url: str = Field(
+        default="",
+        description="Where the identity provider's JSON Web Key Set is: an http(s) URL or a "
+        "file path (empty: JWTs are not accepted, only hub tokens).",
+    )
+    auth_issuer: str = Field(
+        default="", description="The `iss` every JWT must carry (empty: not checked)."
+    )
+    auth_audience: str = Field(
+        default="",
+        description="The `aud` every JWT must name (comma-separated for several accepted "
+        "audiences; empty: a JWT that names an audience is refused).",
+    )
+    auth_algorithms: str = Field(
+        default="RS256,ES256",
+        description="Comma-separated signature algorithms a JWT may use (asymmetric only: "
+        "RS*, PS*, ES*, EdDSA; `none` and HS* are never accepted).",
+    )
+    auth_leeway: float = Field(
+        default=30.0, ge=0, le=300, description="Seconds of clock skew allowed on exp and nbf."
+    )
+    auth_user_claim: str = Field(
+        default="sub", description="The JWT claim that names the user (actor `user:VALUE`)."
+    )
+    auth_roles_claim: str = Field(
+        default="roles",
+        description="The JWT claim listing the user's roles (viewer, editor, steward, admin; "
+        "the highest one counts).",
+    )
+    auth_teams_claim: str = Field(
+        default="groups",
+        description="The JWT claim listing the user's teams, as team ids (`team:web`).",
+    )
+    auth_anonymous_role: str = Field(
+        default="",
+        description="Role of a GraphQL request without a token when auth is on (empty: such "
+        "a request is refused with UNAUTHENTICATED).",
+    )
+    auth_jwks_refresh: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a fetched JWKS is trusted before it is fetched again (an unknown "
+        "`kid` fetches it at once, at most every 10 s).",
     )
 
 

@@ -35,6 +35,12 @@ class ConflictError(CatalogError):
     code = "CONFLICT"
 
 
+class UnauthenticatedError(CatalogError):
+    """The caller did not prove who they are: no token, or one that does not verify."""
+
+    code = "UNAUTHENTICATED"
+
+
 class NotAllowedError(CatalogError):
     """The operation is refused by policy (e.g. a harvest URL pointing at a private address)."""
 
@@ -61,4 +67,5 @@ __all__ = [
     "NotAllowedError",
     "NotFoundError",
     "SourceUnavailableError",
+    "UnauthenticatedError",
 ]
