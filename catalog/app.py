@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,17 +25,28 @@ from catalog.settings import Settings
 from resolvers import build_schema, make_context
 
 log = logging.getLogger("capahub")
+#: A client's own ``X-Request-Id`` is kept (and recorded in history) when it looks like one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 async def _follow_other_processes(services: Services) -> None:
-    """Poll the change log so projections see what other processes (apply, replicas) wrote."""
+    """Poll the change log so projections see what other processes (apply, replicas) wrote;
+    record when hub tokens were last used."""
     interval = services.settings.sync_interval
     while True:
         await asyncio.sleep(interval)
         try:
             await services.sync_if_changed()
+            await services.tokens.flush_last_used()
         except Exception:  # keep following; a transient database error must not stop it
             log.exception("catching up with the change log failed; retrying")
+
+
+def _request_id(request: Any) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.fullmatch(given):
+        return str(given)
+    return uuid.uuid4().hex
 
 
 def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starlette:
@@ -44,9 +57,13 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
 
     async def context(request: Any, response: Any) -> Any:
         services: Services = state["services"]
+        # Who calls, before anything else runs (UnauthenticatedError: a 401 from the view).
+        principal = await services.auth.authenticate(request.headers.get("authorization"))
         if services.graph.version:  # projections loaded: catch up with other processes first
             await services.catch_up()
-        return make_context(services, request, response)
+        return make_context(
+            services, request, response, principal=principal, request_id=_request_id(request)
+        )
 
     graphql = CatalogGraphQL(
         schema, context, graphql_ide="graphiql" if settings.graphql_ide else None

@@ -6,6 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from metadata.errors import InvalidInputError
@@ -172,5 +173,27 @@ class Discovery:
         async with self.store.read() as r:
             return await r.history_of(target_id, limit=first)
 
+    async def audit(
+        self, *, actor: str | None, since: datetime | None, first: int, after: str | None
+    ) -> tuple[list[Change], bool]:
+        """Recorded changes newest first, by actor and time; and whether more follow."""
+        self.check_first(first)
+        before = None
+        if after is not None:
+            raw = decode_cursor(after)
+            if not raw.startswith("h") or not raw[1:].isdigit():
+                raise InvalidInputError("after: not a cursor of the audit log", field="after")
+            before = int(raw[1:])
+        if actor is not None and not 0 < len(actor) <= 200:
+            raise InvalidInputError("actor: 1-200 characters, e.g. token:ci or user:ada")
+        async with self.store.read() as r:
+            rows = await r.audit_log(actor=actor, since=since, before_id=before, limit=first + 1)
+        return rows[:first], len(rows) > first
 
-__all__ = ["Discovery", "Page", "decode_cursor", "encode_cursor"]
+
+def change_cursor(change: Change) -> str:
+    """The cursor of a change in the audit log."""
+    return encode_cursor(f"h{change.id}")
+
+
+__all__ = ["Discovery", "Page", "change_cursor", "decode_cursor", "encode_cursor"]

@@ -29,6 +29,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from catalog.playground import playground_html
+from metadata.errors import UnauthenticatedError
 
 JSON = "application/json"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -201,7 +202,11 @@ class CatalogGraphQL(GraphQL[Any, None]):
         variables = data.get("variables")
         request = Request(scope=scope, receive=replay)
         sub_response = SubResponse(media_type)
-        context = await self.get_context(request, sub_response)
+        try:
+            context = await self.get_context(request, sub_response)
+        except HTTPException as error:  # refused before GraphQL: no token, a bad token
+            await self.create_error_response(request, error)(scope, replay, send)
+            return None
         result = await prepared.execute(query, operation_name, variables, context)
         if result is None:  # dropped from the table meanwhile: nothing ran, take the full path
             return replay
@@ -244,9 +249,19 @@ class CatalogGraphQL(GraphQL[Any, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Any:
-        """A fresh context, with fresh dataloaders, for every request."""
-        context = self._context_factory(request, response)
-        return await context if inspect.isawaitable(context) else context
+        """A fresh context, with fresh dataloaders, for every request.
+
+        Raises:
+            GraphQLHTTPError: 401 with ``WWW-Authenticate`` (RFC 6750) when the context factory
+                cannot establish who calls.
+        """
+        try:
+            context = self._context_factory(request, response)
+            return await context if inspect.isawaitable(context) else context
+        except UnauthenticatedError as error:
+            raise GraphQLHTTPError(
+                401, error.message, {"WWW-Authenticate": www_authenticate(request, error)}
+            ) from None
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """The response under construction; its ``media_type`` records the negotiated type."""
@@ -394,6 +409,15 @@ class CatalogGraphQL(GraphQL[Any, None]):
         return orjson.dumps(data)
 
 
+def www_authenticate(request: Request | WebSocket, error: UnauthenticatedError) -> str:
+    """The ``WWW-Authenticate`` challenge of a 401 (RFC 6750, section 3)."""
+    if not request.headers.get("authorization"):
+        return 'Bearer realm="capahub"'
+    # error_description: printable ASCII without quotes or backslashes (RFC 6750, 3).
+    description = "".join(c for c in error.message if " " <= c <= "~" and c not in '"\\')
+    return f'Bearer realm="capahub", error="invalid_token", error_description="{description}"'
+
+
 #: The members of a GraphQL-over-HTTP request object and the type each has when not null.
 _REQUEST_FIELDS = {"query": str, "operationName": str, "variables": dict, "extensions": dict}
 
@@ -438,4 +462,4 @@ def _has_internal_error(response_data: GraphQLHTTPResponse) -> bool:
     return False
 
 
-__all__ = ["CatalogGraphQL", "GraphQLHTTPError", "negotiate_media_type"]
+__all__ = ["CatalogGraphQL", "GraphQLHTTPError", "negotiate_media_type", "www_authenticate"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog._gc import paused_gc
+from catalog.access.principal import Principal, unrestricted
+from catalog.access.rules import WriteSet, check_writes, needs_checking
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec
 from metadata.errors import ConflictError, InvalidInputError, NotFoundError
 from metadata.model import (
@@ -44,18 +47,34 @@ class _DryRunRollback(Exception):
     """Raised inside a transaction to roll a dry run back."""
 
 
+#: Who writes when a caller names nobody: in-process callers (tests, benchmarks) that are
+#: trusted as the command line is. The HTTP edge always names the authenticated caller.
+TRUSTED = unrestricted("local:capahub")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks for a write and under which request: checked by the access rules, recorded in
+    history (``actor``, ``request_id``)."""
+
+    principal: Principal = TRUSTED
+    request_id: str | None = None
+
+
 class Registry:
     """Validates writes against the metamodel and applies them in one transaction each."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def upsert_node(self, spec: NodeSpec) -> NodeRecord:
+    async def upsert_node(self, spec: NodeSpec, *, by: Caller = Caller()) -> NodeRecord:
         """Create a node or update the fields the spec sets; a stale expectedVersion conflicts."""
-        report = await self.apply_batch([spec], [])
+        report = await self.apply_batch([spec], [], by=by)
         return report.nodes[spec.id]
 
-    async def register_capability(self, spec: CapabilitySpec) -> NodeRecord:
+    async def register_capability(
+        self, spec: CapabilitySpec, *, by: Caller = Caller()
+    ) -> NodeRecord:
         """Create a capability and its relations; an existing key is a conflict."""
         cap_id = spec.key if spec.key.startswith("capability:") else f"capability:{spec.key}"
         kind, _ = parse_id(cap_id, field="input.key")
@@ -89,29 +108,32 @@ class Registry:
             rel(cap_id, RelationType.READS, ent, f"input.reads[{i}]")
         for i, ent in enumerate(spec.writes):
             rel(cap_id, RelationType.WRITES, ent, f"input.writes[{i}]")
-        report = await self.apply_batch([node], rels)
+        report = await self.apply_batch([node], rels, by=by)
         return report.nodes[cap_id]
 
-    async def relate(self, spec: RelationSpec) -> RelationRecord:
+    async def relate(self, spec: RelationSpec, *, by: Caller = Caller()) -> RelationRecord:
         """Create a relation (or update its properties); both nodes must exist."""
-        report = await self.apply_batch([], [spec])
+        report = await self.apply_batch([], [spec], by=by)
         return report.relations[0]
 
-    async def unrelate(self, spec: RelationSpec) -> bool:
+    async def unrelate(self, spec: RelationSpec, *, by: Caller = Caller()) -> bool:
         """Remove a relation; False when there was none."""
-        src_kind, _ = parse_id(spec.from_, field=f"{spec.loc}.from")
-        dst_kind, _ = parse_id(spec.to, field=f"{spec.loc}.to")
-        async with self.store.transaction() as tx:
+        parse_id(spec.from_, field=f"{spec.loc}.from")
+        parse_id(spec.to, field=f"{spec.loc}.to")
+        async with self._transaction(by) as tx:
             found = await tx.get_relations([(spec.from_, spec.type.value, spec.to)])
             if not found:
                 return False
+            if needs_checking(by.principal):
+                changes = WriteSet(relations=[(r, "remove", spec.loc) for r in found.values()])
+                await check_writes(tx, by.principal, changes, {})
             await tx.delete_relations(list(found.values()))
         return True
 
-    async def retire(self, node_id: str) -> NodeRecord:
+    async def retire(self, node_id: str, *, by: Caller = Caller()) -> NodeRecord:
         """Set a node's lifecycle to RETIRED; it stays in the catalog and its history."""
         parse_id(node_id, field="id")
-        async with self.store.transaction() as tx:
+        async with self._transaction(by) as tx:
             existing = (await tx.get_nodes([node_id])).get(node_id)
             if existing is None:
                 raise NotFoundError(f"id: no node {node_id!r} in the catalog", field="id")
@@ -123,12 +145,19 @@ class Registry:
                 version=existing.version + 1,
                 updated_at=tx.now,
             )
+            if needs_checking(by.principal):
+                changes = WriteSet(updated=[(existing, after, "id")])
+                await check_writes(tx, by.principal, changes, {node_id: existing})
             await tx.update_nodes([(existing, after)])
         return after
 
-    async def apply_document(self, doc: CatalogDocument, *, dry_run: bool = False) -> ApplyReport:
+    async def apply_document(
+        self, doc: CatalogDocument, *, dry_run: bool = False, by: Caller = Caller()
+    ) -> ApplyReport:
         """Apply a catalog document as a diff: all or nothing."""
-        return await self.apply_batch(doc.nodes, doc.relations, prune=doc.prune, dry_run=dry_run)
+        return await self.apply_batch(
+            doc.nodes, doc.relations, prune=doc.prune, dry_run=dry_run, by=by
+        )
 
     async def apply_batch(
         self,
@@ -137,19 +166,27 @@ class Registry:
         *,
         prune: bool = False,
         dry_run: bool = False,
+        by: Caller = Caller(),
     ) -> ApplyReport:
-        """Validate and write nodes and relations in one transaction (rolled back on dry run)."""
+        """Validate and write nodes and relations in one transaction (rolled back on dry run).
+
+        ``by`` is checked against the access rules (``catalog.access.rules``) before anything
+        is written, a dry run included, and recorded as the actor of every history row.
+        """
         report = ApplyReport(dry_run=dry_run)
         with paused_gc():
             kinds = _check_ids(node_specs, rel_specs)
             try:
-                async with self.store.transaction() as tx:
-                    await _apply(tx, node_specs, rel_specs, kinds, prune, report)
+                async with self._transaction(by) as tx:
+                    await _apply(tx, node_specs, rel_specs, kinds, prune, report, by.principal)
                     if dry_run:
                         raise _DryRunRollback
             except _DryRunRollback:
                 pass
         return report
+
+    def _transaction(self, by: Caller) -> AbstractAsyncContextManager[Writer]:
+        return self.store.transaction(actor=by.principal.actor, request_id=by.request_id)
 
 
 def _check_ids(
@@ -236,7 +273,9 @@ async def _apply(
     kinds: dict[str, Kind],
     prune: bool,
     report: ApplyReport,
+    principal: Principal,
 ) -> None:
+    checking = needs_checking(principal)
     referenced = set(kinds)
     referenced.update(s.owner for s in node_specs if s.owner)
     for r in rel_specs:
@@ -245,6 +284,7 @@ async def _apply(
 
     inserts: list[NodeRecord] = []
     updates: list[tuple[NodeRecord, NodeRecord]] = []
+    node_changes = WriteSet()
     final: dict[str, NodeRecord] = dict(existing)
     for spec in node_specs:
         old = existing.get(spec.id)
@@ -253,11 +293,15 @@ async def _apply(
         if old is None:
             inserts.append(new)
             report.added.append(spec.id)
+            if checking:
+                node_changes.created.append((new, spec.loc))
         elif new is old:
             report.unchanged.append(spec.id)
         else:
             updates.append((old, new))
             report.updated.append(spec.id)
+            if checking:
+                node_changes.updated.append((old, new, spec.loc))
         report.nodes[spec.id] = new
 
     for spec in node_specs:
@@ -266,6 +310,8 @@ async def _apply(
                 f"{spec.loc}.owner: no team {spec.owner!r} in the catalog or this batch",
                 field=f"{spec.loc}.owner",
             )
+    if checking:
+        await check_writes(tx, principal, node_changes, existing)
     # Nodes go in first, owners (which may be new in this batch) before the nodes they own.
     inserts.sort(key=lambda r: r.kind is not Kind.TEAM)
     await tx.insert_nodes(inserts)
@@ -283,23 +329,22 @@ async def _apply(
     stored = await tx.get_relations(list(wanted))
     rel_inserts: list[RelationRecord] = []
     rel_updates: list[tuple[RelationRecord, RelationRecord]] = []
+    rel_changes = WriteSet()
     for key, rspec in wanted.items():
         old_rel = stored.get(key)
         if old_rel is None:
             new_rel = RelationRecord(rspec.from_, rspec.type, rspec.to, rspec.properties or None)
             rel_inserts.append(new_rel)
+            if checking:
+                rel_changes.relations.append((new_rel, "create", rspec.loc))
         elif rspec.properties is not None and (rspec.properties or None) != old_rel.properties:
             new_rel = replace(old_rel, properties=rspec.properties or None)
             rel_updates.append((old_rel, new_rel))
+            if checking:
+                rel_changes.relations.append((new_rel, "change", rspec.loc))
         else:
             new_rel = old_rel
         report.relations.append(new_rel)
-    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF])
-    await tx.insert_relations(rel_inserts)
-    await tx.update_relations(rel_updates)
-    report.relations_added = len(rel_inserts)
-    report.relations_updated = len(rel_updates)
-
     if prune and kinds:
         listed = set(kinds)
         stale = [
@@ -307,6 +352,19 @@ async def _apply(
             for r in await tx.relations_from(sorted(listed))
             if r.to_id in listed and r.key not in wanted
         ]
+        if checking:
+            rel_changes.relations.extend((r, "remove", "prune") for r in stale)
+    else:
+        stale = []
+    if checking:
+        await check_writes(tx, principal, rel_changes, final)
+    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF])
+    await tx.insert_relations(rel_inserts)
+    await tx.update_relations(rel_updates)
+    report.relations_added = len(rel_inserts)
+    report.relations_updated = len(rel_updates)
+
+    if stale:
         await tx.delete_relations(stale)
         report.relations_removed = len(stale)
 
@@ -417,4 +475,4 @@ def _has_cycle(edges: Sequence[tuple[str, str]]) -> bool:
     return peeled < len(indegree)
 
 
-__all__ = ["ApplyReport", "Registry"]
+__all__ = ["TRUSTED", "ApplyReport", "Caller", "Registry"]

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from catalog.access.authenticate import Authenticator
+from catalog.access.tokens import HubTokens
 from catalog.registry import Registry
 from catalog.search import Search
 from catalog.settings import Settings
@@ -66,6 +68,8 @@ class Services:
     harvest: HarvestService
     search: Search
     records: RecordService
+    tokens: HubTokens
+    auth: Authenticator
     _synced_at: float = field(default=0.0, init=False)
 
     @classmethod
@@ -91,6 +95,9 @@ class Services:
         discovery = Discovery(store, max_page_size=settings.max_page_size)
         if projections:
             discovery.enable_cache(graph)
+        # Verified hub tokens are trusted for one sync interval: a revocation by another
+        # process (the CLI, a replica) takes effect within it; one by this process at once.
+        tokens = HubTokens(store, cache_ttl=settings.sync_interval)
         return cls(
             settings=settings,
             store=store,
@@ -106,6 +113,8 @@ class Services:
                 catalog_version=(lambda: graph.version) if projections else None,
                 policy=_live_data_policy(settings),
             ),
+            tokens=tokens,
+            auth=Authenticator.from_settings(settings, tokens),
         )
 
     async def sync(self) -> int:
@@ -137,7 +146,9 @@ class Services:
         return await self.sync()
 
     async def close(self) -> None:
-        """Release the database connections (the search's own too) and the source connectors."""
+        """Release the database connections (the search's own too), the source connectors and
+        the JWKS client."""
+        await self.auth.close()
         await self.records.close()
         self.search.close()
         await self.store.close()

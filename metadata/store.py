@@ -64,6 +64,9 @@ class Change:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     at: datetime | None = None
+    #: Who made the change (``token:NAME``, ``user:SUB``, ``local:USER``; None before 0004).
+    actor: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +293,25 @@ class Reader:
         )
         return [_change(r) for r in await self.conn.execute(stmt)]
 
+    async def audit_log(
+        self,
+        *,
+        actor: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int,
+    ) -> list[Change]:
+        """Recorded changes, newest first: by ``actor`` when given, at or after ``since``,
+        older than ``before_id`` (keyset paging on the change log's id)."""
+        stmt = select(history).order_by(history.c.id.desc()).limit(limit)
+        if actor is not None:
+            stmt = stmt.where(history.c.actor == actor)
+        if since is not None:
+            stmt = stmt.where(history.c.at >= since)
+        if before_id is not None:
+            stmt = stmt.where(history.c.id < before_id)
+        return [_change(r) for r in await self.conn.execute(stmt)]
+
     async def last_change_id(self) -> int:
         """The id of the newest history row (0 for an empty catalog)."""
         value = (await self.conn.execute(select(func.max(history.c.id)))).scalar()
@@ -302,7 +324,17 @@ class Reader:
 
 
 def _change(row: Any) -> Change:
-    return Change(row.id, row.target, row.target_id, row.op, row.before, row.after, _aware(row.at))
+    return Change(
+        row.id,
+        row.target,
+        row.target_id,
+        row.op,
+        row.before,
+        row.after,
+        _aware(row.at),
+        row.actor,
+        row.request_id,
+    )
 
 
 @dataclass(slots=True)
@@ -323,6 +355,8 @@ class Writer(Reader):
     conn: AsyncConnection
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     pending: list[PendingChange] = field(default_factory=list)
+    actor: str | None = None
+    request_id: str | None = None
 
     async def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows (dicts with the same keys, Python values) in one driver ``executemany``.
@@ -586,15 +620,20 @@ class Store:
             yield Reader(conn)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Writer]:
-        """One all-or-nothing write transaction; listeners hear of it after commit."""
+    async def transaction(
+        self, *, actor: str | None = None, request_id: str | None = None
+    ) -> AsyncIterator[Writer]:
+        """One all-or-nothing write transaction; listeners hear of it after commit.
+
+        ``actor`` and ``request_id`` are recorded on every history row it writes.
+        """
         async with self._write_lock, self.engine.connect() as conn:
             conn = await conn.execution_options(capahub_write=True)
             async with conn.begin():
                 if self.dialect == "postgresql":
                     # Serialize writers across replicas, as the in-process lock does locally.
                     await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
-                writer = Writer(conn)
+                writer = Writer(conn, actor=actor, request_id=request_id)
                 yield writer
                 if writer.pending:
                     for hook in self._hooks:
@@ -602,7 +641,9 @@ class Store:
                 ids = await self._record_history(writer)
         if ids and self._listeners:
             committed = [
-                Change(i, p.target, p.target_id, p.op, p.before, p.after, writer.now)
+                Change(
+                    i, p.target, p.target_id, p.op, p.before, p.after, writer.now, actor, request_id
+                )
                 for i, p in zip(ids, writer.pending, strict=True)
             ]
             for listener in self._listeners:
@@ -622,6 +663,8 @@ class Store:
                 "op": p.op,
                 "before": p.before,
                 "after": p.after,
+                "actor": writer.actor,
+                "request_id": writer.request_id,
             }
             for i, p in zip(ids, writer.pending, strict=True)
         ]

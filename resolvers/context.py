@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from catalog.access.principal import Principal
+from catalog.registry import TRUSTED, Caller
 from metadata.model import NodeRecord, RelationRecord, Touching
 
 if TYPE_CHECKING:
@@ -101,11 +103,27 @@ class Context:
     loaders: Loaders
     request: Any = None
     response: Any = None
+    #: Who calls: the HTTP edge sets the authenticated caller; in-process callers (tests,
+    #: benchmarks) are trusted as the command line is.
+    principal: Principal = TRUSTED
+    request_id: str | None = None
+
+    @property
+    def caller(self) -> Caller:
+        """The caller of this request as the registry checks and records it."""
+        return Caller(self.principal, self.request_id)
 
 
-def make_context(services: Services, request: Any = None, response: Any = None) -> Context:
+def make_context(
+    services: Services,
+    request: Any = None,
+    response: Any = None,
+    *,
+    principal: Principal = TRUSTED,
+    request_id: str | None = None,
+) -> Context:
     """A fresh context (and fresh dataloaders) for one request."""
-    return Context(services, Loaders(services), request, response)
+    return Context(services, Loaders(services), request, response, principal, request_id)
 
 
 CatalogInfo = Info[Context, None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -78,7 +78,10 @@ class HarvestMutation:
     @strawberry.mutation(description="Register (or redefine) a source of a system's metadata.")
     async def register_source(self, info: CatalogInfo, input: SourceInput) -> Source:
         spec = SourceSpec.build(_source_data(input), "input")
-        rec = await info.context.services.harvest.register_source(spec)
+        ctx = info.context
+        rec = await ctx.services.harvest.register_source(
+            spec, actor=ctx.principal.actor, request_id=ctx.request_id
+        )
         info.context.loaders.clear()  # later fields must see the write
         return Source(rec=rec)
 
@@ -87,10 +90,19 @@ class HarvestMutation:
         "A failed harvest writes nothing."
     )
     async def harvest(
-        self, info: CatalogInfo, source: strawberry.ID, dry_run: bool | None = False
+        self,
+        info: CatalogInfo,
+        # Not called `source` in Python: strawberry's field extensions take `source` (the
+        # parent value) positionally, and a keyword of that name would collide with it.
+        source_id: Annotated[strawberry.ID, strawberry.argument(name="source")],
+        dry_run: bool | None = False,
     ) -> HarvestReport:
-        report = await info.context.services.harvest.harvest_source(
-            str(source), dry_run=bool(dry_run)
+        ctx = info.context
+        report = await ctx.services.harvest.harvest_source(
+            str(source_id),
+            dry_run=bool(dry_run),
+            actor=ctx.principal.actor,
+            request_id=ctx.request_id,
         )
         info.context.loaders.clear()
         return HarvestReport.from_model(report)

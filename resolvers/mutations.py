@@ -106,34 +106,34 @@ class CatalogMutation:
         if "expected_version" in data:
             data["expectedVersion"] = data.pop("expected_version")
         spec = build(NodeSpec, data, "input")
-        rec = await info.context.services.registry.upsert_node(spec)
+        rec = await info.context.services.registry.upsert_node(spec, by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
     @strawberry.mutation(description="Register a new capability and its relations at once.")
     async def register_capability(self, info: CatalogInfo, input: CapabilityInput) -> Capability:
         spec = build(CapabilitySpec, _capability_data(input), "input")
-        rec = await info.context.services.registry.register_capability(spec)
+        rec = await info.context.services.registry.register_capability(spec, by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return Capability(rec=rec)
 
     @strawberry.mutation(description="Create a relation (or update its properties).")
     async def relate(self, info: CatalogInfo, input: RelationInput) -> Relation:
         spec = build(RelationSpec, _relation_data(input), "input")
-        rec = await info.context.services.registry.relate(spec)
+        rec = await info.context.services.registry.relate(spec, by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return Relation(rec=rec)
 
     @strawberry.mutation(description="Remove a relation; false when there was none.")
     async def unrelate(self, info: CatalogInfo, input: RelationInput) -> bool:
         spec = build(RelationSpec, _relation_data(input), "input")
-        removed = await info.context.services.registry.unrelate(spec)
+        removed = await info.context.services.registry.unrelate(spec, by=info.context.caller)
         info.context.loaders.clear()
         return removed
 
     @strawberry.mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
     async def retire(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode:
-        rec = await info.context.services.registry.retire(str(id))
+        rec = await info.context.services.registry.retire(str(id), by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
@@ -142,7 +142,9 @@ class CatalogMutation:
         self, info: CatalogInfo, document: str, dry_run: bool | None = False
     ) -> ApplyReport:
         doc = parse_document(document)
-        report = await info.context.services.registry.apply_document(doc, dry_run=bool(dry_run))
+        report = await info.context.services.registry.apply_document(
+            doc, dry_run=bool(dry_run), by=info.context.caller
+        )
         info.context.loaders.clear()  # later fields must see the write
         return ApplyReport(
             added=[strawberry.ID(i) for i in report.added],

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from catalog.access.principal import Right
 from catalog.sources.records import FieldConflict as FieldConflictModel
 from catalog.sources.records import RecordsPage, page_cursor
 from metadata.errors import InvalidInputError
@@ -44,6 +45,10 @@ class Record:
     data: JSON = strawberry.field(description="Canonical field -> chosen value.")
     sources: list[strawberry.ID] = strawberry.field(description="Systems that contributed.")
     conflicts: list[FieldConflict]
+    masked: list[str] = strawberry.field(
+        description="Canonical fields withheld from this caller: personal data (PII) without "
+        "the pii right. They are null in data, and their conflicts are left out."
+    )
 
 
 @strawberry.type
@@ -77,6 +82,7 @@ def to_connection(page: RecordsPage) -> RecordConnection:
                 data=r.data,
                 sources=[strawberry.ID(s) for s in r.sources],
                 conflicts=[FieldConflict.from_model(c) for c in r.conflicts],
+                masked=r.masked,
             ),
         )
         for i, r in enumerate(page.records)
@@ -104,7 +110,11 @@ async def resolve_records(
     if where is not None and not isinstance(where, dict):
         raise InvalidInputError("where: an object of canonical attribute -> value", field="where")
     page = await info.context.services.records.records(
-        entity, where, first=50 if first is None else first, after=after
+        entity,
+        where,
+        first=50 if first is None else first,
+        after=after,
+        reveal_pii=info.context.principal.has(Right.PII),
     )
     return to_connection(page)
 

@@ -19,19 +19,21 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from resolvers.access import AccessMutation, AccessQuery
 from resolvers.errors import code_error
 from resolvers.fastpath import CatalogExecutionContext
 from resolvers.graph import GraphQuery
 from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
+from resolvers.permissions import guard, guard_library_fields
 from resolvers.prepared import SKIPPABLE, PreparedQueries, RememberPrepared
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.search import SearchQuery
 from resolvers.types import NODE_TYPES
 
-Query = merge_types("Query", (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery))
-Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation))
+Query = merge_types("Query", (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery, AccessQuery))
+Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation, AccessMutation))
 
 
 class CatalogSchema(strawberry.federation.Schema):
@@ -39,6 +41,7 @@ class CatalogSchema(strawberry.federation.Schema):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        guard_library_fields(self, ("Query._entities", "Query._service"))
         self.prepared = PreparedQueries(self, (*SKIPPABLE, RequireOperationName))
 
     def process_errors(
@@ -78,6 +81,7 @@ def build_schema(*, max_depth: int = 12, planned: bool = True) -> CatalogSchema:
     The depth and alias limits are validation rule classes made once here: the validation
     cache keys on the rule classes, so a fresh class per request would never hit.
     """
+    guard(roots=(Query, Mutation), others=NODE_TYPES)
     rules = [
         depth_limit_rule(max_depth, None),
         alias_limit_rule(200),

@@ -102,9 +102,7 @@ class Principal:
 
 def unrestricted(actor: str) -> Principal:
     """A caller every rule lets through: the command line, or any caller while auth is off."""
-    return Principal(
-        actor=actor, role=Role.ADMIN, rights=frozenset(Right), unrestricted=True
-    )
+    return Principal(actor=actor, role=Role.ADMIN, rights=frozenset(Right), unrestricted=True)
 
 
 __all__ = ["Principal", "Right", "Role", "highest_role", "unrestricted"]

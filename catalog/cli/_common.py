@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Protocol, TypeVar
 
@@ -12,6 +13,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from catalog.access.principal import unrestricted
+from catalog.registry import Caller
 from catalog.services import Services, WriteServices
 from catalog.settings import Settings
 from metadata.errors import CatalogError
@@ -34,8 +37,10 @@ class _Closable(Protocol):
 
 
 __all__ = [
+    "AsOption",
     "CliError",
     "DatabaseOption",
+    "local_caller",
     "print_counts",
     "run_with_services",
     "run_with_write_services",
@@ -53,6 +58,34 @@ def print_counts(title: str, counts: Sequence[tuple[str, int]]) -> None:
     for what, count in counts:
         table.add_row(what, str(count))
     console.print(table)
+
+
+AsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Who the change is recorded as in history (default local:<your login>).",
+        show_default=False,
+    ),
+]
+
+
+def local_caller(as_: str | None) -> Caller:
+    """The command line's caller: trusted as the machine's user is, recorded as ``--as`` or
+    ``local:<login>``."""
+    actor = (as_ or "").strip() or f"local:{_login()}"
+    if len(actor) > 200 or not actor.isprintable():
+        raise CliError("--as: name who acts in 1-200 printable characters, e.g. ci:nightly")
+    return Caller(unrestricted(actor))
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        return str(os.getuid())
 
 
 DatabaseOption = Annotated[

@@ -11,7 +11,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from catalog.cli._common import CliError, DatabaseOption, print_counts, run_with_services
+from catalog.cli._common import (
+    AsOption,
+    CliError,
+    DatabaseOption,
+    local_caller,
+    print_counts,
+    run_with_services,
+)
 from catalog.harvest import HarvestReport, SourceSpec, SourceType, source_key_for
 from catalog.harvest.fetch import is_url
 from catalog.services import Services
@@ -73,8 +80,10 @@ def harvest(
         bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
     ] = False,
     database: DatabaseOption = None,
+    as_: AsOption = None,
 ) -> None:
     """Harvest a source into the catalog; running it again re-harvests it as a diff."""
+    actor = local_caller(as_).principal.actor
     location = _absolute(source_type, location)
     source_key = key or source_key_for(location)
     try:
@@ -110,7 +119,7 @@ def harvest(
 
         async def work(services: Services) -> HarvestReport:
             return await services.harvest.harvest_location(
-                spec, dry_run=dry_run, trusted=True, progress=step
+                spec, dry_run=dry_run, trusted=True, progress=step, actor=actor
             )
 
         report = run_with_services(database, work)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import os
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 
-from catalog.cli._common import DatabaseOption, settings_for
+from catalog.cli._common import CliError, DatabaseOption, settings_for
 
 
 def serve(
@@ -28,6 +30,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="With CAPAHUB_AUTH=off, listen on a non-loopback address anyway: anyone who "
+            "reaches it may read personal data and rewrite the catalog.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the GraphQL API, the playground and /healthz."""
     from catalog.access_log import AccessLog
@@ -35,8 +45,10 @@ def serve(
 
     settings = settings_for(database)
     count = workers or settings.workers
+    listen = host or settings.host
+    _check_exposure(listen, settings.auth, insecure_no_auth)
     options: dict[str, Any] = {
-        "host": host or settings.host,
+        "host": listen,
         "port": port or settings.port,
         "log_level": settings.log_level,
         "access_log": False,  # capahub's own, batched (catalog/access_log.py)
@@ -52,3 +64,30 @@ def serve(
     if demo:
         asyncio.run(load_demo_once(settings))
     uvicorn.run("catalog.app:served_app", factory=True, workers=count, **options)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _check_exposure(host: str, auth: str, insecure: bool) -> None:
+    """Secure by default: with auth off, only loopback unless told otherwise."""
+    if auth == "on" or _is_loopback(host):
+        return
+    if not insecure:
+        raise CliError(
+            f"--host {host}: access control is off (CAPAHUB_AUTH=off), so the hub listens only "
+            "on a loopback address; set CAPAHUB_AUTH=on (docs/security.md), or pass "
+            "--insecure-no-auth to expose it to everyone who can reach it"
+        )
+    logging.getLogger("capahub").warning(
+        "serving on %s with access control OFF (--insecure-no-auth): anyone who can reach it "
+        "may read personal data and rewrite the catalog",
+        host,
+    )
+    typer.echo(f"WARNING: serving on {host} with access control off (--insecure-no-auth)", err=True)

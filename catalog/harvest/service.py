@@ -154,10 +154,20 @@ class HarvestService:
         base = FetchPolicy.from_settings(self.settings, trusted=trusted)
         return replace(base, timeout=self.timeout, max_bytes=self.max_bytes)
 
-    async def register_source(self, spec: SourceSpec, *, trusted: bool = False) -> NodeRecord:
-        """Create or update the source node ``source:<key>`` (PART_OF its system)."""
+    async def register_source(
+        self,
+        spec: SourceSpec,
+        *,
+        trusted: bool = False,
+        actor: str | None = None,
+        request_id: str | None = None,
+    ) -> NodeRecord:
+        """Create or update the source node ``source:<key>`` (PART_OF its system).
+
+        ``actor`` and ``request_id`` are recorded in history, as for every harvest below.
+        """
         self._check_definition(spec, trusted=trusted)
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(actor=actor, request_id=request_id) as tx:
             return await self._upsert_source(tx, spec)
 
     async def harvest_source(
@@ -167,6 +177,8 @@ class HarvestService:
         dry_run: bool = False,
         trusted: bool = False,
         progress: Progress | None = None,
+        actor: str | None = None,
+        request_id: str | None = None,
     ) -> HarvestReport:
         """Harvest a registered source as a diff: add, update, retire; all or nothing."""
         kind, _ = parse_id(source_id, field="source")
@@ -180,7 +192,13 @@ class HarvestService:
         # its credentials variable and location must pass the same checks again.
         self._check_definition(spec, trusted=trusted)
         return await self._harvest(
-            spec, register=False, dry_run=dry_run, trusted=trusted, progress=progress
+            spec,
+            register=False,
+            dry_run=dry_run,
+            trusted=trusted,
+            progress=progress,
+            actor=actor,
+            request_id=request_id,
         )
 
     async def harvest_location(
@@ -190,11 +208,12 @@ class HarvestService:
         dry_run: bool = False,
         trusted: bool = True,
         progress: Progress | None = None,
+        actor: str | None = None,
     ) -> HarvestReport:
         """Register the source if new (or update its definition) and harvest it, in one go."""
         self._check_definition(spec, trusted=trusted)
         return await self._harvest(
-            spec, register=True, dry_run=dry_run, trusted=trusted, progress=progress
+            spec, register=True, dry_run=dry_run, trusted=trusted, progress=progress, actor=actor
         )
 
     def _check_definition(self, spec: SourceSpec, *, trusted: bool) -> None:
@@ -268,6 +287,8 @@ class HarvestService:
         dry_run: bool,
         trusted: bool,
         progress: Progress | None,
+        actor: str | None = None,
+        request_id: str | None = None,
     ) -> HarvestReport:
         say = progress or (lambda _stage: None)
         harvester = self._harvesters.get(spec.type)
@@ -295,7 +316,7 @@ class HarvestService:
                 diff = await plan_harvest(r, spec.id, batch, _now())
                 _refuse_wipe(spec, batch, diff)
             return HarvestReport.of(spec.id, diff, dry_run=True)
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(actor=actor, request_id=request_id) as tx:
             if register:
                 await self._upsert_source(tx, spec)
             diff = await plan_harvest(tx, spec.id, batch, tx.now)

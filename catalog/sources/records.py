@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.access.masking import mask_record, pii_attributes
 from catalog.discovery import decode_cursor, encode_cursor
 from catalog.harvest.fetch import FetchPolicy
 from catalog.sources.base import Query, Scalar, SourceConnector, SourceRef, Target
 from catalog.sources.http import GraphQLConnector, RestConnector
 from catalog.sources.sql import SqlConnector
-from metadata.errors import CatalogError, InvalidInputError, NotFoundError
+from metadata.errors import CatalogError, InvalidInputError, NotAllowedError, NotFoundError
 from metadata.model import Kind, NodeRecord, RelationRecord, RelationType, parse_id
 from metadata.store import Store
 
@@ -56,6 +57,8 @@ class UnifiedRecord:
     data: dict[str, Any]
     sources: list[str]
     conflicts: list[FieldConflict] = field(default_factory=list)
+    #: Canonical fields withheld from the caller (PII without the ``pii`` right).
+    masked: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,9 +117,19 @@ class RecordService:
             await c.close()
 
     async def records(
-        self, entity: str, where: Mapping[str, Any] | None, *, first: int, after: str | None
+        self,
+        entity: str,
+        where: Mapping[str, Any] | None,
+        *,
+        first: int,
+        after: str | None,
+        reveal_pii: bool = True,
     ) -> RecordsPage:
-        """Unified records of an entity matching ``where`` (canonical field -> value)."""
+        """Unified records of an entity matching ``where`` (canonical field -> value).
+
+        Without ``reveal_pii`` the entity's PII attributes are masked
+        (``catalog.access.masking``) and may not be filtered on.
+        """
         parse_id(entity, field="entity")
         where = dict(where or {})
         if not 0 <= first <= 500:
@@ -124,6 +137,14 @@ class RecordService:
         start = _position(after) + 1 if after else 0
         node, plans, masters = await self._cached_plan(entity)
         _check_where(node, where, plans)
+        pii = frozenset() if reveal_pii else pii_attributes(node)
+        for name in sorted(where):
+            if name in pii:
+                raise NotAllowedError(
+                    f"where.{name}: {name} is personal data (PII) of {node.id}; filtering on it "
+                    "needs the pii right",
+                    field=f"where.{name}",
+                )
         rows, errors = await self._fetch_all(plans, where)
         groups = _group(plans, rows)
         if where:
@@ -134,6 +155,9 @@ class RecordService:
             keys = sorted(groups)
             page = [_merge_one(node, k, groups[k], masters) for k in keys[start : start + first]]
             total = len(keys)
+        if pii:
+            pii_key = any(p.match_key in pii for p in plans)
+            page = [mask_record(u, pii, pii_key) for u in page]
         return RecordsPage(page, total, start + first < total, start, errors)
 
     async def _cached_plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:

@@ -1,0 +1,95 @@
+"""Authentication: from an ``Authorization`` header to the request's ``Principal``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from catalog.access.principal import Principal, Role, unrestricted
+from catalog.access.tokens import HubTokens, looks_like_hub_token
+from metadata.errors import UnauthenticatedError
+
+if TYPE_CHECKING:
+    from catalog.access.jwt import JwtVerifier
+    from catalog.settings import Settings
+
+log = logging.getLogger("capahub.access")
+
+#: Longest ``Authorization`` header read at all (a JWT with many groups fits well within it).
+MAX_HEADER = 16_384
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/=-]+) *")
+
+#: Who a request is with auth off: every rule lets it through, history records it so.
+OPEN = unrestricted("anonymous")
+
+
+class Authenticator:
+    """Verifies hub tokens and OpenID Connect JWTs and says who a request runs as."""
+
+    def __init__(
+        self, settings: Settings, tokens: HubTokens, jwt: JwtVerifier | None = None
+    ) -> None:
+        self.enabled = settings.auth == "on"
+        self.tokens = tokens
+        self.jwt = jwt
+        role = settings.auth_anonymous_role.strip()
+        self.anonymous = (
+            Principal(actor="anonymous", role=Role.parse(role, field="auth_anonymous_role"))
+            if role
+            else None
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tokens: HubTokens) -> Authenticator:
+        """The authenticator the settings describe (JWTs accepted when a JWKS is set)."""
+        from catalog.access.jwt import JwtVerifier
+
+        return cls(settings, tokens, JwtVerifier.from_settings(settings))
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller a request's ``Authorization`` header proves, or ``UnauthenticatedError``.
+
+        With auth off every request runs unrestricted (as ``anonymous``). With auth on, a
+        request without the header runs with the anonymous role when one is configured.
+        """
+        if not self.enabled:
+            return OPEN
+        if authorization is None or not authorization.strip():
+            if self.anonymous is not None:
+                return self.anonymous
+            raise UnauthenticatedError(
+                "authorization: this hub needs a token; send `Authorization: Bearer TOKEN` "
+                "with a hub token (capahub token create) or your identity provider's access "
+                "token",
+                field="authorization",
+            )
+        if len(authorization) > MAX_HEADER:
+            raise UnauthenticatedError(
+                f"authorization: the header is longer than {MAX_HEADER} characters",
+                field="authorization",
+            )
+        m = _BEARER.fullmatch(authorization)
+        if m is None:
+            raise UnauthenticatedError(
+                "authorization: expected `Bearer TOKEN` (the Bearer scheme, RFC 6750)",
+                field="authorization",
+            )
+        token = m.group(1)
+        if looks_like_hub_token(token):
+            return await self.tokens.verify(token)
+        if self.jwt is None:
+            raise UnauthenticatedError(
+                "authorization: the token is not a hub token, and this hub accepts no JWTs "
+                "(CAPAHUB_AUTH_JWKS_URL is not set)",
+                field="authorization",
+            )
+        return await self.jwt.verify(token)
+
+    async def close(self) -> None:
+        """Release the JWKS client."""
+        if self.jwt is not None:
+            await self.jwt.close()
+
+
+__all__ = ["OPEN", "Authenticator"]
