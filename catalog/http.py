@@ -144,6 +144,13 @@ class CatalogGraphQL(GraphQL[Any, None]):
                 return
             receive = replay
         request = Request(scope=scope, receive=receive)
+        if scope["method"] == "GET" and self.graphql_ide and self.should_render_graphql_ide(
+            self.request_adapter_class(request)
+        ):
+            # The page needs no token (strawberry would build the context, and so
+            # authenticate, before it looks at what is asked for); its queries do.
+            await (await self.render_graphql_ide(request))(scope, receive, send)
+            return
         try:
             response = await self.run(request)
         except HTTPException as error:
