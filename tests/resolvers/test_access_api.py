@@ -55,7 +55,13 @@ class Hub:
             async with self.services.store.read() as r:
                 got = []
                 for table in (nodes, relations, history):
-                    got.append(int((await r.conn.execute(select(func.count()).select_from(table))).scalar_one()))
+                    got.append(
+                        int(
+                            (
+                                await r.conn.execute(select(func.count()).select_from(table))
+                            ).scalar_one()
+                        )
+                    )
                 return got[0], got[1], got[2]
 
         result: tuple[int, int, int] = self.call(count)
@@ -135,9 +141,7 @@ def test_a_viewer_reads_everything_but_may_not_write(hub: Hub) -> None:
     )
     assert not body.get("errors") and body["data"]["a"]["id"] == "system:crm"
     before = hub.counts()
-    body = hub.body(
-        'mutation { retire(id: "system:crm") { id } }', viewer
-    )
+    body = hub.body('mutation { retire(id: "system:crm") { id } }', viewer)
     assert codes(body) == ["FORBIDDEN"]
     assert "needs the editor role" in body["errors"][0]["message"]
     assert hub.counts() == before
@@ -161,7 +165,11 @@ def test_an_editor_writes_only_what_their_team_owns(hub: Hub) -> None:
         "team:sales-it and is part of domain:sales, which none of their teams owns"
     )
     # A new node must be owned by one of the caller's teams.
-    for owner, allowed in (("team:sales-it", False), (None, False), ("team:commerce-platform", True)):
+    for owner, allowed in (
+        ("team:sales-it", False),
+        (None, False),
+        ("team:commerce-platform", True),
+    ):
         owner_field = f', owner: "{owner}"' if owner else ""
         body = hub.body(
             f'mutation {{ upsertNode(input: {{id: "system:pos-{str(allowed).lower()}-{str(owner is None).lower()}", name: "POS"{owner_field}}}) {{ id }} }}',
@@ -175,12 +183,18 @@ def test_an_editor_writes_only_what_their_team_owns(hub: Hub) -> None:
         'mutation { upsertNode(input: {id: "system:webshop", name: "Webshop", owner: "team:sales-it"}) { id } }',
         editor,
     )
-    assert codes(body) == ["FORBIDDEN"] and "may hand system:webshop only" in body["errors"][0]["message"]
+    assert (
+        codes(body) == ["FORBIDDEN"]
+        and "may hand system:webshop only" in body["errors"][0]["message"]
+    )
     body = hub.body(
         'mutation { relate(input: {from: "system:crm", type: DEPENDS_ON, to: "system:webshop"}) { type } }',
         editor,
     )
-    assert codes(body) == ["FORBIDDEN"] and "system:crm is owned by team:sales-it" in body["errors"][0]["message"]
+    assert (
+        codes(body) == ["FORBIDDEN"]
+        and "system:crm is owned by team:sales-it" in body["errors"][0]["message"]
+    )
     body = hub.body(
         'mutation { relate(input: {from: "system:webshop", type: DEPENDS_ON, to: "system:crm"}) { type } }',
         editor,
@@ -203,7 +217,9 @@ def test_aliased_and_batched_operations_are_checked_per_field(hub: Hub) -> None:
     # Mutation fields are non-null and run in order: the refused one nulls the answer and
     # stops the rest, the allowed one before it was written on its own.
     assert body["data"] is None
-    assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [(["theirs"], "FORBIDDEN")]
+    assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [
+        (["theirs"], "FORBIDDEN")
+    ]
     after = hub.counts()
     assert after[0] == before[0] and after[2] == before[2] + 1  # one history row: webshop's
     viewer = hub.token("viewer", "viewer")
@@ -250,7 +266,10 @@ def test_a_steward_edits_attributes_and_mappings_of_stewarded_entities(hub: Hub)
     body = hub.body(
         'mutation { upsertNode(input: {id: "entity:customer", name: "Client"}) { id } }', steward
     )
-    assert codes(body) == ["FORBIDDEN"] and "may change only its attributes" in body["errors"][0]["message"]
+    assert (
+        codes(body) == ["FORBIDDEN"]
+        and "may change only its attributes" in body["errors"][0]["message"]
+    )
     assert hub.counts() == before
     body = hub.body(
         'mutation { unrelate(input: {from: "entity:crm.contact", type: REPRESENTS, to: "entity:customer"}) }',
@@ -299,19 +318,35 @@ def test_history_and_the_audit_log_name_the_actor(hub: Hub) -> None:
     admin = hub.token("root", "admin")
     resp = hub.http.post(
         "/graphql",
-        json={"query": 'mutation { upsertNode(input: {id: "system:webshop", name: "Webshop", description: "audited"}) { id } }'},
+        json={
+            "query": 'mutation { upsertNode(input: {id: "system:webshop", name: "Webshop", description: "audited"}) { id } }'
+        },
         headers={"Authorization": f"Bearer {editor}", "X-Request-Id": "req-42"},
     )
     assert not resp.json().get("errors")
-    hist = hub.body('{ history(id: "system:webshop", first: 1) { actor requestId operation } }', editor)
-    assert hist["data"]["history"] == [{"actor": "token:shop", "requestId": "req-42", "operation": "update"}]
-    log = hub.body('{ auditLog(actor: "token:shop", first: 5) { edges { node { targetId actor } } pageInfo { hasNextPage } } }', admin)
-    assert log["data"]["auditLog"]["edges"] == [{"node": {"targetId": "system:webshop", "actor": "token:shop"}}]
-    demo = hub.body("{ auditLog(first: 2) { edges { cursor node { actor } } pageInfo { hasNextPage endCursor } } }", admin)
+    hist = hub.body(
+        '{ history(id: "system:webshop", first: 1) { actor requestId operation } }', editor
+    )
+    assert hist["data"]["history"] == [
+        {"actor": "token:shop", "requestId": "req-42", "operation": "update"}
+    ]
+    log = hub.body(
+        '{ auditLog(actor: "token:shop", first: 5) { edges { node { targetId actor } } pageInfo { hasNextPage } } }',
+        admin,
+    )
+    assert log["data"]["auditLog"]["edges"] == [
+        {"node": {"targetId": "system:webshop", "actor": "token:shop"}}
+    ]
+    demo = hub.body(
+        "{ auditLog(first: 2) { edges { cursor node { actor } } pageInfo { hasNextPage endCursor } } }",
+        admin,
+    )
     page = demo["data"]["auditLog"]
     assert page["pageInfo"]["hasNextPage"] is True and len(page["edges"]) == 2
     nxt = hub.body(
-        "query($a: String) { auditLog(first: 2, after: $a) { edges { cursor } } }", admin, a=page["pageInfo"]["endCursor"]
+        "query($a: String) { auditLog(first: 2, after: $a) { edges { cursor } } }",
+        admin,
+        a=page["pageInfo"]["endCursor"],
     )
     assert nxt["data"]["auditLog"]["edges"][0]["cursor"] not in {e["cursor"] for e in page["edges"]}
 
@@ -326,8 +361,13 @@ def test_records_need_the_records_right_and_pii_is_masked_without_pii(hub: Hub) 
     records = hub.token("records", "viewer", rights=("records",))
     pii = hub.token("pii", "viewer", rights=("records", "pii"))
     body = hub.body(RECORDS, nothing)
-    assert codes(body) == ["FORBIDDEN"] and "needs the records right" in body["errors"][0]["message"]
-    nested = hub.body('{ node(id: "entity:customer") { ... on DataEntity { records(first: 1) { totalCount } } } }', nothing)
+    assert (
+        codes(body) == ["FORBIDDEN"] and "needs the records right" in body["errors"][0]["message"]
+    )
+    nested = hub.body(
+        '{ node(id: "entity:customer") { ... on DataEntity { records(first: 1) { totalCount } } } }',
+        nothing,
+    )
     assert codes(nested) == ["FORBIDDEN"]
 
     full = hub.body(RECORDS, pii)["data"]["records"]
@@ -343,13 +383,18 @@ def test_records_need_the_records_right_and_pii_is_masked_without_pii(hub: Hub) 
             assert h["data"][field] == (None if field in pii_fields else value)
         assert h["sources"] == p["sources"]
         assert [c for c in p["conflicts"] if c["field"] not in pii_fields] == h["conflicts"]
-        assert not any(str(p["data"].get(f)) in str(h) for f in ("email", "phone") if p["data"].get(f))
+        assert not any(
+            str(p["data"].get(f)) in str(h) for f in ("email", "phone") if p["data"].get(f)
+        )
     # Filtering on personal data would reveal it: refused without pii, fine with it.
     where = {"email": full["edges"][0]["node"]["data"]["email"]}
     assert codes(hub.body(RECORDS, records, where=where)) == ["FORBIDDEN"]
     assert hub.body(RECORDS, pii, where=where)["data"]["records"]["totalCount"] >= 1
     # The metadata about PII stays readable.
-    attrs = hub.body('{ node(id: "entity:customer") { ... on DataEntity { attributes { name classification } } } }', nothing)
+    attrs = hub.body(
+        '{ node(id: "entity:customer") { ... on DataEntity { attributes { name classification } } } }',
+        nothing,
+    )
     assert {"name": "email", "classification": "PII"} in attrs["data"]["node"]["attributes"]
 
 
