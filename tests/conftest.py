@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,9 @@ from catalog.services import Services
 from catalog.settings import Settings
 
 PG_URL = os.environ.get("CAPAHUB_TEST_DATABASE_URL")
+#: ``CAPAHUB_TEST_AUTH=on``: every app the fixtures start has access control on, and its client
+#: sends an admin hub token (scripts/test runs the API tests once more so).
+AUTH_ON = os.environ.get("CAPAHUB_TEST_AUTH") == "on"
 DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -98,10 +102,21 @@ def app_factory(settings: Settings) -> Iterator[Callable[..., GraphQLClient]]:
     clients: list[TestClient] = []
 
     def make(*, demo: bool = False, **overrides: Any) -> GraphQLClient:
+        admin_token = AUTH_ON and "auth" not in overrides
+        if admin_token:
+            overrides["auth"] = "on"
         s = settings.model_copy(update=overrides) if overrides else settings
         client = TestClient(create_app(s, demo=demo))
         client.__enter__()
         clients.append(client)
+        if admin_token:
+            tokens = client.app.state.services.tokens  # type: ignore[attr-defined]
+            _, text = client.portal.call(  # type: ignore[union-attr]
+                functools.partial(
+                    tokens.create, f"test-admin-{len(clients)}", "admin", created_by="tests"
+                )
+            )
+            client.headers["Authorization"] = f"Bearer {text}"
         return GraphQLClient(client)
 
     yield make
