@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import http.server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import func, select
 
@@ -424,3 +429,89 @@ def test_federation_entry_points_obey_the_table(hub: Hub) -> None:
     assert hub.body(q, viewer)["data"]["_entities"] == [{"id": "system:crm", "name": "CRM"}]
     assert hub.post(q, None).status_code == 401
     assert hub.body("{ _service { sdl } }", viewer)["data"]["_service"]["sdl"]
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[tuple[str, Any]]:
+    """A real JWKS over HTTP on 127.0.0.1 and the RSA key that signs the tokens."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json", key
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_identity_providers_jwt_gets_its_roles_teams_and_rights(
+    app_factory: Callable[..., GraphQLClient], idp: tuple[str, Any]
+) -> None:
+    url, key = idp
+    client = app_factory(
+        demo=True,
+        auth="on",
+        auth_jwks_url=url,
+        auth_issuer="https://idp.example",
+        auth_audience="capahub",
+    )
+    now = int(time.time())
+
+    def token(**claims: Any) -> str:
+        base = {
+            "iss": "https://idp.example",
+            "aud": "capahub",
+            "sub": "ada",
+            "exp": now + 300,
+            "roles": ["editor"],
+            "groups": ["team:commerce-platform", "not-a-team"],
+            "scope": "openid records",
+        }
+        return jwt.encode({**base, **claims}, key, algorithm="RS256", headers={"kid": "k1"})
+
+    def post(query: str, bearer: str) -> httpx.Response:
+        return client.http.post(
+            "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+
+    good = token()
+    write = 'mutation { upsertNode(input: {id: "system:webshop", name: "Webshop", description: "by ada"}) { id } }'
+    assert not post(write, good).json().get("errors")
+    hist = post('{ history(id: "system:webshop", first: 1) { actor } }', good).json()
+    assert hist["data"]["history"] == [{"actor": "user:ada"}]
+    refused = post('mutation { retire(id: "system:crm") { id } }', good).json()
+    assert codes(refused) == ["FORBIDDEN"]
+    masked = post(
+        '{ records(entity: "entity:customer", first: 1) { edges { node { masked } } } }', good
+    )
+    assert "email" in masked.json()["data"]["records"]["edges"][0]["node"]["masked"]
+    for bad in (
+        token(exp=now - 3600),
+        token(aud="someone-else"),
+        token(iss="https://evil.example"),
+        good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB"),
+    ):
+        resp = post(NODE, bad)
+        assert resp.status_code == 401, resp.text
+        assert resp.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert bad not in resp.text
+    no_role = post(NODE, token(roles=["astronaut"])).json()
+    assert codes(no_role) == ["FORBIDDEN"] and "(no role)" in no_role["errors"][0]["message"]
