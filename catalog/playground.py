@@ -47,6 +47,10 @@ EXAMPLE_TABS: list[dict[str, str]] = [
 # the operation. More examples are in the tabs above; Docs
 # and Explorer, on the left, show the schema.
 #
+# With access control on (CAPAHUB_AUTH=on), open "Headers"
+# below and paste {"Authorization": "Bearer <token>"};
+# `capahub token create` makes a hub token.
+#
 # Capabilities, the systems providing them, the data they read:
 query DiscoverCapabilities {
   capabilities(first: 10) {
@@ -146,6 +150,158 @@ _BOOT_SCRIPT = """<script>
     </script>
     """
 
+# With access control on, the page itself needs no token but every query does; the
+# user pastes one into GraphiQL's header editor. The page's fetcher gets a fetch that
+# looks at each answer: UNAUTHENTICATED shows the notice, anything else (the token was
+# accepted, or auth is off) hides it. It reads the headers' names only and stores nothing.
+_AUTH_STYLE = """
+      /* The access notice sits above GraphiQL, which takes the rest of the window. */
+      body {
+        display: flex;
+        flex-direction: column;
+        height: 100vh;
+      }
+
+      #graphiql {
+        flex: 1;
+        min-height: 0;
+        height: auto;
+      }
+
+      #capahub-auth-notice {
+        display: flex;
+        align-items: center;
+        gap: 16px;
+        padding: 8px 16px;
+        background: #fff4ce;
+        border-bottom: 2px solid #d9a400;
+        color: #3b2c00;
+        font: 14px/1.45 system-ui, sans-serif;
+      }
+
+      #capahub-auth-notice[hidden] {
+        display: none;
+      }
+
+      #capahub-auth-notice p {
+        flex: 1;
+        margin: 0;
+      }
+
+      #capahub-auth-notice button {
+        padding: 4px 12px;
+        border: 1px solid #b08600;
+        border-radius: 4px;
+        background: #fff;
+        color: inherit;
+        font: inherit;
+        cursor: pointer;
+      }
+
+      #capahub-auth-notice code {
+        background: rgba(0, 0, 0, 0.06);
+        padding: 0 3px;
+        border-radius: 3px;
+        white-space: nowrap;
+      }
+    """
+
+_AUTH_NOTICE = """<div id="capahub-auth-notice" role="alert" hidden>
+      <p>
+        <strong id="capahub-auth-reason">This hub needs a token.</strong>
+        Open <em>Headers</em> below the query editor, paste
+        <code>{"Authorization": "Bearer &lt;token&gt;"}</code> and run the query again.
+        An admin of the hub makes a token with
+        <code>capahub token create --name NAME --role viewer</code>.
+      </p>
+      <button type="button" id="capahub-open-headers">Open Headers</button>
+    </div>
+    <script>
+      const capahubAuthFetch = (function () {
+        const notice = document.getElementById("capahub-auth-notice");
+        const reason = document.getElementById("capahub-auth-reason");
+        const INTROSPECTION = "IntrospectionQuery";
+        let schemaRefused = false;
+
+        function operationOf(init) {
+          try {
+            return JSON.parse(init.body).operationName || null;
+          } catch (error) {
+            return null;
+          }
+        }
+
+        function unauthenticated(body) {
+          return Boolean(body && Array.isArray(body.errors) && body.errors.some(function (e) {
+            return e && e.extensions && e.extensions.code === "UNAUTHENTICATED";
+          }));
+        }
+
+        function show(sentToken, body) {
+          const first = body && Array.isArray(body.errors) ? body.errors[0] : null;
+          const message = first && typeof first.message === "string" ? first.message : "";
+          reason.textContent = sentToken
+            ? "The hub refused the Authorization header" + (message ? ": " + message : ".")
+            : "This hub needs a token.";
+          notice.hidden = false;
+        }
+
+        // GraphiQL reads the schema once, on load, so with auth on Docs and autocompletion
+        // stay empty after the token is added. Its sidebar button "Re-fetch GraphQL schema"
+        // (GraphiQL 3.8) reads it again with the headers now in the editor.
+        function refetchSchema() {
+          const button = document.querySelector('button[aria-label="Re-fetch GraphQL schema"]');
+          if (button && !button.disabled) button.click();
+        }
+
+        async function inspect(status, copy, init) {
+          const operation = operationOf(init);
+          let body = null;
+          if (copy) {
+            try {
+              body = await copy.json();
+            } catch (error) {
+              body = null;
+            }
+          }
+          if (status === 401 || unauthenticated(body)) {
+            if (operation === INTROSPECTION) schemaRefused = true;
+            show(new Headers(init && init.headers).has("authorization"), body);
+            return;
+          }
+          notice.hidden = true;
+          if (operation === INTROSPECTION) {
+            schemaRefused = false;
+          } else if (schemaRefused) {
+            schemaRefused = false;
+            setTimeout(refetchSchema, 0);
+          }
+        }
+
+        document.getElementById("capahub-open-headers").addEventListener("click", function () {
+          const tab = document.querySelector('.graphiql-editor-tools [data-name="headers"]');
+          if (tab) tab.click();
+          setTimeout(function () {
+            const editor = document.querySelector(
+              'section[aria-label="Headers"] .graphiql-editor:not(.hidden) .CodeMirror',
+            );
+            if (editor && editor.CodeMirror) editor.CodeMirror.focus();
+          }, 0);
+        });
+
+        return function (input, init) {
+          return window.fetch(input, init).then(function (response) {
+            // A multipart answer (@defer) streams; only a JSON body is read, from a copy.
+            const type = response.headers.get("content-type") || "";
+            const copy = type.indexOf("json") >= 0 ? response.clone() : null;
+            inspect(response.status, copy, init).catch(function () {});
+            return response;
+          });
+        };
+      })();
+    </script>
+    """
+
 _MISSING_PAGE = """<!doctype html>
 <html>
   <head><meta charset="utf-8"><title>capahub playground: assets missing</title></head>
@@ -233,9 +389,10 @@ def playground_html(default_html: str, vendor_dir: Path = VENDOR_DIR) -> str:
     """The playground page served on a browser GET of /graphql.
 
     Strawberry's GraphiQL page with every CDN URL pointing at the hub's vendor route
-    (the integrity attributes stay: the files are byte-identical) and the example
-    operations preloaded as tabs. When the vendored files are missing, a page that
-    says how to install them.
+    (the integrity attributes stay: the files are byte-identical), the example
+    operations preloaded as tabs, and a notice (``#capahub-auth-notice``) that shows
+    while the hub answers UNAUTHENTICATED and says how to add a token in the header
+    editor. When the vendored files are missing, a page that says how to install them.
     """
     try:
         missing = missing_assets(default_html, vendor_dir)
@@ -248,7 +405,8 @@ def playground_html(default_html: str, vendor_dir: Path = VENDOR_DIR) -> str:
         items = "".join(f"<li><code>{html_escape(a.relpath)}</code></li>" for a in missing)
         return _MISSING_PAGE % {"reason": reason, "items": items, "command": FETCH_COMMAND}
     html = default_html.replace(CDN, VENDOR_URL)
-    return _with_examples(html)
+    # In this order: the notice adds a second bare <script>, which _with_examples anchors on.
+    return _with_auth_notice(_with_examples(html))
 
 
 def _with_examples(html: str) -> str:
@@ -265,8 +423,21 @@ def _with_examples(html: str) -> str:
             "React.createElement(GraphiQL, {\n          defaultTabs: capahubTabs(parameters),",
         ),
     ]
+    return _edited(html, edits, "examples")
+
+
+def _with_auth_notice(html: str) -> str:
+    edits = [
+        ("</style>", _AUTH_STYLE + "</style>"),
+        ('<div id="graphiql"', _AUTH_NOTICE + '<div id="graphiql"'),
+        ("GraphiQL.createFetcher({", "GraphiQL.createFetcher({\n        fetch: capahubAuthFetch,"),
+    ]
+    return _edited(html, edits, "its access notice")
+
+
+def _edited(html: str, edits: list[tuple[str, str]], what: str) -> str:
     if any(html.count(anchor) != 1 for anchor, _ in edits):
-        log.warning("strawberry's GraphiQL page changed shape; serving it without examples")
+        log.warning("strawberry's GraphiQL page changed shape; serving it without %s", what)
         return html
     for anchor, replacement in edits:
         html = html.replace(anchor, replacement)

@@ -98,6 +98,8 @@ try {
   report.editorText = await editor.evaluate((el) => el.CodeMirror.getValue());
   report.result = await response.evaluate((el) => el.CodeMirror.getValue());
   report.resultShown = await response.innerText();
+  // With access control off, every answer is accepted: the access notice never shows.
+  report.authNoticeVisible = await page.locator('#capahub-auth-notice').isVisible();
 
   // The recorder must see an off-machine request, or its silence above proves nothing.
   phase = 'probe';
