@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the metadata repository: nodes, their tags, relations and history."""
+"""SQLAlchemy tables of the metadata repository: nodes, tags, relations, history, API tokens."""
 
 from __future__ import annotations
 
@@ -90,11 +90,47 @@ class HistoryRow(Base):
     op: Mapped[str] = mapped_column(String(10))  # "create" | "update" | "delete"
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Who made the change and in which request (migration 0004; None before it).
+    actor: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiTokenRow(Base):
+    """A hub-issued API token of a machine; only the sha256 of its text is stored.
+
+    Revoked tokens keep their row (``revoked_at`` set), so a name is never issued twice and
+    ``token:NAME`` in history always means one token.
+    """
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the token text
+    role: Mapped[str] = mapped_column(String(16))
+    teams: Mapped[list[str]] = mapped_column(JSON)
+    rights: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 nodes: Table = NodeRow.__table__  # type: ignore[assignment]
 node_tags: Table = NodeTagRow.__table__  # type: ignore[assignment]
 relations: Table = RelationRow.__table__  # type: ignore[assignment]
 history: Table = HistoryRow.__table__  # type: ignore[assignment]
+api_tokens: Table = ApiTokenRow.__table__  # type: ignore[assignment]
 
-__all__ = ["Base", "HistoryRow", "NodeRow", "NodeTagRow", "RelationRow", "history", "nodes"]
+__all__ = [
+    "ApiTokenRow",
+    "Base",
+    "HistoryRow",
+    "NodeRow",
+    "NodeTagRow",
+    "RelationRow",
+    "api_tokens",
+    "history",
+    "nodes",
+]

@@ -12,10 +12,11 @@ from typing import Any
 
 import typer
 from typer.core import TyperGroup
-from typer.main import get_command_from_info
-from typer.models import CommandInfo
+from typer.main import get_command_from_info, get_group_from_info
+from typer.models import CommandInfo, TyperInfo
 
-#: name -> (module, function, help), in the order ``capahub --help`` lists them.
+#: name -> (module, function or typer.Typer group, help), in the order ``capahub --help``
+#: lists them.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("catalog.cli.serve", "serve", "Run the hub (GraphQL API and playground)."),
     "schema": (
@@ -35,6 +36,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Harvest an OpenAPI, GraphQL, SQL or Backstage source.",
     ),
     "reindex": ("catalog.cli.reindex", "reindex", "Rebuild the search index from the catalog."),
+    # A group: the module's ``app`` is a typer.Typer with its own commands.
+    "token": ("catalog.cli.token", "app", "Create, list and revoke hub API tokens for machines."),
 }
 
 
@@ -63,10 +66,17 @@ class _LazyCommands(TyperGroup):
 
 
 def _build(name: str) -> Any:
-    module, function, help_text = _COMMANDS[name]
-    callback = getattr(importlib.import_module(module), function)
+    module, attribute, help_text = _COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        return get_group_from_info(
+            TyperInfo(target, name=name, help=help_text),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            suggest_commands=app.suggest_commands,
+            rich_markup_mode=app.rich_markup_mode,
+        )
     return get_command_from_info(
-        CommandInfo(name=name, callback=callback, help=help_text),
+        CommandInfo(name=name, callback=target, help=help_text),
         pretty_exceptions_short=app.pretty_exceptions_short,
         rich_markup_mode=app.rich_markup_mode,
     )

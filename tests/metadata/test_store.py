@@ -159,6 +159,10 @@ async def test_open_upgrades_a_database_behind_head(db_url: str) -> None:
         async with store.engine.begin() as conn:
             await conn.exec_driver_sql("DROP INDEX ix_nodes_kind_id")
             await conn.exec_driver_sql("CREATE INDEX ix_nodes_kind ON nodes (kind)")
+            # Undo 0004 too (access: api_tokens and the history columns).
+            await conn.exec_driver_sql("DROP TABLE api_tokens")
+            await conn.exec_driver_sql("ALTER TABLE history DROP COLUMN actor")
+            await conn.exec_driver_sql("ALTER TABLE history DROP COLUMN request_id")
             await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
     finally:
         await store.close()
@@ -168,8 +172,13 @@ async def test_open_upgrades_a_database_behind_head(db_url: str) -> None:
             indexes = await conn.run_sync(
                 lambda c: {i["name"] for i in inspect(c).get_indexes("nodes")}
             )
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("history")}
+            )
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             version = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
         assert "ix_nodes_kind_id" in indexes and "ix_nodes_kind" not in indexes
+        assert {"actor", "request_id"} <= columns and "api_tokens" in tables
         assert [tuple(v) for v in version] == [(_head_revision(),)]
     finally:
         await store.close()
