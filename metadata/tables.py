@@ -81,7 +81,10 @@ class HistoryRow(Base):
     """One recorded change of a node or relation; its id orders the change log."""
 
     __tablename__ = "history"
-    __table_args__ = (Index("ix_history_target", "target_id", "id"),)
+    __table_args__ = (
+        Index("ix_history_target", "target_id", "id"),
+        Index("ix_history_actor", "actor", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -161,6 +161,7 @@ async def test_open_upgrades_a_database_behind_head(db_url: str) -> None:
             await conn.exec_driver_sql("CREATE INDEX ix_nodes_kind ON nodes (kind)")
             # Undo 0004 too (access: api_tokens and the history columns).
             await conn.exec_driver_sql("DROP TABLE api_tokens")
+            await conn.exec_driver_sql("DROP INDEX ix_history_actor")
             await conn.exec_driver_sql("ALTER TABLE history DROP COLUMN actor")
             await conn.exec_driver_sql("ALTER TABLE history DROP COLUMN request_id")
             await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")

@@ -37,9 +37,12 @@ def upgrade() -> None:
     # Nullable columns: a plain ALTER TABLE ... ADD COLUMN, on SQLite too (no table rebuild).
     op.add_column("history", sa.Column("actor", sa.String(200), nullable=True))
     op.add_column("history", sa.Column("request_id", sa.String(64), nullable=True))
+    # The audit log pages one actor's changes newest first.
+    op.create_index("ix_history_actor", "history", ["actor", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_history_actor", table_name="history")
     with op.batch_alter_table("history") as batch:
         batch.drop_column("request_id")
         batch.drop_column("actor")
