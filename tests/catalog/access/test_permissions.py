@@ -111,13 +111,18 @@ def expected(case: Case) -> bool:
 _serial = itertools.count()
 
 
+def name(node: str) -> str:
+    """The node's name in LANDSCAPE: writes keep it, so only the field a case changes changes."""
+    return node.partition(":")[2].upper()
+
+
 def operation(case: Case) -> str:
     n = next(_serial)
     t = case.target
     return {
         "read": f'{{ node(id: "{t}") {{ id }} }}',
-        "describe": f'mutation {{ upsertNode(input: {{id: "{t}", name: "N", description: "d{n}"}}) {{ id }} }}',
-        "attributes": f'mutation {{ upsertNode(input: {{id: "{t}", name: "{t[7:].upper()}", attributes: [{{name: "a{n}"}}]}}) {{ id }} }}',
+        "describe": f'mutation {{ upsertNode(input: {{id: "{t}", name: "{name(t)}", description: "d{n}"}}) {{ id }} }}',
+        "attributes": f'mutation {{ upsertNode(input: {{id: "{t}", name: "{name(t)}", attributes: [{{name: "a{n}"}}]}}) {{ id }} }}',
         "retire": f'mutation {{ retire(id: "{t}") {{ id }} }}',
         "relate": f'mutation {{ relate(input: {{from: "{t}", type: DEPENDS_ON, to: "system:sx"}}) {{ type }} }}',
         "map": f'mutation {{ relate(input: {{from: "{t}", type: REPRESENTS, to: "entity:p", properties: {{matchKey: "k{n}"}}}}) {{ type }} }}',
@@ -180,7 +185,9 @@ async def run_case(services: Services, schema: Any, case: Case) -> None:
         )
     if allowed and case.op == "retire":  # put it back, so the next retire changes something
         await services.registry.upsert_node(
-            parse_document(f"nodes: [{{id: '{case.target}', name: N, lifecycle: ACTIVE}}]").nodes[0]
+            parse_document(
+                f"nodes: [{{id: '{case.target}', name: {name(case.target)}, lifecycle: ACTIVE}}]"
+            ).nodes[0]
         )
 
 
