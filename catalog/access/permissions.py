@@ -67,13 +67,13 @@ PERMISSIONS: dict[str, Rule] = {
     "Mutation.registerCapability": _WRITE,
     "Mutation.relate": Rule(
         Role.EDITOR,
-        scope="when the caller may write the relation's `from` node; stewards also "
-        "REPRESENTS mappings of entities they steward",
+        scope="when the caller may write the relation's `from` node (OWNS and STEWARDS: "
+        "both nodes); stewards also REPRESENTS mappings of entities they steward",
     ),
     "Mutation.unrelate": Rule(
         Role.EDITOR,
-        scope="when the caller may write the relation's `from` node; stewards also "
-        "REPRESENTS mappings of entities they steward",
+        scope="when the caller may write the relation's `from` node (OWNS and STEWARDS: "
+        "both nodes); stewards also REPRESENTS mappings of entities they steward",
     ),
     "Mutation.retire": _WRITE,
     "Mutation.applyCatalog": Rule(

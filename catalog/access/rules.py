@@ -8,7 +8,8 @@ it (docs/security.md, "Ownership"):
   from the team), or a node PART_OF (directly or through its parents) a domain one of their
   teams owns; a node they create must have one of their teams as its owner, and an owner they
   set must be one of their teams;
-* a relation may be created, changed or removed when the caller may write its ``from`` node;
+* a relation may be created, changed or removed when the caller may write its ``from`` node,
+  and an OWNS or STEWARDS relation also needs its ``to`` node writable (it hands that over);
 * a steward may also change the attributes (classifications included) of an entity their team
   stewards (STEWARDS), and create or remove REPRESENTS mappings from or to such an entity;
 * an admin, and every caller of the command line or of a hub with auth off, may write anything.
@@ -32,6 +33,8 @@ MAX_ANCESTRY = 64
 
 #: Fields of a node a steward may change on an entity their team stewards.
 _STEWARD_FIELDS = frozenset({"attributes"})
+#: Relations that give their ``to`` node to a team: the caller must be able to write both ends.
+_BOTH_ENDS = frozenset({RelationType.OWNS, RelationType.STEWARDS})
 _COMPARED = ("name", "description", "tags", "lifecycle", "owner", "properties", "attributes")
 
 
@@ -111,12 +114,22 @@ async def check_writes(
     ends += [
         e
         for r, _, _ in changes.relations
-        if r.type is RelationType.REPRESENTS
+        if r.type in _BOTH_ENDS or r.type is RelationType.REPRESENTS
         for e in (r.from_id, r.to_id)
         if e not in created
     ]
     await facts.load(ends)
     for rel, what, loc in changes.relations:
+        if rel.type in _BOTH_ENDS and not (rel.to_id in created or facts.may_write(rel.to_id)):
+            # Else a team made in the same batch (or one the caller owns) could be given
+            # ownership or stewardship of someone else's node.
+            raise NotAllowedError(
+                f"{loc}: {who(principal)} may not {what} the relation {rel.from_id} "
+                f"{rel.type.value} {rel.to_id}: {rel.type.value} hands over {rel.to_id}, so it "
+                f"needs the right to write {rel.to_id} too, and {rel.to_id} "
+                f"{facts.why_not(rel.to_id).removeprefix('it ')}",
+                field=loc,
+            )
         if rel.from_id in created or facts.may_write(rel.from_id):
             continue
         if rel.type is RelationType.REPRESENTS and (

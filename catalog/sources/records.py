@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.access.masking import mask_record, pii_attributes
+from catalog.access.masking import mask_record, masked_key, pii_attributes
 from catalog.discovery import decode_cursor, encode_cursor
 from catalog.harvest.fetch import FetchPolicy
 from catalog.sources.base import Query, Scalar, SourceConnector, SourceRef, Target
@@ -147,16 +147,18 @@ class RecordService:
                 )
         rows, errors = await self._fetch_all(plans, where)
         groups = _group(plans, rows)
+        pii_key = bool(pii) and any(p.match_key in pii for p in plans)
+        # Masked keys are listed in the order of their stand-ins: the order of the real
+        # ones (e-mail addresses, say) would tell something about them.
+        order = sorted(groups, key=masked_key) if pii_key else sorted(groups)
         if where:
-            merged = [_merge_one(node, k, groups[k], masters) for k in sorted(groups)]
+            merged = [_merge_one(node, k, groups[k], masters) for k in order]
             merged = [u for u in merged if all(u.data.get(k) == v for k, v in where.items())]
             page, total = merged[start : start + first], len(merged)
         else:  # only the page needs merging; the total is the number of distinct keys
-            keys = sorted(groups)
-            page = [_merge_one(node, k, groups[k], masters) for k in keys[start : start + first]]
-            total = len(keys)
+            page = [_merge_one(node, k, groups[k], masters) for k in order[start : start + first]]
+            total = len(order)
         if pii:
-            pii_key = any(p.match_key in pii for p in plans)
             page = [mask_record(u, pii, pii_key) for u in page]
         return RecordsPage(page, total, start + first < total, start, errors)
 

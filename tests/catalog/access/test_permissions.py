@@ -53,7 +53,19 @@ IN_DOMAIN_OF = {"system:sd": "team:a"}  # PART_OF domain:d, which team:a owns
 STEWARDED_BY = {"entity:e": "team:b"}
 SYSTEMS = ["system:sa", "system:sb", "system:sd", "system:so"]
 ENTITIES = ["entity:e", "entity:f", "entity:p"]
-OPS = ["read", "describe", "attributes", "retire", "relate", "map", "create", "source", "records"]
+OPS = [
+    "read",
+    "describe",
+    "attributes",
+    "retire",
+    "relate",
+    "map",
+    "create",
+    "source",
+    "records",
+    "own",
+    "steward",
+]
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,8 @@ def expected(case: Case) -> bool:
         return may_write(case, case.target)
     if case.op == "attributes":
         return may_write(case, case.target) or stewards(case, case.target)
+    if case.op in ("own", "steward"):  # a new team (owned by case.owner) OWNS/STEWARDS target
+        return case.owner in case.teams and may_write(case, case.target)
     if case.op == "map":  # REPRESENTS from the target to entity:p (owned by team:b)
         return (
             may_write(case, case.target)
@@ -133,13 +147,24 @@ def operation(case: Case) -> str:
         ),
         "source": f'mutation {{ registerSource(input: {{key: "s{n}", name: "S", type: OPENAPI, location: "http://example.invalid/{n}.json", system: "system:sa"}}) {{ id }} }}',
         "records": f'{{ records(entity: "{t}", first: 1) {{ totalCount }} }}',
-    }[case.op]
+    }.get(case.op) or handover(case, n)
+
+
+def handover(case: Case, n: int) -> str:
+    """A document making a new team (owned by ``case.owner``) that OWNS/STEWARDS the target."""
+    rtype = "OWNS" if case.op == "own" else "STEWARDS"
+    owner = f", owner: {case.owner}" if case.owner else ""
+    doc = (
+        f"nodes: [{{id: 'team:t{n}', name: T{owner}}}]\\n"
+        f"relations: [{{from: 'team:t{n}', type: {rtype}, to: '{case.target}'}}]"
+    )
+    return f'mutation {{ applyCatalog(document: "{doc}") {{ added }} }}'
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
     op = draw(st.sampled_from(OPS))
-    targets = ENTITIES if op in ("attributes", "map", "records") else SYSTEMS + ENTITIES
+    targets = ENTITIES if op in ("attributes", "map", "records", "steward") else SYSTEMS + ENTITIES
     if op == "relate":
         targets = SYSTEMS
     return Case(
@@ -243,6 +268,12 @@ def test_roles_operations_and_ownership_match_the_documented_rules(tmp_path: Pat
         (Role.ADMIN, set(), "source", "", None),
         (Role.EDITOR, {"team:a"}, "source", "", None),
         (None, {"team:a"}, "read", "system:sa", None),
+        # A team made for the purpose may not be handed someone else's node.
+        (Role.EDITOR, {"team:a"}, "own", "system:sb", "team:a"),
+        (Role.EDITOR, {"team:a"}, "steward", "entity:p", "team:a"),
+        (Role.EDITOR, {"team:a"}, "own", "system:sa", "team:a"),
+        (Role.EDITOR, {"team:a"}, "own", "system:sd", "team:a"),
+        (Role.STEWARD, {"team:b"}, "steward", "entity:e", "team:b"),  # steward, not owner
     ],
 )
 def test_table_rows(
