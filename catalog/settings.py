@@ -142,5 +142,65 @@ class Settings(BaseSettings):
         "`kid` fetches it at once, at most every 10 s).",
     )
 
+    # ----- Limits (issue 12: no request may stall the hub) -----
+    max_query_cost: int = Field(
+        default=20_000,
+        ge=1,
+        description="Largest static cost of an operation (docs/limits.md: list fields multiply "
+        "by their `first` or a default, graph questions cost a fixed amount, aliases add up); "
+        "costlier operations are refused before they run.",
+    )
+    max_response_bytes: int = Field(
+        default=20_000_000,
+        ge=1_000,
+        description="Largest response body, in bytes; a bigger answer is replaced by a coded "
+        "error.",
+    )
+    request_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a GraphQL request may run before its work is stopped and it is "
+        "answered with a coded error.",
+    )
+    max_body_bytes: int = Field(
+        default=16_000_000,
+        ge=1_000,
+        description="Largest request body, in bytes, enforced while reading (HTTP 413 past it).",
+    )
+    max_document_items: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most nodes, relations and values a catalog document may expand to (YAML "
+        "aliases included) before it is refused.",
+    )
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="Comma-separated host names the hub answers (the Host header); others get "
+        "400. `*` answers any (behind a proxy that checks it).",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed to call the API from a browser (CORS); "
+        "empty: no CORS permission is sent.",
+    )
+    write_wait: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a write waits for a busy database (another writer) before it is "
+        "answered UNAVAILABLE with a retry hint.",
+    )
+    graph_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Threads that answer graph questions and other CPU-heavy work off the "
+        "event loop.",
+    )
+    query_cache_mb: float = Field(
+        default=16.0,
+        ge=0,
+        description="Memory for parsed and validated query documents, in MB (bounded by size, "
+        "not by count).",
+    )
+
 
 __all__ = ["Settings"]
