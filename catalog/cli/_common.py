@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Protocol, TypeVar
 
@@ -76,7 +77,7 @@ def local_caller(as_: str | None) -> Caller:
     actor = (as_ or "").strip() or f"local:{_login()}"
     if len(actor) > 200 or not actor.isprintable():
         raise CliError("--as: name who acts in 1-200 printable characters, e.g. ci:nightly")
-    return Caller(unrestricted(actor))
+    return Caller(unrestricted(actor), request_id=f"cli-{uuid.uuid4().hex[:16]}")
 
 
 def _login() -> str:

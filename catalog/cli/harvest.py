@@ -83,7 +83,7 @@ def harvest(
     as_: AsOption = None,
 ) -> None:
     """Harvest a source into the catalog; running it again re-harvests it as a diff."""
-    actor = local_caller(as_).principal.actor
+    caller = local_caller(as_)
     location = _absolute(source_type, location)
     source_key = key or source_key_for(location)
     try:
@@ -119,7 +119,12 @@ def harvest(
 
         async def work(services: Services) -> HarvestReport:
             return await services.harvest.harvest_location(
-                spec, dry_run=dry_run, trusted=True, progress=step, actor=actor
+                spec,
+                dry_run=dry_run,
+                trusted=True,
+                progress=step,
+                actor=caller.principal.actor,
+                request_id=caller.request_id,
             )
 
         report = run_with_services(database, work)

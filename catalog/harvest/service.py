@@ -209,11 +209,18 @@ class HarvestService:
         trusted: bool = True,
         progress: Progress | None = None,
         actor: str | None = None,
+        request_id: str | None = None,
     ) -> HarvestReport:
         """Register the source if new (or update its definition) and harvest it, in one go."""
         self._check_definition(spec, trusted=trusted)
         return await self._harvest(
-            spec, register=True, dry_run=dry_run, trusted=trusted, progress=progress, actor=actor
+            spec,
+            register=True,
+            dry_run=dry_run,
+            trusted=trusted,
+            progress=progress,
+            actor=actor,
+            request_id=request_id,
         )
 
     def _check_definition(self, spec: SourceSpec, *, trusted: bool) -> None:
