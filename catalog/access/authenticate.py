@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from catalog.access.principal import Principal, Role, unrestricted
 from catalog.access.tokens import HubTokens, looks_like_hub_token
-from metadata.errors import UnauthenticatedError
+from metadata.errors import InvalidInputError, UnauthenticatedError
 
 if TYPE_CHECKING:
     from catalog.access.jwt import JwtVerifier
@@ -39,6 +39,21 @@ class Authenticator:
             if role
             else None
         )
+
+    @staticmethod
+    def check_settings(settings: Settings) -> None:
+        """Raise ``ValueError`` with one sentence when the auth settings cannot work (an
+        unknown anonymous role, a refused JWT algorithm), so ``capahub serve`` says so before
+        it starts."""
+        from catalog.access.jwt import JwtVerifier
+
+        role = settings.auth_anonymous_role.strip()
+        if role:
+            try:
+                Role.parse(role, field="CAPAHUB_AUTH_ANONYMOUS_ROLE")
+            except InvalidInputError as err:
+                raise ValueError(err.message) from None
+        JwtVerifier.from_settings(settings)  # no network: the key set is fetched on first use
 
     @classmethod
     def from_settings(cls, settings: Settings, tokens: HubTokens) -> Authenticator:

@@ -47,6 +47,12 @@ def serve(
     count = workers or settings.workers
     listen = host or settings.host
     _check_exposure(listen, settings.auth, insecure_no_auth)
+    from catalog.access.authenticate import Authenticator
+
+    try:
+        Authenticator.check_settings(settings)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     options: dict[str, Any] = {
         "host": listen,
         "port": port or settings.port,

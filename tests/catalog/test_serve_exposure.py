@@ -30,3 +30,21 @@ def test_auth_on_or_the_explicit_flag_lets_it_listen_anywhere(
     _check_exposure("0.0.0.0", "on", insecure=False)
     _check_exposure("0.0.0.0", "off", insecure=True)
     assert "access control off" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CAPAHUB_AUTH_ANONYMOUS_ROLE": "superuser"}, "no role 'superuser'"),
+        ({"CAPAHUB_AUTH_JWKS_URL": "/x.json", "CAPAHUB_AUTH_ALGORITHMS": "HS256"}, "HS256"),
+    ],
+)
+def test_serve_refuses_auth_settings_that_cannot_work(
+    env: dict[str, str], says: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAPAHUB_AUTH", "on")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["serve", "--database", f"sqlite:///{tmp_path}/c.db"])
+    assert result.exit_code == 1 and says in result.output
+    assert "Traceback" not in result.output
