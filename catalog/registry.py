@@ -10,7 +10,7 @@ from typing import Any
 from catalog._gc import paused_gc
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
-from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec
+from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
 from metadata.errors import ConflictError, InvalidInputError, NotFoundError
 from metadata.model import (
     ALLOWED_ENDPOINTS,
@@ -80,7 +80,11 @@ class Registry:
         kind, _ = parse_id(cap_id, field="input.key")
         if kind is not Kind.CAPABILITY:  # pragma: no cover - prefix forced above
             raise InvalidInputError("input.key: not a capability key", field="input.key")
-        node = NodeSpec.model_validate(
+        # The capability's fields are checked as a node's and its references as relation ends,
+        # with the same rules and messages as upsertNode and relate (``build``: one mapping of
+        # validation errors, each naming the input field).
+        node: NodeSpec = build(
+            NodeSpec,
             {
                 "id": cap_id,
                 "name": spec.name,
@@ -89,14 +93,14 @@ class Registry:
                 "owner": spec.owner,
                 "properties": spec.properties,
                 "expectedVersion": 0,
-            }
-        ).at("input")
+            },
+            "input",
+        )
         rels: list[RelationSpec] = []
 
         def rel(src: str, rtype: RelationType, dst: str, loc: str) -> None:
-            rels.append(
-                RelationSpec.model_validate({"from": src, "type": rtype, "to": dst}).at(loc)
-            )
+            parse_id(dst if src == cap_id else src, field=loc)
+            rels.append(build(RelationSpec, {"from": src, "type": rtype, "to": dst}, loc))
 
         if spec.parent:
             rel(cap_id, RelationType.PART_OF, spec.parent, "input.parent")

@@ -37,7 +37,7 @@ class WriteServices:
     async def start(cls, settings: Settings) -> WriteServices:
         """Open the database (migrating it), hook the search index into every write
         transaction and rebuild the index if it is incomplete."""
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.database_url, write_wait=settings.write_wait)
         try:
             search = Search(
                 store, max_page_size=settings.max_page_size, cache_mb=settings.search_cache_mb

@@ -53,6 +53,22 @@ class SourceUnavailableError(CatalogError):
     code = "SOURCE_UNAVAILABLE"
 
 
+class UnavailableError(CatalogError):
+    """The catalog cannot take the operation now (its database is busy); retry after a while.
+
+    ``retry_after`` is the number of seconds the client should wait before trying again; the
+    GraphQL edge sends it as ``extensions.retryAfter``.
+    """
+
+    code = "UNAVAILABLE"
+
+    def __init__(
+        self, message: str, *, retry_after: int = 1, field: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(message, field=field, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+
 class BadSourceDataError(CatalogError):
     """A source answered with data that cannot be read."""
 
@@ -68,4 +84,5 @@ __all__ = [
     "NotFoundError",
     "SourceUnavailableError",
     "UnauthenticatedError",
+    "UnavailableError",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +33,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from metadata.errors import UnavailableError
 from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType
 from metadata.tables import history, node_tags, nodes, relations
+
+#: Seconds a write waits for the write lock (another writer) before it is refused as
+#: ``UnavailableError``; the server passes its ``write_wait`` setting.
+DEFAULT_WRITE_WAIT = 5.0
 
 #: A safe size for a plain ``IN (...)`` list (SQLite allows 32766 bound parameters); most
 #: lookups here use ``one_of`` instead, which needs no chunking.
@@ -549,9 +557,10 @@ def _migrate(sync_conn: Connection) -> None:
 class Store:
     """The metadata repository's persistence: one engine, serialized writers, change listeners."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, write_wait: float = DEFAULT_WRITE_WAIT) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.write_wait = write_wait
         self._write_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._hooks: list[TransactionHook] = []
@@ -560,8 +569,14 @@ class Store:
         self._probe_path = path if path and path != ":memory:" else None
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """Connect to ``url`` (any SQLAlchemy URL), tune the connection and apply migrations."""
+    async def open(
+        cls, url: str, *, migrate: bool = True, write_wait: float = DEFAULT_WRITE_WAIT
+    ) -> Store:
+        """Connect to ``url`` (any SQLAlchemy URL), tune the connection and apply migrations.
+
+        A write waits at most ``write_wait`` seconds for the write lock, then is refused with
+        ``UnavailableError`` (a retry hint), never left to queue without bound.
+        """
         url = normalize_url(url)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -575,8 +590,8 @@ class Store:
             url, json_serializer=_json_text, json_deserializer=orjson.loads, **kwargs
         )
         if engine.dialect.name == "sqlite":
-            _tune_sqlite(engine)
-        store = cls(engine)
+            _tune_sqlite(engine, write_wait)
+        store = cls(engine, write_wait=write_wait)
         if migrate:
             async with engine.begin() as conn:
                 await conn.run_sync(_migrate)
@@ -625,20 +640,41 @@ class Store:
     ) -> AsyncIterator[Writer]:
         """One all-or-nothing write transaction; listeners hear of it after commit.
 
-        ``actor`` and ``request_id`` are recorded on every history row it writes.
+        ``actor`` and ``request_id`` are recorded on every history row it writes. Waiting for
+        the write lock (this process's writers, then the database's: another process such as
+        ``capahub apply``) takes at most ``write_wait`` seconds in all; then ``UnavailableError``.
         """
-        async with self._write_lock, self.engine.connect() as conn:
-            conn = await conn.execution_options(capahub_write=True)
-            async with conn.begin():
-                if self.dialect == "postgresql":
-                    # Serialize writers across replicas, as the in-process lock does locally.
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
-                writer = Writer(conn, actor=actor, request_id=request_id)
-                yield writer
-                if writer.pending:
-                    for hook in self._hooks:
-                        await hook(writer)
-                ids = await self._record_history(writer)
+        deadline = time.monotonic() + self.write_wait
+        try:
+            async with asyncio.timeout(self.write_wait):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            raise self.busy() from None
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(capahub_write=True, capahub_deadline=deadline)
+                async with conn.begin():
+                    if self.dialect == "postgresql":
+                        # Serialize writers across replicas, as the in-process lock does
+                        # locally; lock_timeout bounds the wait for it (and for row locks).
+                        wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                        await conn.execute(
+                            text("SELECT set_config('lock_timeout', :ms, true)"),
+                            {"ms": f"{wait_ms}ms"},
+                        )
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
+                    writer = Writer(conn, actor=actor, request_id=request_id)
+                    yield writer
+                    if writer.pending:
+                        for hook in self._hooks:
+                            await hook(writer)
+                    ids = await self._record_history(writer)
+        except DBAPIError as err:
+            if is_lock_timeout(err):
+                raise self.busy() from None
+            raise
+        finally:
+            self._write_lock.release()
         if ids and self._listeners:
             committed = [
                 Change(
@@ -648,6 +684,10 @@ class Store:
             ]
             for listener in self._listeners:
                 listener(committed)
+
+    def busy(self) -> UnavailableError:
+        """The refusal of a write that waited ``write_wait`` seconds for the write lock."""
+        return busy_error(self.write_wait)
 
     async def _record_history(self, writer: Writer) -> list[int]:
         """Write one history row per pending change; returns their ids, in order."""
@@ -693,8 +733,36 @@ class Store:
         return list(range(start, start + count))
 
 
-def _tune_sqlite(engine: AsyncEngine) -> None:
+def busy_error(write_wait: float) -> UnavailableError:
+    """``UnavailableError`` for a write that waited ``write_wait`` seconds for the write lock."""
+    retry = max(1, math.ceil(write_wait))
+    return UnavailableError(
+        f"the catalog database is busy with another write (capahub apply, a harvest or another "
+        f"replica); waited {write_wait:g} s; retry in {retry} s",
+        retry_after=retry,
+    )
+
+
+#: SQLite's result codes for a lock held elsewhere (the low byte of extended codes).
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+#: PostgreSQL's SQLSTATE for lock_timeout (lock_not_available).
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_timeout(err: BaseException) -> bool:
+    """True when ``err`` (a driver error, wrapped or not) says a lock wait ran out."""
+    orig = getattr(err, "orig", None) or err
+    if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+        return "database is locked" in str(orig) or "database table is locked" in str(orig)
+    return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
+
+
+def _tune_sqlite(engine: AsyncEngine, write_wait: float) -> None:
     """WAL for concurrent readers, enforced foreign keys, and BEGIN IMMEDIATE for writers."""
+    default_ms = max(1, int(write_wait * 1000))
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -703,19 +771,40 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={default_ms}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # A writer takes the lock up front so it never fails to upgrade a read lock.
-        if conn.get_execution_options().get("capahub_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        # A writer takes the lock up front so it never fails to upgrade a read lock, waiting
+        # for it what is left of its time (Store.transaction's deadline), or write_wait.
+        options = conn.get_execution_options()
+        if not options.get("capahub_write"):
             conn.exec_driver_sql("BEGIN")
+            return
+        deadline = options.get("capahub_deadline")
+        left_ms = default_ms
+        if deadline is not None:
+            left_ms = min(default_ms, max(1, int((deadline - time.monotonic()) * 1000)))
+        # The connection's own timeout is write_wait: changed (and put back) only for a writer
+        # that already spent a noticeable part of it waiting in this process.
+        shortened = left_ms < default_ms - 100
+        try:
+            if shortened:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={left_ms}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except DBAPIError as err:
+            # Every writer, the store's transactions and any other BEGIN IMMEDIATE alike.
+            if is_lock_timeout(err):
+                raise busy_error(write_wait) from None
+            raise
+        finally:
+            if shortened:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={default_ms}")
 
 
 __all__ = [
+    "DEFAULT_WRITE_WAIT",
     "Change",
     "NodeFilter",
     "PendingChange",
@@ -723,5 +812,7 @@ __all__ = [
     "Store",
     "TransactionHook",
     "Writer",
+    "busy_error",
+    "is_lock_timeout",
     "normalize_url",
 ]

@@ -6,7 +6,7 @@ import logging
 
 from graphql import GraphQLError
 
-from metadata.errors import CatalogError
+from metadata.errors import CatalogError, UnavailableError
 
 log = logging.getLogger("capahub.errors")
 
@@ -26,6 +26,8 @@ def code_error(error: GraphQLError) -> None:
         ext["code"] = original.code
         if original.field:
             ext["field"] = original.field
+        if isinstance(original, UnavailableError):
+            ext["retryAfter"] = original.retry_after
         error.message = original.message
     elif original is None or isinstance(original, GraphQLError):
         # Parse and validation errors, and variable or argument coercion errors.
