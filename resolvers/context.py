@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,7 +111,10 @@ class Context:
 
     @property
     def caller(self) -> Caller:
-        """The caller of this request as the registry checks and records it."""
+        """The caller of this request as the registry checks and records it; a request that
+        brought no usable X-Request-Id gets one here, when it first writes."""
+        if self.request_id is None:
+            self.request_id = uuid.uuid4().hex
         return Caller(self.principal, self.request_id)
 
 

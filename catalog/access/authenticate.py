@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import re
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from catalog.access.principal import Principal, Role, unrestricted
@@ -22,6 +26,15 @@ _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/=-]+) *")
 
 #: Who a request is with auth off: every rule lets it through, history records it so.
 OPEN = unrestricted("anonymous")
+#: Verified headers remembered at most; past it the memory starts over.
+MAX_RECENT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    principal: Principal
+    until: float  # time.monotonic() after which the header is verified again
+    generation: int  # HubTokens.generation when it was verified
 
 
 class Authenticator:
@@ -33,6 +46,14 @@ class Authenticator:
         self.enabled = settings.auth == "on"
         self.tokens = tokens
         self.jwt = jwt
+        # A verified header is trusted for one sync interval (a revocation by another process
+        # takes effect within it; one by this process at once, through the generation), and
+        # never past its credential's expiry. Keyed by the header's SHA-256.
+        self._ttl = settings.sync_interval
+        self._recent: dict[bytes, _Recent] = {}
+        # One verification per header at a time: when an entry lapses under load, the requests
+        # that arrive meanwhile wait for it instead of each asking the database.
+        self._pending: dict[bytes, asyncio.Future[Principal]] = {}
         role = settings.auth_anonymous_role.strip()
         self.anonymous = (
             Principal(actor="anonymous", role=Role.parse(role, field="auth_anonymous_role"))
@@ -84,6 +105,51 @@ class Authenticator:
                 f"authorization: the header is longer than {MAX_HEADER} characters",
                 field="authorization",
             )
+        key = hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).digest()
+        hit = self._recent.get(key)
+        if hit is not None:
+            expires = hit.principal.expires
+            if (
+                time.monotonic() < hit.until
+                and hit.generation == self.tokens.generation
+                and (expires is None or time.time() < expires)
+            ):
+                if hit.principal.actor.startswith("token:"):
+                    self.tokens.note_used(hit.principal.actor[6:])
+                return hit.principal
+            self._recent.pop(key, None)
+        pending = self._pending.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled, not the one verifying
+                # the request verifying went away: verify for this one
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        generation = self.tokens.generation
+        try:
+            principal = await self._verify(authorization)
+        except Exception as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" log when nobody waited
+            raise
+        except BaseException:  # cancelled while verifying: the waiters verify for themselves
+            future.cancel()
+            raise
+        else:
+            future.set_result(principal)
+        finally:
+            self._pending.pop(key, None)
+        if generation == self.tokens.generation:
+            if len(self._recent) >= MAX_RECENT:
+                self._recent.clear()
+            self._recent[key] = _Recent(principal, time.monotonic() + self._ttl, generation)
+        return principal
+
+    async def _verify(self, authorization: str) -> Principal:
+        """Verify a header that is not remembered."""
         m = _BEARER.fullmatch(authorization)
         if m is None:
             raise UnauthenticatedError(

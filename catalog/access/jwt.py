@@ -22,7 +22,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -433,8 +433,8 @@ class JwtVerifier:
             raise _refuse(_refusal_for(err, self._audience, self._issuer)) from None
         if not isinstance(claims, dict):
             raise _refuse(_MALFORMED)
-        principal = self._principal(claims)
-        # PyJWT compares int(exp) with the clock; the cache uses the same instant.
+        # PyJWT compares int(exp) with the clock; the caches use the same instant.
+        principal = replace(self._principal(claims), expires=float(int(claims["exp"])))
         self._remember(digest, principal, int(claims["exp"]))
         return principal
 

@@ -84,6 +84,8 @@ class Principal:
     rights: frozenset[Right] = field(default_factory=frozenset)
     #: True for the command line and for a hub with auth off: every rule is skipped.
     unrestricted: bool = False
+    #: When the credential stops being valid (seconds since the epoch); None: it does not.
+    expires: float | None = field(default=None, compare=False)
 
     def at_least(self, role: Role) -> bool:
         """True when the caller's role is ``role`` or above it."""

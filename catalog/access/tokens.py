@@ -228,6 +228,16 @@ class HubTokens:
         self._generation += 1
         self._cache.pop(token_hash, None)
 
+    @property
+    def generation(self) -> int:
+        """Rises with every revocation this process sees: what a caller cached of ``verify``
+        before a change of it must not be used after."""
+        return self._generation
+
+    def note_used(self, name: str) -> None:
+        """Record that a request used the token ``name`` (for ``flush_last_used``)."""
+        self._used[name] = datetime.now(UTC)
+
     async def verify(self, token: str) -> Principal:
         """The principal a hub token stands for.
 
@@ -305,6 +315,7 @@ def _principal(rec: TokenRecord) -> Principal:
         role=roles.get(rec.role),
         teams=frozenset(rec.teams),
         rights=frozenset(rights[r] for r in rec.rights if r in rights),
+        expires=None if rec.expires_at is None else rec.expires_at.timestamp(),
     )
 
 
