@@ -268,6 +268,15 @@ def _check_field_map(spec: RelationSpec) -> None:
             "-> physical attribute names",
             field=f"{spec.loc}.properties.fields",
         )
+    source = props.get("source")
+    if source is not None:
+        where = f"{spec.loc}.properties.source"
+        if not isinstance(source, str) or parse_id(source, field=where)[0] is not Kind.SOURCE:
+            raise InvalidInputError(
+                f"{where}: the source that serves this mapping's records is a source id "
+                f"(source:KEY), got {repr(source)[:80]}",
+                field=where,
+            )
 
 
 async def _apply(

@@ -53,6 +53,15 @@ class SourceUnavailableError(CatalogError):
     code = "SOURCE_UNAVAILABLE"
 
 
+class AmbiguousSourceError(CatalogError):
+    """The catalog links a data entity to several sources and names none of them.
+
+    ``candidates`` lists the sources that could serve it; the message names them too.
+    """
+
+    code = "AMBIGUOUS_SOURCE"
+
+
 class UnavailableError(CatalogError):
     """The catalog cannot take the operation now (its database is busy); retry after a while.
 
@@ -76,6 +85,7 @@ class BadSourceDataError(CatalogError):
 
 
 __all__ = [
+    "AmbiguousSourceError",
     "BadSourceDataError",
     "CatalogError",
     "ConflictError",

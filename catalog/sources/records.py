@@ -22,7 +22,14 @@ from catalog.harvest.fetch import FetchPolicy
 from catalog.sources.base import Query, Scalar, SourceConnector, SourceRef, Target
 from catalog.sources.http import GraphQLConnector, RestConnector
 from catalog.sources.sql import SqlConnector
-from metadata.errors import CatalogError, InvalidInputError, NotAllowedError, NotFoundError
+from metadata.errors import (
+    AmbiguousSourceError,
+    BadSourceDataError,
+    CatalogError,
+    InvalidInputError,
+    NotAllowedError,
+    NotFoundError,
+)
 from metadata.model import Kind, NodeRecord, RelationRecord, RelationType, parse_id
 from metadata.store import Store
 
@@ -82,6 +89,17 @@ class _Plan:
     match_key: str | None  # canonical field
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A query's plan: the entity, what to read, its systems of record, and the mappings that
+    cannot be read (reported with every answer)."""
+
+    node: NodeRecord
+    plans: list[_Plan]
+    masters: list[str]
+    failures: list[SourceFailure]
+
+
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
@@ -103,7 +121,7 @@ class RecordService:
         # Plans are cached per catalog version (the graph projection's, which rises with every
         # committed change in any process); without a version source nothing is cached.
         self._version = catalog_version
-        self._plans: dict[str, tuple[int, tuple[NodeRecord, list[_Plan], list[str]]]] = {}
+        self._plans: dict[str, tuple[int, _Planned]] = {}
         self.connectors: dict[str, SourceConnector] = {
             "SQL": SqlConnector(timeout=timeout, policy=policy),
             "REST": RestConnector(timeout=timeout, policy=policy),
@@ -135,8 +153,9 @@ class RecordService:
         if not 0 <= first <= 500:
             raise InvalidInputError(f"first: must be between 0 and 500, got {first}", field="first")
         start = _position(after) + 1 if after else 0
-        node, plans, masters = await self._cached_plan(entity)
-        _check_where(node, where, plans)
+        planned = await self._cached_plan(entity)
+        node, plans, masters = planned.node, planned.plans, planned.masters
+        answerable = _check_where(node, where, plans, planned.failures)
         pii = frozenset() if reveal_pii else pii_attributes(node)
         for name in sorted(where):
             if name in pii:
@@ -145,7 +164,10 @@ class RecordService:
                     "needs the pii right",
                     field=f"where.{name}",
                 )
-        rows, errors = await self._fetch_all(plans, where)
+        if not answerable:
+            return RecordsPage([], 0, False, start, list(planned.failures))
+        rows, fetch_errors = await self._fetch_all(plans, where)
+        errors = [*planned.failures, *fetch_errors]
         groups = _group(plans, rows)
         pii_key = bool(pii) and any(p.match_key in pii for p in plans)
         # Masked keys are listed in the order of their stand-ins: the order of the real
@@ -162,7 +184,7 @@ class RecordService:
             page = [mask_record(u, pii, pii_key) for u in page]
         return RecordsPage(page, total, start + first < total, start, errors)
 
-    async def _cached_plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:
+    async def _cached_plan(self, entity: str) -> _Planned:
         if self._version is None:
             return await self._plan(entity)
         version = self._version()
@@ -175,7 +197,7 @@ class RecordService:
         self._plans[entity] = (version, plan)
         return plan
 
-    async def _plan(self, entity: str) -> tuple[NodeRecord, list[_Plan], list[str]]:
+    async def _plan(self, entity: str) -> _Planned:
         async with self.store.read() as r:
             node = (await r.get_nodes([entity])).get(entity)
             if node is None:
@@ -192,32 +214,41 @@ class RecordService:
             else:  # a physical entity itself: columns are its own attributes
                 physical = {entity: RelationRecord(entity, R.REPRESENTS, entity, None)}
             phys_nodes = await r.get_nodes(list(physical))
-            rels = await r.relations_touching(list(physical))
-            systems: dict[str, str] = {}
-            sources: dict[str, str] = {}
-            for x in rels:
+            links = _Links()
+            for x in await r.relations_touching(list(physical)):
                 if x.type in (R.STORES, R.MASTERS) and x.to_id in physical:
-                    systems.setdefault(x.to_id, x.from_id)
+                    links.systems.setdefault(x.to_id, set()).add(x.from_id)
                 if x.type is R.HARVESTED_FROM and x.from_id in physical:
-                    sources.setdefault(x.from_id, x.to_id)
-            system_sources: dict[str, list[str]] = {}
-            for x in await r.relations_to(sorted(set(systems.values()))):
+                    links.harvested.setdefault(x.from_id, set()).add(x.to_id)
+            all_systems = sorted({s for v in links.systems.values() for s in v})
+            for x in await r.relations_to(all_systems):
                 if x.type is R.PART_OF and x.from_id.startswith("source:"):
-                    system_sources.setdefault(x.to_id, []).append(x.from_id)
-            source_ids = set(sources.values()) | {s for v in system_sources.values() for s in v}
-            source_nodes = await r.get_nodes(sorted(source_ids))
+                    links.parts.setdefault(x.to_id, set()).add(x.from_id)
+            named = {_named_source(x) for x in physical.values()} - {None}
+            source_ids = (
+                {s for v in links.harvested.values() for s in v}
+                | {s for v in links.parts.values() for s in v}
+                | {n for n in named if n}
+            )
+            links.sources = await r.get_nodes(sorted(source_ids))
+            for x in await r.relations_from(sorted(links.sources)):
+                if x.type is R.PART_OF and x.to_id.startswith("system:"):
+                    links.system_of.setdefault(x.from_id, x.to_id)
         plans: list[_Plan] = []
+        failures: list[SourceFailure] = []
         for pid, rel in sorted(physical.items()):
             pnode = phys_nodes.get(pid)
             if pnode is None:
                 continue
-            system = systems.get(pid, "")
-            candidates = [sources[pid]] if pid in sources else system_sources.get(system, [])
             options = dict((pnode.properties or {}).get("live") or {})
             live_base = options.get("baseUrl") if isinstance(options.get("baseUrl"), str) else None
-            ref = _data_source(
-                [source_nodes[s] for s in sorted(candidates) if s in source_nodes], live_base
-            )
+            try:
+                ref = _serving_source(pid, _named_source(rel), links, live_base)
+            except CatalogError as err:
+                failures.append(
+                    SourceFailure(str(err.details.get("source") or pid), err.code, err.message)
+                )
+                continue
             if ref is None:
                 continue
             props = rel.properties or {}
@@ -235,14 +266,18 @@ class RecordService:
                 or pnode.key.split(".", 1)[-1].replace("-", "_")
             )
             target = Target(pid, ref, container, columns, options)
-            plans.append(_Plan(target, system or ref.id, fields, match_key))
-        if not plans:
+            # Records are told apart by system: the one that stores the entity (the source's
+            # own system among several), else the source's system, else the source itself.
+            stores, home = links.systems.get(pid, set()), links.system_of.get(ref.id)
+            system = (home or ref.id) if home in stores or not stores else min(stores)
+            plans.append(_Plan(target, system, fields, match_key))
+        if not plans and not failures:
             raise InvalidInputError(
                 f"entity: {entity} has no source to read records from; register a source for "
                 "the system that stores it (or for its physical entities)",
                 field="entity",
             )
-        return node, plans, masters
+        return _Planned(node, plans, masters, failures)
 
     async def _fetch_all(
         self, plans: Sequence[_Plan], where: Mapping[str, Any]
@@ -312,34 +347,107 @@ class RecordService:
         return rows, errors
 
 
-def _data_source(nodes: Sequence[NodeRecord], live_base: str | None = None) -> SourceRef | None:
-    """The first source (by id) that can serve live records: a SQL database, or an http(s)
-    endpoint (``baseUrl``/``dataLocation`` for an OpenAPI source, whose ``location`` is often
-    a spec file). Metadata-only sources (files, Backstage) are skipped."""
-    for n in nodes:
-        props = n.properties or {}
-        kind = str(props.get("type") or props.get("sourceType") or "").upper()
-        base = props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None
-        if kind in ("REST", "OPENAPI") and live_base:
-            base = live_base  # recorded on the entity by the OpenAPI harvest
-        location = props.get("dataLocation") or base or props.get("location")
-        if not isinstance(location, str):
-            continue
-        if (
-            kind == "SQL"
-            and "://" in location
-            or kind in ("REST", "OPENAPI", "GRAPHQL")
-            and location.startswith(("http://", "https://"))
-        ):
-            pass
-        else:
-            continue
-        env = props.get("credentialsEnv")
-        return SourceRef(n.id, kind, location, env if isinstance(env, str) else None, base)
-    return None
+def _live_ref(node: NodeRecord, live_base: str | None = None) -> SourceRef | None:
+    """The source node as a live-data source, or None when it cannot serve records: a SQL
+    database, or an http(s) endpoint (``baseUrl``/``dataLocation`` for an OpenAPI source,
+    whose ``location`` is often a spec file). Metadata-only sources (files, Backstage) are
+    None."""
+    props = node.properties or {}
+    kind = str(props.get("type") or props.get("sourceType") or "").upper()
+    base = props.get("baseUrl") if isinstance(props.get("baseUrl"), str) else None
+    if kind in ("REST", "OPENAPI") and live_base:
+        base = live_base  # recorded on the entity by the OpenAPI harvest
+    location = props.get("dataLocation") or base or props.get("location")
+    if not isinstance(location, str):
+        return None
+    if not (
+        kind == "SQL"
+        and "://" in location
+        or kind in ("REST", "OPENAPI", "GRAPHQL")
+        and location.startswith(("http://", "https://"))
+    ):
+        return None
+    env = props.get("credentialsEnv")
+    return SourceRef(node.id, kind, location, env if isinstance(env, str) else None, base)
 
 
-def _check_where(node: NodeRecord, where: Mapping[str, Any], plans: Sequence[_Plan]) -> None:
+@dataclass
+class _Links:
+    """What the catalog says about where the physical entities of one query live."""
+
+    #: physical entity -> systems that STORE or MASTER it
+    systems: dict[str, set[str]] = field(default_factory=dict)
+    #: physical entity -> sources it was HARVESTED_FROM
+    harvested: dict[str, set[str]] = field(default_factory=dict)
+    #: system -> sources PART_OF it
+    parts: dict[str, set[str]] = field(default_factory=dict)
+    #: source -> the system it is PART_OF
+    system_of: dict[str, str] = field(default_factory=dict)
+    #: the source nodes of all of the above, and those named by the mappings
+    sources: dict[str, NodeRecord] = field(default_factory=dict)
+
+
+def _named_source(rel: RelationRecord) -> str | None:
+    value = (rel.properties or {}).get("source")
+    return None if value is None else str(value)
+
+
+def _serving_source(
+    pid: str, named: str | None, links: _Links, live_base: str | None
+) -> SourceRef | None:
+    """The one source the catalog states for physical entity ``pid``, or None when it names
+    none that can serve live records.
+
+    The source its REPRESENTS mapping names (``properties.source``), else the one live source
+    it was HARVESTED_FROM, else the one live source PART_OF a system that STORES or MASTERS it.
+    Several candidates and none named: ``AmbiguousSourceError`` naming them, never a guess.
+    """
+    if named is not None:
+        node = links.sources.get(named)
+        if node is None:
+            raise NotFoundError(
+                f"{pid}: its REPRESENTS mapping names {named!r} (properties.source), which is "
+                "not a source in the catalog; register it or correct the mapping",
+                source=named,
+            )
+        ref = _live_ref(node, live_base)
+        if ref is None:
+            raise BadSourceDataError(
+                f"{named}: named by the mapping of {pid}, but it cannot serve live records "
+                "(a SQL database or an http(s) API with a location)",
+                source=named,
+            )
+        return ref
+    harvested = links.harvested.get(pid)
+    if harvested:
+        candidates = set(harvested)
+    else:
+        candidates = {s for sys in links.systems.get(pid, ()) for s in links.parts.get(sys, ())}
+    refs = [
+        ref
+        for c in sorted(candidates)
+        if c in links.sources and (ref := _live_ref(links.sources[c], live_base)) is not None
+    ]
+    if len(refs) > 1:
+        names = ", ".join(r.id for r in refs)
+        raise AmbiguousSourceError(
+            f"{pid}: {len(refs)} sources could serve its records ({names}) and the catalog "
+            "names none; name one on its REPRESENTS mapping (properties.source: source:KEY) "
+            "or link the entity to one source (HARVESTED_FROM)",
+            source=pid,
+            candidates=[r.id for r in refs],
+        )
+    return refs[0] if refs else None
+
+
+def _check_where(
+    node: NodeRecord,
+    where: Mapping[str, Any],
+    plans: Sequence[_Plan],
+    failures: Sequence[SourceFailure],
+) -> bool:
+    """Refuse a bad ``where``; False when only mappings that cannot be read would answer it
+    (the answer is then their errors)."""
     known = {a["name"] for a in node.attributes} | {f for p in plans for f in p.fields}
     for name, value in where.items():
         if name not in known:
@@ -355,10 +463,13 @@ def _check_where(node: NodeRecord, where: Mapping[str, Any], plans: Sequence[_Pl
                 field=f"where.{name}",
             )
     if where and not any(all(k in p.fields for k in where) for p in plans):
+        if failures:
+            return False
         raise InvalidInputError(
             f"where: no source of {node.id} maps all of {', '.join(sorted(where))}",
             field="where",
         )
+    return True
 
 
 Contribution = tuple[str, dict[str, Any]]  # (system, canonical field -> value)
