@@ -103,7 +103,7 @@ class SqlConnector:
             else:
                 check_database_query(url.query, source.id)
                 await fetcher.check_host(url.host or "localhost", url.port or 5432)
-        if secret:
+        if secret and not sqlite:  # a SQLite file has no password (its URL may hold none)
             url = url.set(password=secret)
         kwargs: dict[str, Any] = {}
         identity = None
@@ -129,7 +129,12 @@ class SqlConnector:
             url = url.set(database=f"file:{url.database}")
         else:
             file = None  # in memory: nothing on disk to look at
-        engine = create_async_engine(url, **kwargs)
+        try:
+            engine = create_async_engine(url, **kwargs)
+        except ArgumentError as err:  # e.g. a driver that is not installed
+            raise BadSourceDataError(
+                f"{source.id}: location cannot be used ({_first_line(err)})", source=source.id
+            ) from None
         return _Connection(
             engine, (source.location, source.credentials_env, secret), file, identity
         )
@@ -150,6 +155,11 @@ class SqlConnector:
                 async with engine.connect() as conn:
                     result = await conn.execute(stmt)
                     return [dict(row._mapping) for row in result]
+        except ArgumentError as err:  # a URL the dialect or driver refuses when it connects
+            raise BadSourceDataError(
+                f"{target.source.id}: location cannot be used ({_first_line(err)})",
+                source=target.source.id,
+            ) from None
         except TimeoutError:
             raise SourceUnavailableError(
                 f"{target.source.id}: no answer within {self.timeout:g} s", source=target.source.id
