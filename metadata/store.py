@@ -737,8 +737,8 @@ def busy_error(write_wait: float) -> UnavailableError:
     """``UnavailableError`` for a write that waited ``write_wait`` seconds for the write lock."""
     retry = max(1, math.ceil(write_wait))
     return UnavailableError(
-        f"the catalog database is busy with another write (capahub apply, a harvest or another "
-        f"replica); waited {write_wait:g} s; retry in {retry} s",
+        "the catalog database is busy with another write (another request, capahub apply, a "
+        f"harvest or a replica); waited {write_wait:g} s; retry in {retry} s",
         retry_after=retry,
     )
 
