@@ -168,10 +168,11 @@ class Settings(BaseSettings):
         description="Largest request body, in bytes, enforced while reading (HTTP 413 past it).",
     )
     max_document_items: int = Field(
-        default=200_000,
+        default=1_000_000,
         ge=1,
-        description="Most nodes, relations and values a catalog document may expand to (YAML "
-        "aliases included) before it is refused.",
+        description="Most items (every mapping, list and value: nodes, relations and their "
+        "fields) a catalog document may expand to, a YAML alias counted each time it is used; "
+        "a bigger document is refused before anything is built from it.",
     )
     allowed_hosts: str = Field(
         default="localhost,127.0.0.1,::1",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Iterator
 from typing import Any, Self
 
 import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from catalog._gc import paused_gc
 from metadata.errors import InvalidInputError
@@ -19,6 +22,13 @@ MAX_NAME = 500
 MAX_TAGS = 64
 MAX_JSON_DEPTH = 32
 MAX_DOCUMENT_BYTES = 50_000_000
+#: Most items (every mapping, list and scalar value; YAML aliases counted each time they are
+#: used) a catalog document may expand to, unless the caller says otherwise (the settings'
+#: ``max_document_items``).
+MAX_DOCUMENT_ITEMS = 1_000_000
+#: Deepest nesting of a catalog document or a request body: a catalog document needs about
+#: six levels plus its properties (at most ``MAX_JSON_DEPTH``); JSON parsers recurse per level.
+MAX_NESTING = 64
 
 
 class _Loader(yaml.SafeLoader):
@@ -42,18 +52,152 @@ if getattr(yaml, "__with_libyaml__", False):
     _CLoader = _CLoaderImpl
 
 
-def _load_yaml(text: str) -> list[Any]:
-    """The documents of a YAML text, empty ones left out.
+def _load_yaml(text: str, max_items: int = MAX_DOCUMENT_ITEMS) -> list[Any]:
+    """The documents of a YAML text, empty ones left out, each measured before it is built.
 
     Through libyaml when it takes the text; anything it refuses is read again by the pure-Python
-    loader, so errors keep the messages and positions they always had.
+    loader, so errors keep the messages and positions they always had. A document over a limit
+    is refused by whichever loader measured it.
     """
     if _CLoader is not None:
         try:
-            return [d for d in yaml.load_all(text, Loader=_CLoader) if d is not None]
+            return list(_yaml_documents(text, _CLoader, max_items))
+        except InvalidInputError:
+            raise
         except Exception:  # the pure-Python loader says what is wrong
             pass
-    return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    return list(_yaml_documents(text, _Loader, max_items))
+
+
+def _yaml_documents(text: str, loader_class: type[Any], max_items: int) -> Iterator[Any]:
+    """``yaml.load_all``, with each document's node graph measured between composing and
+    constructing it: composing shares an aliased node, constructing shares the value built
+    from it, but everything after (validation, storage, responses) walks each use again."""
+    loader = loader_class(text)
+    budget = max_items
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            budget -= _expanded_items(node, budget, max_items)
+            data = loader.construct_document(node)
+            if data is not None:
+                yield data
+    finally:
+        loader.dispose()
+
+
+def _expanded_items(root: Node, budget: int, limit: int) -> int:
+    """How many items the YAML node graph ``root`` expands to, every alias counted each time
+    it is used; refuses a graph over ``budget`` items (``limit`` is the whole text's), with
+    collections nested deeper than ``MAX_NESTING`` levels, or containing itself.
+
+    Items are what ``_json_items`` counts: every mapping, sequence and scalar value; a scalar
+    mapping key is part of its entry, a collection used as a key counts as a value. One walk
+    counts a tree; the first node met twice (an alias) hands over to ``_shared_items``.
+    """
+    if root.__class__ is ScalarNode:
+        return 1
+    items = 1  # the root; every other item is counted by its parent
+    seen: set[int] = set()
+    stack: list[tuple[Node, int]] = [(root, 1)]
+    push = stack.append
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            return _shared_items(root, budget, limit)
+        seen.add(id(node))
+        if depth > MAX_NESTING:
+            raise _document_limit(f"nested deeper than {MAX_NESTING} levels", node)
+        depth += 1
+        if node.__class__ is MappingNode:
+            pairs: list[tuple[Node, Node]] = node.value
+            items += len(pairs)
+            for key, value in pairs:
+                if value.__class__ is not ScalarNode:
+                    push((value, depth))
+                if key.__class__ is not ScalarNode:
+                    items += 1
+                    push((key, depth))
+        else:
+            children: list[Node] = node.value
+            items += len(children)
+            for child in children:
+                if child.__class__ is not ScalarNode:
+                    push((child, depth))
+        if items > budget:
+            raise _too_many_items(node, limit)
+    return items
+
+
+def _shared_items(root: Node, budget: int, limit: int) -> int:
+    """``_expanded_items`` for a graph with aliases: each node's size and depth is worked out
+    once, after its children's, so a "billion laughs" document is refused in time proportional
+    to its distinct nodes, without expanding it."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (items, depth)
+    open_nodes: set[int] = set()  # collections whose children are being measured
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, measured = stack.pop()
+        key = id(node)
+        children = _collection_children(node)
+        if measured:
+            open_nodes.discard(key)
+            items = depth = 1
+            for child in children:
+                if child.__class__ is ScalarNode:
+                    items += 1
+                else:
+                    child_items, child_depth = sizes[id(child)]
+                    items += child_items
+                    depth = max(depth, child_depth + 1)
+            if items > budget:
+                raise _too_many_items(node, limit)
+            if depth > MAX_NESTING:
+                raise _document_limit(f"nested deeper than {MAX_NESTING} levels", node)
+            sizes[key] = (items, depth)
+        elif key in open_nodes:
+            raise _document_limit(
+                "recursive YAML alias",
+                node,
+                " (the anchored value contains an alias of itself, so it expands without end)",
+            )
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend(
+                (child, False)
+                for child in children
+                if child.__class__ is not ScalarNode and id(child) not in sizes
+            )
+    return sizes[id(root)][0]
+
+
+def _collection_children(node: Node) -> list[Node]:
+    """The values of a mapping (and the keys that are collections) or the items of a list."""
+    if node.__class__ is MappingNode:
+        pairs: list[tuple[Node, Node]] = node.value
+        children = [v for _, v in pairs]
+        children.extend(k for k, _ in pairs if k.__class__ is not ScalarNode)
+        return children
+    items: list[Node] = node.value
+    return items
+
+
+def _too_many_items(node: Node, limit: int) -> InvalidInputError:
+    return _document_limit(
+        f"expands to more than {limit:,} items",
+        node,
+        " (every mapping, list and value counts, a YAML alias each time it is used); split it, "
+        "or raise CAPAHUB_MAX_DOCUMENT_ITEMS",
+    )
+
+
+def _document_limit(rule: str, node: Node, hint: str = "") -> InvalidInputError:
+    mark = node.start_mark
+    return InvalidInputError(
+        f"document: {rule} at line {mark.line + 1}, column {mark.column + 1}{hint}",
+        field="document",
+    )
 
 
 def check_text(value: str, field: str) -> str:
@@ -251,27 +395,96 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
-def _load_json(text: str, encoded: bytes) -> Any:
+#: A JSON string with its escapes; replaced by one character before the structure is read.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_TO_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def json_too_deep(encoded: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether a JSON text nests deeper than ``limit`` levels, judged without parsing it.
+
+    A parser that recurses per level (``json.loads``) may then be given the text: it never
+    needs more than ``2 * limit`` levels, even when the brackets do not balance (the text is
+    then refused for that). Strings are left out; brackets are counted with C-speed scans.
+    """
+    if encoded.count(b"[") + encoded.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", encoded).translate(_TO_SQUARE, _NOT_BRACKETS)
+    if b"[" * (limit + 1) in brackets:
+        return True
+    # Each round removes the innermost pairs: a text that is not empty after ``limit`` rounds
+    # nests deeper. What is left without pairs (``]]][[``) is unbalanced: a parser goes at
+    # most one level deeper per opening bracket left, after the rounds already removed.
+    for _ in range(limit):
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            return shorter.count(b"[") > limit
+        brackets = shorter
+    return b"[" in brackets
+
+
+def _json_items(encoded: bytes, limit: int) -> int | None:
+    """How many values (objects, arrays, scalars) a JSON text holds, when more than ``limit``;
+    None when it holds at most ``limit``.
+
+    Every value but the outermost follows a ``[``, a ``:`` or a ``,``, and every object member
+    has its ``:``: values = 1 + commas + non-empty containers. Counting those characters in the
+    raw text (strings included) is an upper bound found in milliseconds; only a text over the
+    limit by that count is counted exactly, with its strings left out.
+    """
+    if encoded.count(b",") + encoded.count(b"[") + encoded.count(b"{") < limit:
+        return None
+    text = _JSON_STRING.sub(b"0", encoded).translate(None, b" \t\r\n")
+    containers = text.count(b"[") + text.count(b"{") - text.count(b"[]") - text.count(b"{}")
+    items = 1 + text.count(b",") + containers
+    return items if items > limit else None
+
+
+def _load_json(text: str, encoded: bytes, max_items: int = MAX_DOCUMENT_ITEMS) -> Any:
     """``json.loads(text)``, through orjson (several times faster) wherever both give the same.
 
     orjson refuses what the standard library accepts beyond strict JSON (NaN, Infinity,
     1e400, lone surrogates): those texts, and invalid ones, go to ``json.loads``, which then
     gives the same value or the same error as always. orjson also reads integers beyond 64 bits
     as floats: a text with 19 digits in a row anywhere (``encoded`` is the text in UTF-8) goes
-    to ``json.loads`` as well.
+    to ``json.loads`` as well. A text of more than ``max_items`` values is refused before either
+    reads it; one nested too deeply before ``json.loads`` does (orjson stops at 1,024 levels).
     """
+    items = _json_items(encoded, max_items)
+    if items is not None:
+        raise InvalidInputError(
+            f"document: holds {items:,} items, more than {max_items:,} (every object, array "
+            "and value counts); split it, or raise CAPAHUB_MAX_DOCUMENT_ITEMS",
+            field="document",
+        )
     if _LONG_RUN not in encoded.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
             pass
+    if json_too_deep(encoded):
+        raise InvalidInputError(
+            f"document: nested deeper than {MAX_NESTING} levels", field="document"
+        )
     return json.loads(text)
 
 
-def parse_document(text: str, *, prefix: str = "") -> CatalogDocument:
+def _unreadable(err: Exception) -> str:
+    """What a loader's own exception says about a value it could not read."""
+    if isinstance(err, ValueError) and "integer string conversion" in str(err):
+        return "an integer has more than 4,300 digits; send it as a string"
+    return f"a value its tag cannot read ({type(err).__name__}: {err})"
+
+
+def parse_document(
+    text: str, *, prefix: str = "", max_items: int = MAX_DOCUMENT_ITEMS
+) -> CatalogDocument:
     """Parse a catalog document (JSON, or YAML with one or several documents) and merge them.
 
     ``prefix`` goes before the location of every spec (``"a.yaml:"`` gives ``a.yaml:nodes[3]``).
+    ``max_items`` bounds what the text expands to (YAML aliases counted at each use), checked
+    before anything is built from it.
     """
     encoded = text.encode("utf-8", "surrogatepass")
     if len(encoded) > MAX_DOCUMENT_BYTES:
@@ -280,23 +493,27 @@ def parse_document(text: str, *, prefix: str = "") -> CatalogDocument:
             field="document",
         )
     with paused_gc():
-        return _parse_document(text, encoded, prefix)
+        return _parse_document(text, encoded, prefix, max_items)
 
 
-def _parse_document(text: str, encoded: bytes, prefix: str) -> CatalogDocument:
+def _parse_document(text: str, encoded: bytes, prefix: str, max_items: int) -> CatalogDocument:
     stripped = text.lstrip()
     raw_docs: list[Any]
     if stripped.startswith(("{", "[")):
         try:
-            raw_docs = [_load_json(text, encoded)]
+            raw_docs = [_load_json(text, encoded, max_items)]
         except json.JSONDecodeError as err:
             raise InvalidInputError(
                 f"document: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
                 field="document",
             ) from None
+        except ValueError as err:  # an integer of more digits than int() reads (4,300)
+            raise InvalidInputError(
+                f"document: not valid JSON: {_unreadable(err)}", field="document"
+            ) from None
     else:
         try:
-            raw_docs = _load_yaml(text)
+            raw_docs = _load_yaml(text, max_items)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -306,6 +523,12 @@ def _parse_document(text: str, encoded: bytes, prefix: str) -> CatalogDocument:
             ) from None
         except RecursionError:
             raise InvalidInputError("document: nested too deeply", field="document") from None
+        except InvalidInputError:
+            raise
+        except Exception as err:  # a value its tag cannot read (``!!int x``, ``!!bool 3``)
+            raise InvalidInputError(
+                f"document: not valid YAML: {_unreadable(err)}", field="document"
+            ) from None
     merged = CatalogDocument()
     for i, raw in enumerate(raw_docs):
         loc = f"document[{i}]." if len(raw_docs) > 1 else ""
@@ -340,5 +563,6 @@ __all__ = [
     "RelationSpec",
     "build",
     "check_json",
+    "json_too_deep",
     "parse_document",
 ]

@@ -141,7 +141,7 @@ class CatalogMutation:
     async def apply_catalog(
         self, info: CatalogInfo, document: str, dry_run: bool | None = False
     ) -> ApplyReport:
-        doc = parse_document(document)
+        doc = parse_document(document, max_items=info.context.services.settings.max_document_items)
         report = await info.context.services.registry.apply_document(
             doc, dry_run=bool(dry_run), by=info.context.caller
         )

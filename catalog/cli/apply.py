@@ -15,6 +15,7 @@ from catalog.cli._common import (
     local_caller,
     print_counts,
     run_with_write_services,
+    settings_for,
 )
 from catalog.registry import ApplyReport, Caller
 from catalog.services import WriteServices
@@ -40,13 +41,14 @@ def apply(
 
 def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Caller) -> ApplyReport:
     merged = CatalogDocument()
+    max_items = settings_for(database).max_document_items
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise CliError(f"{path}: cannot read ({err.strerror})") from None
         try:
-            doc = parse_document(text, prefix=f"{path.name}:")
+            doc = parse_document(text, prefix=f"{path.name}:", max_items=max_items)
         except CatalogError as err:
             raise CliError(f"{path}: {err.message}") from None
         merged.nodes.extend(doc.nodes)
