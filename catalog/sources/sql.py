@@ -90,7 +90,7 @@ class SqlConnector:
     async def _connect(self, source: SourceRef, secret: str | None) -> _Connection:
         try:
             url = make_url(normalize_url(source.location))
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise BadSourceDataError(
                 f"{source.id}: location is not an SQLAlchemy URL", source=source.id
             ) from None

@@ -7,6 +7,7 @@ a code other than INTERNAL, and a refused write must leave the change log where 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,13 +102,21 @@ ODD_TEXT = [
     "entity:ghost",
     *(c * n for c in ("a", " ", "é", "\x00") for n in LIMITS),
 ]
-TEXT = st.text(max_size=8) | st.sampled_from(ODD_TEXT)
-KEY = st.text("abz09.-_", min_size=1, max_size=8) | TEXT
-PREFIXED = st.sampled_from([*PREFIXES, "foo", "", "System"])
+_RNG = random.Random(20261202)
+_ALPHABETS = ["abz09.-_", "ABZ:/ \t", "é漢\u200b\x7f", "a\x00\ud800"]
+#: Short random texts and keys, made once: drawn as one choice each.
+RANDOM_TEXT = [
+    "".join(_RNG.choice(_ALPHABETS[i % 4]) for _ in range(_RNG.randint(1, 12))) for i in range(120)
+]
+TEXT = st.sampled_from(ODD_TEXT + RANDOM_TEXT) | st.text(max_size=6)
+KEY = st.sampled_from(RANDOM_TEXT[::4] + ["k" * 128, "k" * 129, "0", "-a", "a..b"]) | TEXT
 ID = (
-    st.sampled_from(EXISTING)
-    | st.builds(lambda p, k: f"{p}:{k}", PREFIXED, KEY)
-    | st.builds(lambda p, n: f"{p}:{'k' * n}", PREFIXED, st.sampled_from(LIMITS))
+    st.sampled_from(
+        EXISTING
+        + [f"{p}:{k}" for p in [*PREFIXES, "foo", "", "System"] for k in RANDOM_TEXT[:16]]
+        + [f"{p}:{'k' * n}" for p in ("system", "capability", "") for n in LIMITS]
+    )
+    | st.sampled_from(EXISTING)
     | TEXT
 )
 INT = st.integers(-(2**31), 2**31 - 1) | st.sampled_from(
@@ -147,12 +156,13 @@ PROPERTIES = (
 )
 
 
-def some(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """A list of ``values``: short, at and past the list limits, or not a list at all."""
+def some(values: st.SearchStrategy[Any], *sizes: int) -> st.SearchStrategy[Any]:
+    """A list of ``values``: short, or at and past a limit of ``sizes`` (tags: 64)."""
+    sizes = sizes or (63, 64, 65)
     return (
         st.lists(values, max_size=4)
-        | st.builds(lambda v, n: [v] * n, values, st.sampled_from([63, 64, 65, 2001]))
-        | st.builds(lambda n: [f"t{i}" for i in range(n)], st.sampled_from([64, 65, 200]))
+        | st.builds(lambda v, n: [v] * n, values, st.sampled_from(sizes))
+        | st.builds(lambda n: [f"t{i}" for i in range(n)], st.sampled_from(sizes))
     )
 
 
@@ -187,7 +197,9 @@ NODE = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {"name": typed(TEXT)},
                 optional={"type": typed(TEXT), "classification": typed(TEXT, "PII", "pii")},
-            )
+            ),
+            2,
+            3,
         ),
         "expectedVersion": INT,
     },
