@@ -53,7 +53,12 @@ def _request_id(request: Any) -> str | None:
 def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starlette:
     """The hub as an ASGI app; the database is opened (and migrated) on startup."""
     settings = settings or Settings()
-    schema = build_schema(max_depth=settings.max_query_depth)
+    schema = build_schema(
+        max_depth=settings.max_query_depth,
+        max_cost=settings.max_query_cost,
+        max_page_size=settings.max_page_size,
+        query_cache_mb=settings.query_cache_mb,
+    )
     state: dict[str, Any] = {}
 
     async def context(request: Any, response: Any) -> Any:

@@ -144,11 +144,12 @@ class Settings(BaseSettings):
 
     # ----- Limits (issue 12: no request may stall the hub) -----
     max_query_cost: int = Field(
-        default=20_000,
+        default=50_000,
         ge=1,
-        description="Largest static cost of an operation (docs/limits.md: list fields multiply "
-        "by their `first` or a default, graph questions cost a fixed amount, aliases add up); "
-        "costlier operations are refused before they run.",
+        description="Largest static cost of an operation (docs/limits.md: each object of the "
+        "answer counts 1, lists multiply by their `first` or a default size, graph questions add "
+        "a price that grows with their depth, aliases add up); costlier operations are refused "
+        "before anything runs, with the cost and the limit in the error.",
     )
     max_response_bytes: int = Field(
         default=20_000_000,
@@ -197,10 +198,11 @@ class Settings(BaseSettings):
         "event loop.",
     )
     query_cache_mb: float = Field(
-        default=16.0,
+        default=32.0,
         ge=0,
-        description="Memory for parsed and validated query documents, in MB (bounded by size, "
-        "not by count).",
+        description="Memory for parsed, validated and prepared query documents, the fast "
+        "path's plans and compiled costs together, in MB (bounded by their estimated size, not "
+        "by count).",
     )
 
 

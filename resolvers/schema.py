@@ -7,26 +7,29 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, OperationDefinitionNode
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.access import AccessMutation, AccessQuery
+from resolvers.cost import CostLimit, QueryCosts
 from resolvers.errors import code_error
-from resolvers.fastpath import CatalogExecutionContext
+from resolvers.fastpath import CatalogExecutionContext, plan_cache
 from resolvers.graph import GraphQuery
 from resolvers.harvest import HarvestMutation
 from resolvers.mutations import CatalogMutation
 from resolvers.permissions import guard, guard_library_fields
-from resolvers.prepared import SKIPPABLE, PreparedQueries, RememberPrepared
+from resolvers.prepared import (
+    SKIPPABLE,
+    BoundedParserCache,
+    BoundedValidationCache,
+    PreparedQueries,
+    QueryCaches,
+    RememberPrepared,
+    share,
+)
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.search import SearchQuery
@@ -37,12 +40,34 @@ Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation, AccessMuta
 
 
 class CatalogSchema(strawberry.federation.Schema):
-    """The federation schema, with coded errors and prepared queries (``resolvers.prepared``)."""
+    """The federation schema, with coded errors, query costs (``resolvers.cost``) and prepared
+    queries (``resolvers.prepared``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_cost: int | None = None,
+        max_first: int = 500,
+        caches: QueryCaches | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         guard_library_fields(self, ("Query._entities", "Query._service"))
-        self.prepared = PreparedQueries(self, (*SKIPPABLE, RequireOperationName))
+        caches = caches or QueryCaches.of_size(32 * 2**20)
+        self.caches = caches
+        self.costs = QueryCosts(
+            self._schema,
+            limit=max_cost,
+            max_first=max_first,
+            max_bytes=share(caches.max_bytes, "costs"),
+        )
+        plan_cache(self._schema, share(caches.max_bytes, "plans"))
+        self.prepared = PreparedQueries(
+            self,
+            (*SKIPPABLE, RequireOperationName),
+            costs=self.costs,
+            max_bytes=share(caches.max_bytes, "prepared"),
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -72,33 +97,52 @@ class RequireOperationName(SchemaExtension):
         yield
 
 
-def build_schema(*, max_depth: int = 12, planned: bool = True) -> CatalogSchema:
+def build_schema(
+    *,
+    max_depth: int = 12,
+    max_cost: int | None = None,
+    max_page_size: int = 500,
+    query_cache_mb: float = 32.0,
+    planned: bool = True,
+) -> CatalogSchema:
     """The capahub schema: catalog queries and mutations, caches, limits, error codes.
 
-    ``planned`` completes objects through ``resolvers.fastpath`` where it applies; without it,
-    graphql-core completes every field itself (the tests compare the two).
+    ``max_cost`` refuses operations that cost more (``resolvers.cost``; the hub passes
+    ``CAPAHUB_MAX_QUERY_COST``); without it costs are measured and reported but not limited.
+    ``max_page_size`` is the largest ``first`` a connection accepts (costs count no more).
+    ``query_cache_mb`` bounds the parsed, validated and prepared documents, the fast path's
+    plans and the compiled costs together. ``planned`` completes objects through
+    ``resolvers.fastpath`` where it applies; without it, graphql-core completes every field
+    itself (the tests compare the two).
 
     The depth and alias limits are validation rule classes made once here: the validation
-    cache keys on the rule classes, so a fresh class per request would never hit.
+    cache keys on the query text, and the rules must be the same for every request.
     """
     guard(roots=(Query, Mutation), others=NODE_TYPES)
     rules = [
         depth_limit_rule(max_depth, None),
         alias_limit_rule(200),
     ]
+    caches = QueryCaches.of_size(int(query_cache_mb * 2**20))
     return CatalogSchema(
         query=Query,
         mutation=Mutation,
         types=NODE_TYPES,
         execution_context_class=CatalogExecutionContext if planned else None,
         extensions=[
-            lambda: ParserCache(maxsize=1024),
+            lambda: BoundedParserCache(caches),
             lambda: MaxTokensLimiter(max_token_count=20_000),
             lambda: AddValidationRules(rules),
-            lambda: ValidationCache(maxsize=1024),
+            lambda: BoundedValidationCache(caches),
             RequireOperationName,
+            # After validation and the operation-name rule: it needs a valid document.
+            CostLimit,
             RememberPrepared,
         ],
+        max_cost=max_cost,
+        # records and hotspots accept up to 500 whatever the page size
+        max_first=max(max_page_size, 500),
+        caches=caches,
     )
 
 

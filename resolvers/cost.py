@@ -1,0 +1,566 @@
+"""Static query cost: what an operation may cost, known before any resolver runs.
+
+The cost counts the objects an answer can hold, as Apollo's demand control ("static estimated
+cost", after the IBM cost directive specification) and GitHub's node limit do, plus a fixed
+price for the hub's graph questions (docs/limits.md, "Query cost", has the formula and worked
+examples):
+
+* a leaf (scalar, enum) costs 0, an object 1, and a field returning a list costs its size times
+  what one item costs; nested selections multiply through;
+* a list's size is its ``first`` (a literal or a variable, at most the largest page any field
+  accepts), or for a connection (``edges``/``hits`` under a field with ``first``) the same
+  ``first``, or a known bound (``LIST_SIZES``), else ``DEFAULT_LIST_SIZE``;
+* graph questions, searches and live records add a base price (``QUESTION_COSTS``), scaled by
+  their ``depth`` or ``maxLength`` where they take one; every mutation field adds
+  ``MUTATION_COST``;
+* aliases add up (two aliases of a field cost twice), fragments are expanded, fields with the
+  same response key are merged as execution merges them, and an interface or union selection
+  costs what its most expensive member type would;
+* introspection answers from the schema alone, so ``__schema`` and ``__type`` cost at most a
+  fixed amount (about what the full introspection of this schema holds).
+
+An operation compiles once into a ``Cost``: an int when no variable changes it, else a small
+expression over the variables that size lists (``evaluate`` runs it per request, in
+microseconds). ``CostLimit`` refuses, after validation and before execution, an operation that
+costs more than the limit, and reports the cost of every answered one in ``extensions.cost``;
+the prepared lane (``resolvers.prepared``) evaluates the same ``Cost`` kept with its document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from cachetools import LRUCache
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLCompositeType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    NamedTypeNode,
+    NullValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SchemaMetaFieldDef,
+    SelectionNode,
+    SelectionSetNode,
+    TypeMetaFieldDef,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+    is_abstract_type,
+    is_composite_type,
+)
+from strawberry.extensions import SchemaExtension
+
+#: What one object of an answer costs (leaves cost nothing).
+OBJECT_COST = 1
+#: Size assumed for a list without ``first`` and without a known bound (relation lists such as
+#: ``providers`` or ``children``, graph answers): the static estimate Apollo calls "list size".
+DEFAULT_LIST_SIZE = 20
+#: Lists with a bound of their own.
+LIST_SIZES: Mapping[str, int] = {
+    "ImpactedNode.via": 10,  # the path from the root: at most impact's largest depth
+    # facets hold at most 50 values each (resolvers/search.py)
+    "Facets.kind": 50,
+    "Facets.tag": 50,
+    "Facets.domain": 50,
+    "Facets.lifecycle": 50,
+    "Facets.owner": 50,
+}
+#: Under a field with ``first`` that returns an object (a connection), the lists ``first`` sizes.
+SIZED_BY_FIRST = ("edges", "hits")
+#: In ``Question.answers``, the question's own answer (a list).
+ITSELF = ""
+
+
+@dataclass(frozen=True)
+class Question:
+    """The price of a graph question (or a search, or live records) besides its answer's
+    objects: ``base``, plus ``per_unit`` per unit of ``argument`` (``depth``, ``maxLength``; at
+    most ``largest``). The lists of its answer named in ``answers`` (``ITSELF``: the answer is
+    that list) hold the given number of items per unit of the argument (at least one unit)."""
+
+    base: int
+    per_unit: int = 0
+    argument: str | None = None
+    largest: int = 0
+    answers: tuple[tuple[str, int], ...] = ()
+
+
+_IMPACT = (("affected", 20), ("unprovidedCapabilities", 20), ("orphanedEntities", 20))
+# Relations among the nodes reached: about twice as many as the nodes in a catalog's graph
+# (the demo's: 174 nodes, 388 relations).
+_SUBGRAPH = (("nodes", 20), ("relations", 40))
+#: The questions' prices. A question with a depth reaches further with every level: its base
+#: grows by 50 per level and its answer's lists by 20 items (relations 40) per level, up to the
+#: largest depth, 10; a path holds at most ``maxLength`` relations.
+QUESTION_COSTS: Mapping[str, Question] = {
+    "Query.impact": Question(50, 50, "depth", 10, _IMPACT),
+    "Query.neighborhood": Question(50, 50, "depth", 10, _SUBGRAPH),
+    "Query.lineage": Question(50, 50, "depth", 10, _SUBGRAPH),
+    "Query.capabilityMap": Question(50, 50, "depth", 10, ((ITSELF, 20),)),
+    "Query.path": Question(50, 25, "maxLength", 12, ((ITSELF, 1),)),
+    "Query.gaps": Question(500),
+    "Query.redundancies": Question(500),
+    "Query.journeyCoverage": Question(200),
+    "Query.hotspots": Question(500),
+    "Query.search": Question(100),
+    "Query.records": Question(200),
+    "DataEntity.records": Question(200),
+}
+#: What each field of a mutation costs besides its answer (every one is a write transaction).
+MUTATION_COST = 10
+#: Writes that read a whole document or source first.
+HEAVY_MUTATIONS: Mapping[str, int] = {"applyCatalog": 100, "harvest": 100}
+#: Introspection is answered from the schema, whose size is fixed: a full introspection of
+#: capahub's schema holds about 1,900 objects (146 kB), one type's about 80.
+INTROSPECTION_COSTS: Mapping[str, int] = {"__schema": 2_000, "__type": 100}
+#: Costs are reported up to here (JSON integers stay exact; anything near it is refused anyway).
+COST_CEILING = 10**15
+
+#: A compiled cost: an int, or an expression over the request's variables:
+#: ("var", name, when missing, when null, largest), ("len", name), ("+", terms),
+#: ("*", a, b), ("max", terms).
+Cost: TypeAlias = int | tuple[Any, ...]
+
+#: Lists a parent sizes for its children: (name, size) pairs (``ITSELF``: the parent's own).
+_Sized: TypeAlias = tuple[tuple[str, Cost], ...]
+
+_MISSING = object()
+
+
+def _add(terms: Sequence[Cost]) -> Cost:
+    constant = 0
+    rest: list[Cost] = []
+    for t in terms:
+        if isinstance(t, int):
+            constant += t
+        elif t[0] == "+":
+            constant += sum(x for x in t[1] if isinstance(x, int))
+            rest.extend(x for x in t[1] if not isinstance(x, int))
+        else:
+            rest.append(t)
+    if not rest:
+        return constant
+    if not constant and len(rest) == 1:
+        return rest[0]
+    return ("+", (constant, *rest) if constant else tuple(rest))
+
+
+def _mul(a: Cost, b: Cost) -> Cost:
+    if isinstance(a, int) and isinstance(b, int):
+        return a * b
+    if a == 0 or b == 0:
+        return 0
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    return ("*", a, b)
+
+
+def _max(terms: Sequence[Cost]) -> Cost:
+    unique = list(dict.fromkeys(terms))
+    if all(isinstance(t, int) for t in unique):
+        return max((t for t in unique if isinstance(t, int)), default=0)
+    if len(unique) == 1:
+        return unique[0]
+    return ("max", tuple(unique))
+
+
+def evaluate(cost: Cost, variables: Mapping[str, Any] | None) -> int:
+    """The cost for these variable values (raw JSON, as the request sent them)."""
+    if isinstance(cost, int):
+        return min(cost, COST_CEILING)
+    return min(_evaluate(cost, variables or {}), COST_CEILING)
+
+
+def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
+    if isinstance(cost, int):
+        return cost
+    op = cost[0]
+    if op == "+":
+        return sum(_evaluate(t, variables) for t in cost[1])
+    if op == "*":
+        return _evaluate(cost[1], variables) * _evaluate(cost[2], variables)
+    if op == "max":
+        return max(_evaluate(t, variables) for t in cost[1])
+    if op == "len":
+        value = variables.get(cost[1])
+        return len(value) if isinstance(value, list) else 1  # a single value is a list of one
+    _, name, missing, null, largest = cost
+    value = variables.get(name, _MISSING)
+    if value is _MISSING:
+        n = missing
+    elif value is None:
+        n = null
+    elif type(value) is int:
+        n = value
+    elif type(value) is float and value.is_integer():
+        n = int(value)
+    else:  # not an Int: execution refuses it before any resolver runs
+        n = missing
+    return min(max(n, 0), largest)
+
+
+def cost_size(cost: Cost) -> int:
+    """Rough bytes a compiled cost takes (for the caches that keep one)."""
+    if isinstance(cost, int):
+        return 32
+    return 64 + sum(cost_size(t) for t in cost[1:] if isinstance(t, int | tuple))
+
+
+class _Compiler:
+    """Compiles one operation of a validated document into a ``Cost``."""
+
+    def __init__(
+        self, schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode,
+        max_first: int,
+    ) -> None:  # fmt: skip
+        self.schema = schema
+        self.max_first = max_first
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.defaults: dict[str, ValueNode | None] = {
+            v.variable.name.value: v.default_value for v in operation.variable_definitions or ()
+        }
+        self.mutation = operation.operation is OperationType.MUTATION
+        # (type, ids of the merged field nodes, sized lists) -> cost; the nodes are the
+        # document's own, alive while it compiles, so their ids are unique meanwhile.
+        self._memo: dict[tuple[str, tuple[int, ...], _Sized], Cost] = {}
+
+    def operation(self, operation: OperationDefinitionNode) -> Cost:
+        root = self.schema.get_root_type(operation.operation)
+        if root is None:
+            return 0
+        return self._selection(root, (operation,), ())
+
+    def _selection(
+        self, parent: GraphQLCompositeType, owners: Sequence[Any], sized: _Sized
+    ) -> Cost:
+        """What one object of ``parent`` costs below itself, for the merged selections of
+        ``owners`` (field nodes with the same response key, or the operation)."""
+        key = (parent.name, tuple(map(id, owners)), sized)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        sets = [o.selection_set for o in owners if o.selection_set is not None]
+        if isinstance(parent, GraphQLObjectType):
+            types: Sequence[GraphQLObjectType] = (parent,)
+        else:
+            types = self.schema.get_possible_types(parent)
+        per_type = []
+        for object_type in types:
+            fields: dict[str, list[FieldNode]] = {}
+            self._collect(object_type, sets, fields, set())
+            per_type.append(
+                _add([self._field(object_type, nodes, sized) for nodes in fields.values()])
+            )
+        cost = _max(per_type)
+        self._memo[key] = cost
+        return cost
+
+    def _collect(
+        self,
+        object_type: GraphQLObjectType,
+        sets: Sequence[SelectionSetNode],
+        fields: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
+        """Fields by response key, as graphql-core collects them for an object of the type;
+        ``@skip``/``@include`` on a variable count as included."""
+        for selection_set in sets:
+            for selection in selection_set.selections:
+                if not _included(selection):
+                    continue
+                if isinstance(selection, FieldNode):
+                    key = (selection.alias or selection.name).value
+                    fields.setdefault(key, []).append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    condition = selection.type_condition
+                    if condition is None or self._applies(condition, object_type):
+                        self._collect(object_type, (selection.selection_set,), fields, visited)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = self.fragments.get(name)
+                    if name in visited or fragment is None:
+                        continue
+                    visited.add(name)
+                    if self._applies(fragment.type_condition, object_type):
+                        self._collect(object_type, (fragment.selection_set,), fields, visited)
+
+    def _applies(self, condition: NamedTypeNode, object_type: GraphQLObjectType) -> bool:
+        named = self.schema.get_type(condition.name.value)
+        if named is object_type:
+            return True
+        return is_abstract_type(named) and self.schema.is_sub_type(named, object_type)
+
+    def _field(self, parent: GraphQLObjectType, nodes: Sequence[FieldNode], sized: _Sized) -> Cost:
+        name = nodes[0].name.value
+        if name in INTROSPECTION_COSTS:
+            return self._introspection(name, nodes)
+        field = parent.fields.get(name)
+        if field is None:  # __typename (or a field validation refused)
+            return 0
+        coordinate = f"{parent.name}.{name}"
+        args = {a.name.value: a.value for a in nodes[0].arguments or ()}
+        base, answers = self._question(coordinate, field, args)
+        if self.mutation and parent is self.schema.mutation_type:
+            base = _add([base, HEAVY_MUTATIONS.get(name, MUTATION_COST)])
+        named = get_named_type(field.type)
+        if not is_composite_type(named):
+            return base
+        first = self._int_argument(field, args, "first", self.max_first)
+        if not answers and first is not None:
+            answers = tuple((n, first) for n in SIZED_BY_FIRST)
+        levels = _list_levels(field.type)
+        if levels:
+            size = self._list_size(coordinate, args, sized, answers, first)
+            for _ in range(levels - 1):  # a list of lists: each inner list its default size
+                size = _mul(size, DEFAULT_LIST_SIZE)
+            below = self._selection(named, nodes, ())
+            return _add([base, _mul(size, _add([OBJECT_COST, below]))])
+        below = self._selection(named, nodes, answers)
+        return _add([base, OBJECT_COST, below])
+
+    def _list_size(
+        self,
+        coordinate: str,
+        args: Mapping[str, ValueNode],
+        sized: _Sized,
+        answers: _Sized,
+        first: Cost | None,
+    ) -> Cost:
+        """How many items a list field holds: as its parent sizes it (a connection's edges, a
+        question's answer), as its own question or ``first`` says, or its known bound."""
+        for size in (_lookup(sized, coordinate.split(".")[1]), _lookup(answers, ITSELF), first):
+            if size is not None:
+                return size
+        if coordinate == "Query._entities":
+            return self._length(args.get("representations"))
+        return LIST_SIZES.get(coordinate, DEFAULT_LIST_SIZE)
+
+    def _introspection(self, name: str, nodes: Sequence[FieldNode]) -> Cost:
+        """The estimate, at most the cap: the answer cannot outgrow the schema."""
+        field = SchemaMetaFieldDef if name == "__schema" else TypeMetaFieldDef
+        named = get_named_type(field.type)
+        estimate = _add([OBJECT_COST, self._selection(named, nodes, ())])
+        cap = INTROSPECTION_COSTS[name]
+        return min(estimate, cap) if isinstance(estimate, int) else cap
+
+    def _question(
+        self, coordinate: str, field: GraphQLField, args: Mapping[str, ValueNode]
+    ) -> tuple[Cost, _Sized]:
+        """A question's base price and the sizes of its answer's lists (none when no argument
+        sizes them)."""
+        question = QUESTION_COSTS.get(coordinate)
+        if question is None:
+            return 0, ()
+        if question.argument is None:
+            return question.base, ()
+        units = self._int_argument(field, args, question.argument, question.largest)
+        units = 0 if units is None else units
+        base = _add([question.base, _mul(question.per_unit, units)])
+        at_least_one = _max([units, 1])
+        return base, tuple((n, _mul(per, at_least_one)) for n, per in question.answers)
+
+    def _int_argument(
+        self, field: GraphQLField, args: Mapping[str, ValueNode], name: str, largest: int
+    ) -> Cost | None:
+        """The argument's value as a ``Cost`` (clamped to 0..largest); None when the field has
+        no such argument. Null, or nothing, means the argument's default, as the resolvers do."""
+        definition = field.args.get(name)
+        if definition is None:
+            return None
+        default = definition.default_value
+        fallback = default if type(default) is int else largest
+        value = args.get(name)
+        if value is None or isinstance(value, NullValueNode):
+            return min(max(fallback, 0), largest)
+        if isinstance(value, IntValueNode):
+            return min(max(int(value.value), 0), largest)
+        if isinstance(value, VariableNode):
+            var = value.name.value
+            given = self.defaults.get(var)
+            missing = fallback
+            if isinstance(given, IntValueNode):
+                missing = int(given.value)
+            return ("var", var, min(max(missing, 0), largest), fallback, largest)
+        return largest  # not an Int: validation refuses it
+
+    def _length(self, value: ValueNode | None) -> Cost:
+        if isinstance(value, ListValueNode):
+            return len(value.values)
+        if isinstance(value, VariableNode):
+            return ("len", value.name.value)
+        return 1
+
+
+def _lookup(sized: _Sized, name: str) -> Cost | None:
+    for key, size in sized:
+        if key == name:
+            return size
+    return None
+
+
+def _included(selection: SelectionNode) -> bool:
+    for directive in selection.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        for arg in directive.arguments or ():
+            value = arg.value
+            if isinstance(value, BooleanValueNode) and value.value is (name == "skip"):
+                return False
+    return True
+
+
+def _list_levels(gql_type: GraphQLOutputType) -> int:
+    levels = 0
+    while True:
+        if isinstance(gql_type, GraphQLNonNull):
+            gql_type = gql_type.of_type
+        elif isinstance(gql_type, GraphQLList):
+            levels += 1
+            gql_type = gql_type.of_type
+        else:
+            return levels
+
+
+def find_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    """The operation a request runs: the named one, or the only one."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((o for o in operations if o.name and o.name.value == operation_name), None)
+
+
+def compile_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    *,
+    max_first: int = 500,
+) -> Cost:
+    """The cost of the operation a request runs, over its variables (a validated document)."""
+    operation = find_operation(document, operation_name)
+    if operation is None:
+        return 0  # execution reports the unknown operation; nothing runs
+    return _Compiler(schema, document, operation, max_first).operation(operation)
+
+
+def cost_error(cost: int, limit: int) -> GraphQLError:
+    """The refusal of an operation over the limit, with both numbers in its extensions."""
+    return GraphQLError(
+        f"This operation costs {cost:,}, over the limit of {limit:,} (CAPAHUB_MAX_QUERY_COST): "
+        "ask for fewer items (a smaller `first`), fewer nested lists or fewer graph questions, "
+        "or split it; docs/limits.md explains how the cost is counted.",
+        extensions={"code": "BAD_USER_INPUT", "cost": cost, "limit": limit},
+    )
+
+
+class QueryCosts:
+    """One schema's cost rules and limit, with the compiled cost of recent operations.
+
+    Compiled costs are kept by (query text, operation name) in a cache bounded by bytes (the
+    text plus the compiled expression; they hold no part of the document).
+    """
+
+    def __init__(
+        self, schema: GraphQLSchema, *, limit: int | None, max_first: int, max_bytes: int
+    ) -> None:
+        self.schema = schema
+        self.limit = limit
+        self.max_first = max_first
+        self._compiled: LRUCache[tuple[str, str | None], tuple[int, Cost]] = LRUCache(
+            maxsize=max(max_bytes, 1), getsizeof=_first_item
+        )
+
+    def compiled(
+        self, query: str | None, operation_name: str | None, document: DocumentNode
+    ) -> Cost:
+        """The compiled cost of a validated document's operation (remembered by text)."""
+        if query is None:
+            return compile_cost(self.schema, document, operation_name, max_first=self.max_first)
+        key = (query, operation_name)
+        found = self._compiled.get(key)
+        if found is not None:
+            return found[1]
+        cost = compile_cost(self.schema, document, operation_name, max_first=self.max_first)
+        size = 200 + 2 * len(query) + cost_size(cost)
+        if size <= self._compiled.maxsize:
+            self._compiled[key] = (size, cost)
+        return cost
+
+    def refusal(self, cost: int) -> GraphQLError | None:
+        """The error for an operation of this cost, or None when it is within the limit."""
+        if self.limit is not None and cost > self.limit:
+            return cost_error(cost, self.limit)
+        return None
+
+
+def _first_item(value: tuple[int, Any]) -> int:
+    return value[0]
+
+
+class CostLimit(SchemaExtension):
+    """Refuses an operation over the cost limit after validation, before anything runs, and
+    reports the cost of the others in ``extensions.cost``."""
+
+    def __init__(self) -> None:
+        self.cost: int | None = None
+
+    def on_validate(self) -> Iterator[None]:
+        """Runs after the validation extensions before it have checked the document."""
+        ctx = self.execution_context
+        costs: QueryCosts | None = getattr(ctx.schema, "costs", None)
+        document = ctx.graphql_document
+        if costs is not None and document is not None:
+            if ctx.pre_execution_errors is None:  # no validation extension ran before this one
+                from strawberry.schema.schema import validate_document
+
+                ctx.pre_execution_errors = validate_document(
+                    ctx.schema._schema, document, ctx.validation_rules
+                )
+            if not ctx.pre_execution_errors:
+                name = getattr(ctx, "_provided_operation_name", None)
+                cost = evaluate(costs.compiled(ctx.query, name, document), ctx.variables)
+                error = costs.refusal(cost)
+                if error is not None:
+                    ctx.pre_execution_errors = [error]
+                else:
+                    self.cost = cost
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        """``extensions.cost`` of an operation that passed the check."""
+        return {} if self.cost is None else {"cost": self.cost}
+
+
+__all__ = [
+    "DEFAULT_LIST_SIZE",
+    "Cost",
+    "CostLimit",
+    "QueryCosts",
+    "compile_cost",
+    "cost_error",
+    "evaluate",
+    "find_operation",
+]
