@@ -10,19 +10,31 @@ affected too. A relation u -[T]-> v is followed forward (OUT: v depends on u) or
     PART_OF                                           IN  (parts of an affected whole), and OUT
                                                           from a journey step to its journey
     OWNS, STEWARDS, HARVESTED_FROM                    not followed (accountability, provenance)
+
+The server asks every question through ``GraphAnalysis.ask``: on a worker thread
+(``catalog.workers``), against one snapshot of the projection, so the event loop keeps
+answering and applying changes meanwhile; each question stops at its time budget, or as soon as
+its request ends, at the next check of its ``Deadline`` in the loops below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import copy
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from scipy import sparse
 
 from metadata.errors import InvalidInputError, NotFoundError
-from metadata.graph import CatalogGraph, Deadline, Step
+from metadata.graph import CatalogGraph, Deadline, GraphView, Step
 from metadata.model import Kind, Lifecycle, RelationType, parse_id
+
+if TYPE_CHECKING:
+    from catalog.workers import Workers
+
+T = TypeVar("T")
 
 R = RelationType
 FORWARD = (R.PROVIDES, R.MASTERS, R.STORES, R.FLOWS_TO, R.REPRESENTS)
@@ -116,13 +128,59 @@ def _check_range(name: str, value: int, high: int) -> None:
         raise InvalidInputError(f"{name}: must be between 0 and {high}, got {value}", field=name)
 
 
-class GraphAnalysis:
-    """Answers graph questions from the projection; every one bounded in depth and time."""
+@dataclass
+class _Ranked:
+    """PageRank order of one catalog version, shared by every copy of an analysis."""
 
-    def __init__(self, graph: CatalogGraph, *, time_budget: float = TIME_BUDGET_S) -> None:
+    entry: tuple[int, list[tuple[str, float]]] | None = None
+
+
+class GraphAnalysis:
+    """Answers graph questions from the projection; every one bounded in depth and time.
+
+    Its question methods answer in the calling thread from ``graph`` as it is (on the event
+    loop: the live projection, as tests and one-shot commands do); ``ask`` answers one on a
+    worker thread from a snapshot.
+    """
+
+    def __init__(
+        self,
+        graph: GraphView,
+        *,
+        time_budget: float = TIME_BUDGET_S,
+        workers: Workers | None = None,
+    ) -> None:
         self.graph = graph
         self.time_budget = time_budget
-        self._hotspots: tuple[int, list[tuple[str, float]]] | None = None
+        self.workers = workers
+        self._cancelled: Callable[[], bool] | None = None
+        self._ranked = _Ranked()
+
+    async def ask(self, question: Callable[[GraphAnalysis], T], *, group: object = None) -> T:
+        """``question(analysis)`` answered on a worker thread, from one immutable version of
+        the projection (the one current when its turn comes).
+
+        The questions of one ``group`` (a request) take turns. The question stops at its time
+        budget (``GraphQueryTooExpensiveError``) or soon after the awaiting task is cancelled.
+        Without workers, or on a projection that is not live, it is answered here and now.
+
+        Raises:
+            WorkersBusyError: every worker is busy and the queue for them is full.
+        """
+        live = self.graph
+        if self.workers is None or not isinstance(live, CatalogGraph):
+            return question(self)
+        workers = self.workers
+        async with workers.turn(group):
+            view = live.snapshot()  # here, on the loop's thread: never half a change
+            return await workers.run(lambda cancelled: question(self._on(view, cancelled)))
+
+    def _on(self, view: GraphView, cancelled: Callable[[], bool]) -> GraphAnalysis:
+        """This analysis reading ``view``, its deadlines watching ``cancelled``."""
+        bound = copy.copy(self)  # shares the PageRank cache
+        bound.graph = view
+        bound._cancelled = cancelled
+        return bound
 
     def _node(self, node_id: str, field_name: str = "id", kind: Kind | None = None) -> str:
         parse_id(node_id, field=field_name)
@@ -139,7 +197,7 @@ class GraphAnalysis:
         return node_id
 
     def _deadline(self, what: str) -> Deadline:
-        return Deadline(self.time_budget, what)
+        return Deadline(self.time_budget, what, self._cancelled)
 
     def dependents(self, n: str) -> Iterator[tuple[str, Step]]:
         """Neighbours that depend on ``n`` (see the module docstring)."""
@@ -154,25 +212,22 @@ class GraphAnalysis:
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
-        found = g.bfs(node_id, self.dependents, depth, self._deadline("impact"))
+        deadline = self._deadline("impact")
+        found = g.bfs(node_id, self.dependents, depth, deadline)
         affected = sorted(
             ((n, d, via) for n, (d, via) in found.items()), key=lambda x: (x[1], x[0])
         )
         lost = {node_id, *found}
-        unprovided = sorted(
-            c
-            for c in found
-            if g.kind(c) is Kind.CAPABILITY
-            and g.into(c, R.PROVIDES)
-            and not any(s not in lost and g.active(s) for s in g.into(c, R.PROVIDES))
-        )
-        orphaned = sorted(
-            e
-            for e in found
-            if g.kind(e) is Kind.DATA_ENTITY
-            and g.into(e, R.MASTERS)
-            and not any(s not in lost and g.active(s) for s in g.into(e, R.MASTERS))
-        )
+
+        def lost_all(n: str, kind: Kind, rtype: RelationType) -> bool:
+            deadline.check()
+            if g.kind(n) is not kind:
+                return False
+            servers = g.into(n, rtype)
+            return bool(servers) and not any(s not in lost and g.active(s) for s in servers)
+
+        unprovided = sorted(c for c in found if lost_all(c, Kind.CAPABILITY, R.PROVIDES))
+        orphaned = sorted(e for e in found if lost_all(e, Kind.DATA_ENTITY, R.MASTERS))
         return ImpactResult(node_id, affected, unprovided, orphaned)
 
     def path(self, src: str, dst: str, max_length: int) -> list[Step] | None:
@@ -192,54 +247,54 @@ class GraphAnalysis:
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
+        deadline = self._deadline("neighborhood")
         found = g.bfs(
-            node_id,
-            lambda n: g.steps(n, types, "both"),
-            depth,
-            self._deadline("neighborhood"),
-            skip_retired=False,
+            node_id, lambda n: g.steps(n, types, "both"), depth, deadline, skip_retired=False
         )
-        return self._subgraph(node_id, found, types)
+        return self._subgraph(node_id, found, types, deadline)
 
     def lineage(self, node_id: str, direction: str, depth: int) -> SubgraphResult:
         """Upstream (IN), downstream (OUT) or both along FLOWS_TO and REPRESENTS."""
         self._node(node_id, kind=None)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
+        deadline = self._deadline("lineage")
         found = g.bfs(
-            node_id,
-            lambda n: g.steps(n, LINEAGE, direction),
-            depth,
-            self._deadline("lineage"),
-            skip_retired=False,
+            node_id, lambda n: g.steps(n, LINEAGE, direction), depth, deadline, skip_retired=False
         )
-        return self._subgraph(node_id, found, LINEAGE)
+        return self._subgraph(node_id, found, LINEAGE, deadline)
 
     def _subgraph(
         self,
         root: str,
         found: dict[str, tuple[int, list[Step]]],
         types: Sequence[RelationType] | None,
+        deadline: Deadline,
     ) -> SubgraphResult:
         members = {root, *found}
         wanted = set(types) if types else None
-        rels = [
-            Step(u, t, v, props)
-            for u in sorted(members)
-            for v, d in self.graph.g.succ[u].items()
-            if v in members
-            for t, props in sorted(d["rels"].items(), key=lambda kv: kv[0].value)
-            if wanted is None or t in wanted
-        ]
-        return SubgraphResult(sorted(members), rels)
+        succ = self.graph.g.succ
+        rels: list[Step] = []
+        ordered = sorted(members)
+        for u in ordered:
+            deadline.check()
+            rels.extend(
+                Step(u, t, v, props)
+                for v, d in succ[u].items()
+                if v in members
+                for t, props in sorted(d["rels"].items(), key=lambda kv: kv[0].value)
+                if wanted is None or t in wanted
+            )
+        return SubgraphResult(ordered, rels)
 
     # -- coverage -------------------------------------------------------------------------
 
-    def _covered(self) -> set[str]:
+    def _covered(self, deadline: Deadline) -> set[str]:
         """Capabilities that an active system provides, directly or through a descendant."""
         g = self.graph
         covered: set[str] = set()
         for c in g.nodes_of(Kind.CAPABILITY):
+            deadline.check()
             if any(g.active(s) for s in g.into(c, R.PROVIDES)):
                 # Mark c and its ancestors.
                 n: str | None = c
@@ -255,7 +310,7 @@ class GraphAnalysis:
         want = set(kinds) if kinds else set(Kind)
         deadline = self._deadline("gaps")
         out: list[GapResult] = []
-        covered = self._covered() if want & {Kind.CAPABILITY, Kind.JOURNEY_STEP} else set()
+        covered = self._covered(deadline) if want & {Kind.CAPABILITY, Kind.JOURNEY_STEP} else set()
         if Kind.CAPABILITY in want:
             for c in sorted(g.nodes_of(Kind.CAPABILITY)):
                 deadline.check()
@@ -289,11 +344,13 @@ class GraphAnalysis:
                     out.append(GapResult(e, "no team stewards this entity"))
         if Kind.JOURNEY_STEP in want:
             for s in sorted(g.nodes_of(Kind.JOURNEY_STEP)):
+                deadline.check()
                 for c in sorted(g.out(s, R.USES)):
                     if c not in covered:
                         out.append(GapResult(s, f"uses {c}, which no active system provides"))
         if Kind.TOUCHPOINT in want:
             for t in sorted(g.nodes_of(Kind.TOUCHPOINT)):
+                deadline.check()
                 if not any(g.active(s) for s in g.out(t, R.SERVED_BY)):
                     out.append(GapResult(t, "no active system serves this touchpoint"))
         return out
@@ -327,12 +384,14 @@ class GraphAnalysis:
         """The capability hierarchy in pre-order, with providers and leaf coverage at each node."""
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
+        deadline = self._deadline("capabilityMap")
+
+        def is_top(c: str) -> bool:
+            deadline.check()
+            return not any(g.kind(p) is Kind.CAPABILITY for p in g.out(c, R.PART_OF))
+
         if root is None:
-            tops = [
-                c
-                for c in g.nodes_of(Kind.CAPABILITY)
-                if not any(g.kind(p) is Kind.CAPABILITY for p in g.out(c, R.PART_OF))
-            ]
+            tops = [c for c in g.nodes_of(Kind.CAPABILITY) if is_top(c)]
         else:
             self._node(root, "root")
             if g.kind(root) is Kind.DOMAIN:
@@ -345,7 +404,6 @@ class GraphAnalysis:
                 tops = [root]
             else:
                 raise InvalidInputError("root: give a capability or a domain id", field="root")
-        deadline = self._deadline("capabilityMap")
 
         def children(c: str) -> list[str]:
             return sorted(
@@ -371,6 +429,7 @@ class GraphAnalysis:
         out: list[MapEntry] = []
 
         def walk(c: str, level: int, parent: str | None) -> None:
+            deadline.check()
             cov, unc = leaves(c)
             providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
             out.append(MapEntry(c, level, parent, providers, cov, unc))
@@ -386,13 +445,15 @@ class GraphAnalysis:
         """Each step of a journey in order: touchpoints, capabilities, systems, entities, gaps."""
         self._node(journey, kind=Kind.JOURNEY)
         g = self.graph
-        covered = self._covered()
+        deadline = self._deadline("journeyCoverage")
+        covered = self._covered(deadline)
         steps = [
             s for s in g.into(journey, R.PART_OF) if g.kind(s) is Kind.JOURNEY_STEP and g.active(s)
         ]
         steps.sort(key=lambda s: (orders.get(s, 0), s))
         result = CoverageResult(journey)
         for s in steps:
+            deadline.check()
             tps = sorted(t for t in g.out(s, R.OCCURS_AT) if g.active(t))
             caps = sorted(c for c in g.out(s, R.USES) if g.active(c))
             systems: set[str] = set()
@@ -420,14 +481,18 @@ class GraphAnalysis:
         """The most central active nodes by PageRank (directions ignored), cached per version."""
         _check_range("first", first, MAX_FIRST)
         g = self.graph
-        if self._hotspots is None or self._hotspots[0] != g.version:
-            ranks = _pagerank(g)
-            ordered = sorted(ranks.items(), key=lambda kv: (-kv[1], kv[0]))
-            self._hotspots = (g.version, ordered)
-        return self._hotspots[1][:first]
+        entry = self._ranked.entry
+        if entry is None or entry[0] != g.version:
+            ranks = _pagerank(g, self._deadline("hotspots"))
+            entry = (g.version, sorted(ranks.items(), key=lambda kv: (-kv[1], kv[0])))
+            # One assignment: a question on another thread sees the old entry or the new one.
+            self._ranked.entry = entry
+        return entry[1][:first]
 
 
-def _pagerank(graph: CatalogGraph, alpha: float = 0.85, tol: float = 1e-8) -> dict[str, float]:
+def _pagerank(
+    graph: GraphView, deadline: Deadline, alpha: float = 0.85, tol: float = 1e-8
+) -> dict[str, float]:
     """PageRank of the active nodes with relation directions ignored (power iteration on a
     sparse matrix: about a second for 500,000 relations, where networkx on a view takes five)."""
     g = graph.g
@@ -439,6 +504,7 @@ def _pagerank(graph: CatalogGraph, alpha: float = 0.85, tol: float = 1e-8) -> di
     rows: list[int] = []
     cols: list[int] = []
     for u, v in g.edges():
+        deadline.check()
         iu, iv = index.get(u), index.get(v)
         if iu is not None and iv is not None and iu != iv:
             rows += (iu, iv)
@@ -451,6 +517,7 @@ def _pagerank(graph: CatalogGraph, alpha: float = 0.85, tol: float = 1e-8) -> di
     inv = np.divide(1.0, degree, out=np.zeros(n), where=~dangling)
     rank = np.full(n, 1.0 / n)
     for _ in range(100):
+        deadline.check_now()  # each turn is a sparse product over every relation
         spread = adj.T @ (rank * inv)
         new = alpha * (spread + rank[dangling].sum() / n) + (1 - alpha) / n
         done = np.abs(new - rank).sum() < n * tol

@@ -83,6 +83,7 @@ class Services:
         from catalog.discovery import Discovery
         from catalog.harvest import HarvestService
         from catalog.sources import RecordService
+        from catalog.workers import Workers
         from metadata.graph import CatalogGraph
 
         writing = await WriteServices.start(settings)
@@ -104,7 +105,12 @@ class Services:
             registry=writing.registry,
             discovery=discovery,
             graph=graph,
-            analysis=GraphAnalysis(graph, time_budget=settings.graph_time_budget),
+            # Graph questions run on these threads (started on first use), off the event loop.
+            analysis=GraphAnalysis(
+                graph,
+                time_budget=settings.graph_time_budget,
+                workers=Workers(settings.graph_workers, name="capahub-graph"),
+            ),
             harvest=HarvestService(store, settings),
             search=search,
             records=RecordService(
@@ -146,8 +152,10 @@ class Services:
         return await self.sync()
 
     async def close(self) -> None:
-        """Release the database connections (the search's own too), the source connectors and
-        the JWKS client."""
+        """Stop the graph workers' questions, release the database connections (the search's
+        own too), the source connectors and the JWKS client."""
+        if self.analysis.workers is not None:
+            self.analysis.workers.close()
         await self.auth.close()
         await self.records.close()
         self.search.close()

@@ -1,15 +1,21 @@
-"""Graph questions on the Query root: impact, path, neighborhood, gaps, lineage, maps, hotspots."""
+"""Graph questions on the Query root: impact, path, neighborhood, gaps, lineage, maps, hotspots.
+
+Each question is answered on a worker thread (``GraphAnalysis.ask``); the questions of one
+request take turns, and a question stops when its request is cancelled or its client leaves.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Any
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from catalog import analysis as a
 from metadata import model
-from metadata.graph import Step
+from metadata.graph import GraphQuestionCancelledError, Step
 from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, RelationType
 from resolvers.types import (
@@ -25,6 +31,41 @@ from resolvers.types import (
     node_by_id,
     step_order,
 )
+
+T = TypeVar("T")
+
+
+async def _ask(info: CatalogInfo, question: Callable[[a.GraphAnalysis], T]) -> T:
+    """Ask the analysis service on a worker thread; stop the question if the client leaves."""
+    context = info.context
+    asked = context.services.analysis.ask(question, group=context)
+    receive = getattr(context.request, "receive", None)
+    if receive is None:  # no HTTP request (schema.execute in tests, the CLI)
+        return await asked
+    answer = asyncio.ensure_future(asked)
+    gone = asyncio.ensure_future(_client_gone(receive))
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not answer.done():
+            answer.cancel()  # the client left, or this request was cancelled: stop the thread
+    if not answer.done() or answer.cancelled():
+        raise GraphQuestionCancelledError("the client closed the connection; question stopped")
+    return answer.result()
+
+
+async def _client_gone(receive: Callable[[], Any]) -> None:
+    """Return when the ASGI server reports that the client disconnected.
+
+    The body was read before any resolver ran, so what comes next is the disconnect, after at
+    most the body replayed to the prepared lane and an empty end-of-body message; past a few
+    other messages, stop listening rather than spin.
+    """
+    for _ in range(4):
+        if (await receive())["type"] == "http.disconnect":
+            return
+    await asyncio.Event().wait()
 
 
 async def _nodes(info: CatalogInfo, ids: Sequence[str]) -> list[Any]:
@@ -52,6 +93,18 @@ def _selects_nodes(fields: Sequence[Any]) -> bool:
         if getattr(f, "name", None) in _NODE_FIELDS or _selects_nodes(f.selections):
             return True
     return False
+
+
+def _children(fields: Sequence[Any], name: str) -> list[Any]:
+    """The fields called ``name`` right below these (looking through fragments)."""
+    found: list[Any] = []
+    for f in fields:
+        for sub in f.selections:
+            if not isinstance(sub, SelectedField):
+                found.extend(_children([sub], name))
+            elif sub.name == name:
+                found.append(sub)
+    return found
 
 
 def _relations(steps: Sequence[Step]) -> list[Relation]:
@@ -246,72 +299,75 @@ class GraphQuery:
         description="Everything that depends on a node, up to `depth` relations away."
     )
     async def impact(self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3) -> Impact:
-        result = info.context.services.analysis.impact(str(id), 3 if depth is None else depth)
-        await _preload(info, [result.root, *(n for n, _, _ in result.affected)])
+        d = 3 if depth is None else depth
+        result = await _ask(info, lambda q: q.impact(str(id), d))
+        # The affected nodes' records only when they are asked for: an impact can reach most
+        # of the catalog, and loading it all (on the event loop) for `root { id }` took seconds.
+        fields = info.selected_fields
+        ids = [result.root] if _children(fields, "root") else []
+        if _selects_nodes(_children(fields, "affected")):
+            ids.extend(n for n, _, _ in result.affected)
+        await _preload(info, ids)
         return Impact(result=result)
 
     @strawberry.field(description="A shortest connection between two nodes, or null when none.")
-    def path(
+    async def path(
         self,
         info: CatalogInfo,
         from_: Annotated[strawberry.ID, strawberry.argument(name="from")],
         to: strawberry.ID,
         max_length: int | None = 6,
     ) -> list[Relation] | None:
-        steps = info.context.services.analysis.path(
-            str(from_), str(to), 6 if max_length is None else max_length
-        )
+        n = 6 if max_length is None else max_length
+        steps = await _ask(info, lambda q: q.path(str(from_), str(to), n))
         return None if steps is None else _relations(steps)
 
     @strawberry.field(description="Nodes within `depth` relations of a node, in any direction.")
-    def neighborhood(
+    async def neighborhood(
         self,
         info: CatalogInfo,
         id: strawberry.ID,
         depth: int | None = 1,
         types: list[RelationType] | None = None,
     ) -> Subgraph:
-        result = info.context.services.analysis.neighborhood(
-            str(id), 1 if depth is None else depth, types
-        )
+        d = 1 if depth is None else depth
+        result = await _ask(info, lambda q: q.neighborhood(str(id), d, types))
         return Subgraph(result=result)
 
     @strawberry.field(description="What is missing in the landscape, with reasons.")
     async def gaps(self, info: CatalogInfo, kinds: list[Kind] | None = None) -> list[Gap]:
-        found = info.context.services.analysis.gaps(kinds)
+        found = await _ask(info, lambda q: q.gaps(kinds))
         await _preload(info, [g.node for g in found])
         return _gaps(found)
 
     @strawberry.field(description="Capabilities provided twice, entities mastered twice.")
     async def redundancies(self, info: CatalogInfo) -> list[Redundancy]:
-        found = info.context.services.analysis.redundancies()
+        found = await _ask(info, lambda q: q.redundancies())
         await _preload(info, [n for r in found for n in (r.node, *r.involved)])
         return [Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved) for r in found]
 
     @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
-    def lineage(
+    async def lineage(
         self,
         info: CatalogInfo,
         id: strawberry.ID,
         direction: Direction | None = model.Direction.BOTH,
         depth: int | None = 5,
     ) -> Subgraph:
-        result = info.context.services.analysis.lineage(
-            str(id), _direction(direction), 5 if depth is None else depth
-        )
+        way, d = _direction(direction), 5 if depth is None else depth
+        result = await _ask(info, lambda q: q.lineage(str(id), way, d))
         return Subgraph(result=result)
 
     @strawberry.field(description="The capability hierarchy with providers and leaf coverage.")
-    def capability_map(
+    async def capability_map(
         self,
         info: CatalogInfo,
         # "root" is strawberry's name for the parent value, hence the rename.
         root_: Annotated[strawberry.ID | None, strawberry.argument(name="root")] = None,
         depth: int | None = 3,
     ) -> list[CapabilityMapNode]:
-        entries = info.context.services.analysis.capability_map(
-            str(root_) if root_ else None, 3 if depth is None else depth
-        )
+        top, d = str(root_) if root_ else None, 3 if depth is None else depth
+        entries = await _ask(info, lambda q: q.capability_map(top, d))
         return [CapabilityMapNode(entry=e) for e in entries]
 
     @strawberry.field(
@@ -324,13 +380,15 @@ class GraphQuery:
         steps = graph.into(str(id), model.RelationType.PART_OF) if graph.has(str(id)) else []
         recs = await info.context.loaders.node.load_many(steps)
         orders = {r.id: step_order(r) for r in recs if r is not None}
-        return JourneyCoverage(result=services.analysis.journey_coverage(str(id), orders))
+        result = await _ask(info, lambda q: q.journey_coverage(str(id), orders))
+        return JourneyCoverage(result=result)
 
     @strawberry.field(
         description="The most central nodes (PageRank over relations, directions ignored)."
     )
     async def hotspots(self, info: CatalogInfo, first: int | None = 10) -> list[Hotspot]:
-        ranked = info.context.services.analysis.hotspots(10 if first is None else first)
+        n = 10 if first is None else first
+        ranked = await _ask(info, lambda q: q.hotspots(n))
         await _preload(info, [n for n, _ in ranked])
         return [Hotspot(node_id=n, score=s) for n, s in ranked]
 
