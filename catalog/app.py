@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.demo import demo_data_dir, load_demo
-from catalog.http import CatalogGraphQL
+from catalog.http import CatalogGraphQL, RequestLimits
 from catalog.playground import playground_routes
 from catalog.registry import Registry
 from catalog.services import Services, WriteServices
@@ -72,7 +78,14 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         )
 
     graphql = CatalogGraphQL(
-        schema, context, graphql_ide="graphiql" if settings.graphql_ide else None
+        schema,
+        context,
+        graphql_ide="graphiql" if settings.graphql_ide else None,
+        limits=RequestLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_response_bytes=settings.max_response_bytes,
+            timeout=settings.request_timeout,
+        ),
     )
 
     @contextlib.asynccontextmanager
@@ -108,9 +121,106 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         Route("/graphql", graphql),  # the view answers other methods with a JSON 405
         *playground_routes(),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=_middleware(settings))
     app.state.schema = schema
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """Host checking on every route (docs/limits.md), then CORS when origins are configured."""
+    stack = [Middleware(TrustedHosts, allowed_hosts=allowed_hosts(settings))]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            )
+        )
+    return stack
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The ``Host`` names the hub answers: ``CAPAHUB_ALLOWED_HOSTS`` and the address it listens
+    on when that is one (``CAPAHUB_HOST``), IPv6 literals in brackets as a ``Host`` has them."""
+    names = [n.strip().lower() for n in settings.allowed_hosts.split(",") if n.strip()]
+    if "*" in names:
+        return ["*"]
+    listen = settings.host.strip().lower()
+    if listen.strip("[]") not in ("", "0.0.0.0", "::"):
+        names.append(listen)
+    hosts: list[str] = []
+    for name in names:
+        bare = name.strip("[]")
+        host = f"[{bare}]" if ":" in bare else bare
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+class TrustedHosts:
+    """Starlette's ``TrustedHostMiddleware`` (stops DNS rebinding: a page that had a name
+    resolve to this hub still sends that name), with two additions.
+
+    A ``Host`` that is the IP address the connection came to is answered as well: a rebound
+    page never sends an address, and a load balancer's health probe or a client that uses the
+    address does. A refused request gets a GraphQL-shaped JSON 400 that names the setting.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.check = TrustedHostMiddleware(self._passed, allowed_hosts, www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or refuse it with a 400."""
+        if scope["type"] != "http" or self.check.allow_any or _at_its_address(scope):
+            await self.app(scope, receive, send)
+            return
+
+        async def refuse_or_pass(message: Message) -> None:
+            if scope.get("capahub.trusted_host"):
+                await send(message)
+            elif message["type"] == "http.response.start":  # the middleware's plain-text 400
+                await _wrong_host(scope)(scope, receive, send)
+
+        await self.check(scope, receive, refuse_or_pass)
+
+    async def _passed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["capahub.trusted_host"] = True
+        await self.app(scope, receive, send)
+
+
+def _host_header(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"host":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _at_its_address(scope: Scope) -> bool:
+    """Whether the ``Host`` is the literal IP address the connection came to (any port: one
+    mapped by a container or a proxy differs from the one the hub listens on)."""
+    server = scope.get("server")
+    if not server or not server[0]:
+        return False
+    host = _host_header(scope)
+    address = host if host.endswith("]") or ":" not in host else host.rpartition(":")[0]
+    try:
+        return ipaddress.ip_address(address.strip("[]")) == ipaddress.ip_address(server[0])
+    except ValueError:  # a name, or a server address that is not an IP (a test client's)
+        return False
+
+
+def _wrong_host(scope: Scope) -> Response:
+    host = _host_header(scope)[:100]
+    message = (
+        f"This hub does not answer to the host name {host!r}: if it is this hub's name, add it "
+        "to CAPAHUB_ALLOWED_HOSTS (comma-separated)."
+    )
+    body = {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
+    return Response(orjson.dumps(body), status_code=400, media_type="application/json")
 
 
 def served_app() -> Any:
@@ -142,4 +252,4 @@ async def _load_demo(registry: Registry, settings: Settings) -> None:
     log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
 
 
-__all__ = ["access_logged", "create_app", "load_demo_once", "served_app"]
+__all__ = ["access_logged", "allowed_hosts", "create_app", "load_demo_once", "served_app"]

@@ -10,10 +10,14 @@ mutations) answer with a 4xx status and a GraphQL-shaped JSON error body.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
+import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +33,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from catalog.playground import playground_html
+from catalog.specs import MAX_NESTING, json_too_deep
 from metadata.errors import UnauthenticatedError
 
 JSON = "application/json"
@@ -36,14 +41,47 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _CODES_BY_STATUS = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
 #: 19 digits in a row: a number orjson might read differently from the full path's json.loads.
 _LONG_NUMBER = re.compile(rb"\d{19}")
+#: The time budget of the request being served (``asyncio.timeout``): a mutation lifts it.
+_deadline: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
+    "capahub_deadline", default=None
+)
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may take: its body, its answer and its time (docs/limits.md)."""
+
+    max_body_bytes: int = 16_000_000
+    max_response_bytes: int = 20_000_000
+    timeout: float = 30.0
 
 
 class GraphQLHTTPError(HTTPException):
-    """A request refused before execution, answered with ``status_code`` and extra headers."""
+    """A request refused before execution, answered with ``status_code`` and extra headers;
+    ``extensions`` (a ``code`` among them, else one from the status) go into the error."""
 
-    def __init__(self, status_code: int, reason: str, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status_code: int,
+        reason: str,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ):
         super().__init__(status_code, reason)
         self.headers = dict(headers or {})
+        self.extensions = dict(extensions or {})
+
+
+def body_too_large(limit: int) -> GraphQLHTTPError:
+    """The 413 for a body over ``limit`` bytes; the connection is closed after it, so the rest
+    of the body is never read."""
+    return GraphQLHTTPError(
+        413,
+        f"The request body is larger than {limit:,} bytes (CAPAHUB_MAX_BODY_BYTES): send less, "
+        "e.g. a catalog document in parts.",
+        {"Connection": "close"},
+        {"code": "BAD_USER_INPUT", "maxBodyBytes": limit},
+    )
 
 
 @functools.lru_cache(maxsize=256)  # clients send the same few headers again and again
@@ -127,46 +165,90 @@ class SubResponse(Response):
 
 
 class CatalogGraphQL(GraphQL[Any, None]):
-    """``/graphql``: POST and GET per GraphQL-over-HTTP, per-request dataloaders, orjson."""
+    """``/graphql``: POST and GET per GraphQL-over-HTTP, per-request dataloaders, orjson, and
+    the request limits: body size (413), answer size and time budget (docs/limits.md)."""
 
-    def __init__(self, schema: Any, context_factory: Callable[[Any, Any], Any], **kw: Any) -> None:
+    def __init__(
+        self,
+        schema: Any,
+        context_factory: Callable[[Any, Any], Any],
+        *,
+        limits: RequestLimits | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(schema, **kw)
         self._context_factory = context_factory
+        self.limits = limits or RequestLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection; refused HTTP requests get a GraphQL-shaped JSON error."""
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        if scope["method"] == "POST":
-            replay = await self._serve_prepared(scope, receive, send)
-            if replay is None:
-                return
-            receive = replay
         request = Request(scope=scope, receive=receive)
-        if scope["method"] == "GET" and self.graphql_ide and self.should_render_graphql_ide(
-            self.request_adapter_class(request)
+        if (
+            scope["method"] == "GET"
+            and self.graphql_ide
+            and self.should_render_graphql_ide(self.request_adapter_class(request))
         ):
             # The page needs no token (strawberry would build the context, and so
             # authenticate, before it looks at what is asked for); its queries do.
             await (await self.render_graphql_ide(request))(scope, receive, send)
             return
+        limit = self.limits.max_body_bytes
+        if _declared_length(scope) > limit:
+            await self.create_error_response(request, body_too_large(limit))(scope, receive, send)
+            return
+        receive = _limited(receive, limit)
+        # The budget covers reading the body and running the operation, not sending the answer
+        # (a slow reader of a big answer is not the hub's work).
+        response: Response | _Prepared | None
+        timeout = asyncio.timeout(self.limits.timeout)
+        token = _deadline.set(timeout)
         try:
-            response = await self.run(request)
+            async with timeout:
+                response = await self._answer(scope, receive)
         except HTTPException as error:
             response = self.create_error_response(request, error)
         except ClientDisconnect:
             return  # the client hung up before its body arrived: nobody to answer
-        await response(scope, receive, send)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            response = self.create_error_response(request, self._timed_out())
+        finally:
+            _deadline.reset(token)
+        if response is not None:
+            await response(scope, receive, send)
 
-    async def _serve_prepared(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """Answer a POST of a query the schema has prepared (``resolvers.prepared``).
+    async def _answer(self, scope: Scope, receive: Receive) -> Response | _Prepared | None:
+        """The response to a request (None when its client left): the prepared lane's, or the
+        full path's, which then reads the body the lane replays."""
+        if scope["method"] == "POST":
+            prepared = await self._serve_prepared(scope, receive)
+            if prepared is None or isinstance(prepared, Response | _Prepared):
+                return prepared
+            receive = prepared
+        return await self.run(Request(scope=scope, receive=receive))
 
-        Returns None when the request was answered (or its client left), else the ``receive``
-        for the full path, which replays the body read here. Only a plain JSON body with a
-        known query text takes this lane. The answer's body comes from the same
-        ``process_result``, its status from the same rule, and its headers are those
-        ``create_response`` would build (``tests/http/test_prepared.py`` compares them).
+    def _timed_out(self) -> GraphQLHTTPError:
+        seconds = self.limits.timeout
+        return GraphQLHTTPError(
+            503,
+            f"The request took longer than {seconds:g} s (CAPAHUB_REQUEST_TIMEOUT) and was "
+            "stopped: ask for less (a smaller `first`, fewer fields), or try again when the hub "
+            "is less busy.",
+            extensions={"code": "UNAVAILABLE", "timeoutSeconds": seconds},
+        )
+
+    async def _serve_prepared(self, scope: Scope, receive: Receive) -> Any:
+        """The response to a POST of a query the schema has prepared (``resolvers.prepared``).
+
+        Returns a response to send, None when the client left, else the ``receive`` for the
+        full path, which replays the body read here. Only a plain JSON body with a known query
+        text takes this lane. The answer's body comes from the same ``process_result``, its
+        status from the same rule, and its headers are those ``create_response`` would build
+        (``tests/http/test_prepared.py`` compares them).
         """
         prepared = getattr(self.schema, "prepared", None)
         if prepared is None or not prepared.enabled:
@@ -190,8 +272,10 @@ class CatalogGraphQL(GraphQL[Any, None]):
                 break
         body = b"".join(chunks)
         replay = _replaying(body, receive)
-        if _LONG_NUMBER.search(body):
-            return replay  # orjson reads integers beyond 64 bits as floats, json as integers
+        if _LONG_NUMBER.search(body) or json_too_deep(body):
+            # orjson reads integers beyond 64 bits as floats, json as integers; a body nested
+            # too deeply is refused by the full path (orjson would read it to 1,024 levels)
+            return replay
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:  # json.loads may accept it (NaN, lone surrogates)
@@ -212,32 +296,17 @@ class CatalogGraphQL(GraphQL[Any, None]):
         try:
             context = await self.get_context(request, sub_response)
         except HTTPException as error:  # refused before GraphQL: no token, a bad token
-            await self.create_error_response(request, error)(scope, replay, send)
-            return None
+            return self.create_error_response(request, error)
         result = await prepared.execute(query, operation_name, variables, context)
         if result is None:  # dropped from the table meanwhile: nothing ran, take the full path
             return replay
         response_data = await self.process_result(request, result)
         if sub_response.raw_headers or sub_response.background or sub_response.status_code:
             # a resolver shaped the response: let the full path's ``create_response`` build it
-            response = self.create_response(response_data, sub_response)
-            await response(scope, replay, send)
-            return None
+            return self.create_response(response_data, sub_response)
         # What ``create_response`` builds for an untouched sub-response, header for header.
-        body = self.encode_json(response_data)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": _status_code(response_data, media_type),
-                "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", media_type.encode()),
-                    (b"vary", b"Accept"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        return None
+        sent, body = self._encode_bounded(response_data)
+        return _Prepared(_status_code(sent, media_type), media_type, body)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one view per app; few distinct headers
     def _plain_json(self, content_type: bytes | None, accept: bytes | None) -> str | None:
@@ -345,7 +414,15 @@ class CatalogGraphQL(GraphQL[Any, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """Execute one operation; a mutation sent with GET is a 405 that points to POST."""
+        """Execute one operation; a mutation sent with GET is a 405 that points to POST.
+
+        A mutation is not stopped by the time budget: cut at its commit, its caller could not
+        know whether it was written. Its waits are bounded on their own (the database's write
+        wait, the document limits, the sources' timeout).
+        """
+        deadline = _deadline.get()
+        if deadline is not None and _is_mutation(request_data.query, request_data.operation_name):
+            deadline.reschedule(None)
         try:
             return await super().execute_single(
                 request, request_adapter, sub_response, context, root_value, request_data
@@ -379,10 +456,9 @@ class CatalogGraphQL(GraphQL[Any, None]):
         is a 400, or a 500 when the failure was internal; ``application/json`` is always 200.
         """
         media_type = sub_response.media_type or JSON
+        response_data, body = self._encode_bounded(response_data)
         response = Response(
-            self.encode_json(response_data),
-            status_code=_status_code(response_data, media_type),
-            media_type=media_type,
+            body, status_code=_status_code(response_data, media_type), media_type=media_type
         )
         response.headers.raw.extend(sub_response.headers.raw)
         response.headers.add_vary_header("Accept")
@@ -399,11 +475,8 @@ class CatalogGraphQL(GraphQL[Any, None]):
         if error.status_code == 405:
             headers.setdefault("Allow", "GET, POST")
         headers["Vary"] = "Accept"
-        body = {
-            "errors": [
-                {"message": error.reason, "extensions": {"code": _error_code(error.status_code)}}
-            ]
-        }
+        extensions = {"code": _error_code(error.status_code), **getattr(error, "extensions", {})}
+        body = {"errors": [{"message": error.reason, "extensions": extensions}]}
         return Response(
             self.encode_json(body),
             status_code=error.status_code,
@@ -414,6 +487,65 @@ class CatalogGraphQL(GraphQL[Any, None]):
     def encode_json(self, data: object) -> bytes:
         """Encode responses with orjson (several times faster than the standard library)."""
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Read a JSON body or parameter: UTF-8, at most ``MAX_NESTING`` levels deep (judged
+        before ``json.loads``, which recurses per level), integers of at most 4,300 digits.
+
+        Raises:
+            GraphQLHTTPError: 400 for anything else, with what is wrong.
+        """
+        encoded = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        if json_too_deep(encoded):
+            raise GraphQLHTTPError(
+                400, f"The request is nested deeper than {MAX_NESTING} levels: send flatter JSON."
+            )
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8-sig")  # a BOM, as json.loads(bytes) allowed
+            except UnicodeDecodeError as err:
+                raise GraphQLHTTPError(
+                    400,
+                    f"The request body is not UTF-8 (byte {err.start} is not part of a UTF-8 "
+                    "character): send JSON in UTF-8.",
+                ) from None
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer of more digits than int() reads
+            raise GraphQLHTTPError(
+                400, "The request holds an integer of more than 4,300 digits: send it as a string."
+            ) from None
+
+    def _encode_bounded(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]
+    ) -> tuple[GraphQLHTTPResponse | list[GraphQLHTTPResponse], bytes]:
+        """The encoded answer, or a coded error in its place when it is over
+        ``max_response_bytes``; returns what was encoded and its bytes."""
+        body = self.encode_json(response_data)
+        limit = self.limits.max_response_bytes
+        if len(body) <= limit:
+            return response_data, body
+        # ``data: null`` says the operation ran: a mutation's changes were made all the same.
+        replaced: GraphQLHTTPResponse = {
+            "data": None,
+            "errors": [
+                {
+                    "message": f"The answer is {len(body):,} bytes, more than the {limit:,} the "
+                    "hub sends (CAPAHUB_MAX_RESPONSE_BYTES): ask for less (a smaller `first`, "
+                    "fewer fields or aliases). A mutation's changes were made all the same.",
+                    "extensions": {
+                        "code": "BAD_USER_INPUT",
+                        "responseBytes": len(body),
+                        "maxResponseBytes": limit,
+                    },
+                }
+            ],
+        }
+        if isinstance(response_data, dict) and response_data.get("extensions"):
+            replaced["extensions"] = response_data["extensions"]
+        return replaced, self.encode_json(replaced)
 
 
 def www_authenticate(request: Request | WebSocket, error: UnauthenticatedError) -> str:
@@ -436,6 +568,109 @@ def _misshapen_field(data: dict[str, Any]) -> str | None:
         if value is not None and not isinstance(value, kind):
             return name
     return None
+
+
+class _Prepared:
+    """The prepared lane's answer: what ``create_response`` builds for an untouched
+    sub-response, header for header, sent as two ASGI messages."""
+
+    __slots__ = ("body", "media_type", "status")
+
+    def __init__(self, status: int, media_type: str, body: bytes) -> None:
+        self.status, self.media_type, self.body = status, media_type, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-length", str(len(self.body)).encode()),
+                    (b"content-type", self.media_type.encode()),
+                    (b"vary", b"Accept"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _declared_length(scope: Scope) -> int:
+    """The ``Content-Length`` a request declares (0 when none or unreadable: the server's own
+    parser refuses a malformed one)."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """A ``receive`` that refuses (413) a body as soon as more than ``limit`` bytes came."""
+    received = 0
+
+    async def limited() -> Any:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise body_too_large(limit)
+        return message
+
+    return limited
+
+
+#: What ``_is_mutation`` needs of a GraphQL document, as graphql-core's lexer reads it: block
+#: strings (where only ``\"""`` escapes), strings and comments (skipped), braces and parentheses
+#: (depth), names (keywords, operation names) and any quote left over (then it is unsure).
+_GRAPHQL_TOKEN = re.compile(
+    r'"""(?:\\"""|\\|[^"\\]|"(?!""))*"""|"(?:[^"\\\n\r]|\\.)*"|#[^\n\r]*|[{}()"]'
+    r"|[_A-Za-z][_0-9A-Za-z]*"
+)
+
+
+def _is_mutation(query: str | None, operation_name: str | None) -> bool:
+    """Whether the operation a request runs is a mutation, read from the document's top level
+    (each definition's first word, then its name) without parsing it.
+
+    False whenever it is unsure (a quote outside a string, unbalanced brackets, no or several
+    matching operations), so that the time budget applies.
+    """
+    if not query or "mutation" not in query:
+        return False
+    operations: list[tuple[str, str | None]] = []
+    depth = 0
+    expect: str | None = "keyword"  # at the start and after each definition
+    for match in _GRAPHQL_TOKEN.finditer(query):
+        token = match.group()
+        if token == '"':
+            return False
+        if token[0] in '"#':
+            continue
+        if token in "{(":
+            if depth == 0 and expect == "keyword":  # ``{ ... }`` alone: an anonymous query
+                operations.append(("query", None))
+            if depth == 0:
+                expect = None
+            depth += 1
+        elif token in "})":
+            depth -= 1
+            if depth < 0:
+                return False
+            if depth == 0 and token == "}":
+                expect = "keyword"
+        elif depth == 0 and expect == "keyword":
+            operations.append((token, None))
+            expect = "name"
+        elif depth == 0 and expect == "name":
+            operations[-1] = (operations[-1][0], token)
+            expect = None
+    chosen = [
+        kind
+        for kind, name in operations
+        if kind in ("query", "mutation", "subscription")
+        and (operation_name is None or name == operation_name)
+    ]
+    return depth == 0 and chosen == ["mutation"]
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

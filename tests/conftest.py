@@ -23,6 +23,17 @@ PG_URL = os.environ.get("CAPAHUB_TEST_DATABASE_URL")
 #: sends an admin hub token (scripts/test runs the API tests once more so).
 AUTH_ON = os.environ.get("CAPAHUB_TEST_AUTH") == "on"
 DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+#: Starlette's TestClient sends ``Host: testserver``; the hub answers only the host names it is
+#: configured for (loopback ones by default), so the apps the tests build allow that one too.
+TEST_HOSTS = "localhost,127.0.0.1,::1,testserver"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_client_host() -> Iterator[None]:
+    """``CAPAHUB_ALLOWED_HOSTS`` for the tests that build their own ``Settings``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAPAHUB_ALLOWED_HOSTS", TEST_HOSTS)
+        yield
 
 
 def _fresh_pg_database() -> str:
@@ -56,7 +67,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     """Settings pointing at the test database."""
-    return Settings(database_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=db_url, allowed_hosts=TEST_HOSTS, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture
