@@ -67,7 +67,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     """Settings pointing at the test database."""
-    return Settings(database_url=db_url, allowed_hosts=TEST_HOSTS, _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=db_url, allowed_hosts=TEST_HOSTS, _env_file=None)
 
 
 @pytest.fixture
