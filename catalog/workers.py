@@ -140,23 +140,25 @@ class Workers:
                 retry_after=1,
             )
         stop = threading.Event()
+        _awaiting(+1)  # before the job can start
         try:
-            future: Future[T] = self._pool.submit(_call, work, stop)
-        except BaseException:
-            self._release(None)
-            raise
-        # Released when the job has really ended (or was taken off the queue), not when its
-        # awaiting task gives up: a cancelled job still holds its thread until it stops.
-        future.add_done_callback(self._release)
-        self._stops.add(stop)
-        _awaiting(+1)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            stop.set()  # a running job stops at its next check; a waiting one never starts
-            raise
+            try:
+                future: Future[T] = self._pool.submit(_call, work, stop)
+            except BaseException:
+                self._release(None)
+                raise
+            # Released when the job has really ended (or was taken off the queue), not when
+            # its awaiting task gives up: a cancelled job holds its thread until it stops.
+            future.add_done_callback(self._release)
+            self._stops.add(stop)
+            try:
+                return await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                stop.set()  # a running job stops at its next check; a waiting one never starts
+                raise
+            finally:
+                self._stops.discard(stop)
         finally:
-            self._stops.discard(stop)
             _awaiting(-1)
 
     def close(self) -> None:
