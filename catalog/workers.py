@@ -55,6 +55,10 @@ def _awaiting(change: int) -> None:
             sys.setswitchinterval(_usual_interval)
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 class WorkersBusyError(UnavailableError):
     """Every worker thread is busy and the queue for them is full; the caller may retry soon."""
 
@@ -135,8 +139,8 @@ class Workers:
             raise WorkersBusyError("the hub is shutting down; try again in a moment")
         if not self._admit():
             raise WorkersBusyError(
-                f"the hub is busy: all {self.threads} worker threads are answering and "
-                f"{self.waiting} more questions wait for them; try again in a few seconds",
+                f"the hub is busy: {_count(self.threads, 'worker thread')} answering and "
+                f"{_count(self.waiting, 'more question')} waiting; try again in a few seconds",
                 retry_after=1,
             )
         stop = threading.Event()
