@@ -238,7 +238,8 @@ class CatalogGraphQL(GraphQL[Any, None]):
             f"The request took longer than {seconds:g} s (CAPAHUB_REQUEST_TIMEOUT) and was "
             "stopped: ask for less (a smaller `first`, fewer fields), or try again when the hub "
             "is less busy.",
-            extensions={"code": "UNAVAILABLE", "timeoutSeconds": seconds},
+            {"Connection": "close"},  # the body may not have been read to its end
+            {"code": "UNAVAILABLE", "timeoutSeconds": seconds},
         )
 
     async def _serve_prepared(self, scope: Scope, receive: Receive) -> Any:
