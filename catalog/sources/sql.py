@@ -96,6 +96,12 @@ class SqlConnector:
             ) from None
         sqlite = url.get_backend_name() == "sqlite"
         file = str(url.database or "") if sqlite else None
+        if file is not None and (not file or file.startswith(":")):
+            raise BadSourceDataError(
+                f"{source.id}: location names no database file (an in-memory SQLite database "
+                "holds no records)",
+                source=source.id,
+            )
         if self.policy is not None:
             fetcher = Fetcher(self.policy)
             if file is not None:
@@ -116,7 +122,7 @@ class SqlConnector:
                 pool_timeout=self.timeout,
                 pool_pre_ping=True,
             )
-        elif file and not file.startswith(":"):
+        elif file:
             identity = _identity(file)
             if identity is None:
                 raise SourceUnavailableError(
@@ -127,8 +133,6 @@ class SqlConnector:
             # Read-only: the hub never writes to a source system.
             url = url.set(query={**url.query, "mode": "ro", "uri": "true"})
             url = url.set(database=f"file:{url.database}")
-        else:
-            file = None  # in memory: nothing on disk to look at
         try:
             engine = create_async_engine(url, **kwargs)
         except ArgumentError as err:  # e.g. a driver that is not installed

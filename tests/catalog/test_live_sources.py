@@ -21,7 +21,7 @@ from catalog.sources.base import Query, SourceRef, Target
 from catalog.sources.records import RecordsPage
 from catalog.sources.sql import SqlConnector
 from catalog.specs import parse_document
-from metadata.errors import InvalidInputError, SourceUnavailableError
+from metadata.errors import BadSourceDataError, InvalidInputError, SourceUnavailableError
 from resolvers import build_schema, make_context
 
 CRM_ROWS = [("a@example.com", "+31 1"), ("b@example.com", "+31 2"), ("c@example.com", "+31 3")]
@@ -258,6 +258,9 @@ async def test_the_connector_rebuilds_its_engine_when_the_source_changes(
         return Target("entity:crm.contact", source, "contact", ("email",))
 
     try:
+        unknown = SourceRef("source:x", "SQL", "nosuchdialect://db.example.invalid/crm")
+        with pytest.raises(BadSourceDataError, match="location cannot be used"):
+            await connector.fetch(target(unknown), Query())
         assert len(await connector.fetch(target(ref), Query())) == 3
         engine = connector._connections["source:crm-db"].engine
         assert len(await connector.fetch(target(ref), Query())) == 3
@@ -276,3 +279,28 @@ async def test_the_connector_rebuilds_its_engine_when_the_source_changes(
         assert "source:crm-db" not in connector._connections  # the old engine is gone
     finally:
         await connector.close()
+
+
+@pytest.mark.parametrize(
+    ("location", "code"),
+    [
+        ("http://[::1", "BAD_SOURCE_DATA"),
+        ("postgresql://db.example.invalid:port/crm", "BAD_SOURCE_DATA"),
+        ("sqlite://", "BAD_SOURCE_DATA"),  # in memory: no records
+        ("sqlite:///:memory:", "BAD_SOURCE_DATA"),
+        ("sqlite:////etc/hostname", "FORBIDDEN"),  # outside the allowed directories
+        ("not a url", None),  # not a live source at all: not read, no error
+    ],
+)
+async def test_an_unusable_location_is_an_error_entry_for_its_source(
+    live: Services, location: str, code: str | None
+) -> None:
+    await apply(
+        live,
+        f"nodes: [{{id: source:crm-db, name: CRM db, properties: {{type: SQL, location: {location!r}}}}}]",
+    )
+    page = await customers(live)
+    assert [(e.source, e.code) for e in page.errors] == (
+        [("source:crm-db", code)] if code else []
+    ), page.errors
+    assert sorted(view(page)) == ["a@example.com", "d@example.com"]
