@@ -278,7 +278,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         loop.close()
 
 
-def cases(n: int) -> Any:
+def cases(n: int) -> settings:
     """Hypothesis settings for ``n`` examples against the module's catalog."""
     return settings(
         max_examples=n,
