@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     graph_workers: int = Field(
         default=2,
         ge=1,
-        description="Threads that answer graph questions and other CPU-heavy work off the "
-        "event loop.",
+        description="Threads that answer graph questions off the event loop (the questions of "
+        "one request take turns on one); while all are busy, 4 questions per thread may wait "
+        "and further ones are refused with UNAVAILABLE.",
     )
     query_cache_mb: float = Field(
         default=32.0,
