@@ -185,7 +185,7 @@ class CatalogGraphQL(GraphQL[Any, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope=scope, receive=receive)
+        request = Request(scope=scope, receive=receive)  # for error responses: the headers
         if (
             scope["method"] == "GET"
             and self.graphql_ide
@@ -196,10 +196,12 @@ class CatalogGraphQL(GraphQL[Any, None]):
             await (await self.render_graphql_ide(request))(scope, receive, send)
             return
         limit = self.limits.max_body_bytes
-        if _declared_length(scope) > limit:
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
             await self.create_error_response(request, body_too_large(limit))(scope, receive, send)
             return
-        receive = _limited(receive, limit)
+        if declared is None:  # the server frames a declared length: only others are counted
+            receive = _limited(receive, limit)
         # The budget covers reading the body and running the operation, not sending the answer
         # (a slow reader of a big answer is not the hub's work).
         response: Response | _Prepared | None
@@ -595,13 +597,16 @@ class _Prepared:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def _declared_length(scope: Scope) -> int:
-    """The ``Content-Length`` a request declares (0 when none or unreadable: the server's own
-    parser refuses a malformed one)."""
+def _declared_length(scope: Scope) -> int | None:
+    """The ``Content-Length`` that frames a request's body, which the server then never
+    exceeds; None for a chunked body (or one that also says ``Transfer-Encoding``)."""
+    length = None
     for key, value in scope["headers"]:
-        if key == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
+        if key == b"content-length" and length is None and value.isdigit():
+            length = int(value)
+        elif key == b"transfer-encoding":
+            return None
+    return length
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
