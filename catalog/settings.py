@@ -154,14 +154,15 @@ class Settings(BaseSettings):
     max_response_bytes: int = Field(
         default=20_000_000,
         ge=1_000,
-        description="Largest response body, in bytes; a bigger answer is replaced by a coded "
-        "error.",
+        description="Largest response body, in bytes; a bigger answer is replaced by a "
+        "BAD_USER_INPUT error stating its size and the limit (docs/limits.md).",
     )
     request_timeout: float = Field(
         default=30.0,
         gt=0,
-        description="Seconds a GraphQL request may run before its work is stopped and it is "
-        "answered with a coded error.",
+        description="Seconds a GraphQL request may take to send its body and run its query "
+        "before its work is cancelled and it is answered 503 UNAVAILABLE; mutations are not cut "
+        "(their waits are bounded on their own).",
     )
     max_body_bytes: int = Field(
         default=16_000_000,
@@ -177,13 +178,15 @@ class Settings(BaseSettings):
     )
     allowed_hosts: str = Field(
         default="localhost,127.0.0.1,::1",
-        description="Comma-separated host names the hub answers (the Host header); others get "
-        "400. `*` answers any (behind a proxy that checks it).",
+        description="Comma-separated host names the hub answers (the Host header; `*.example.com` "
+        "for subdomains); the listen host and the IP address a connection came to are answered "
+        "too, others get 400. `*` answers any (behind a proxy that checks it).",
     )
     cors_origins: str = Field(
         default="",
-        description="Comma-separated origins allowed to call the API from a browser (CORS); "
-        "empty: no CORS permission is sent.",
+        description="Comma-separated origins (or `*`) allowed to call the API from a browser "
+        "(CORS: GET and POST with Authorization, Content-Type and X-Request-Id); empty: no CORS "
+        "permission is sent.",
     )
     write_wait: float = Field(
         default=5.0,
