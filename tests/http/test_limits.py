@@ -327,6 +327,15 @@ def test_a_query_past_the_budget_is_stopped_and_answered_unavailable(
     assert client.get("/healthz").status_code == 200
 
 
+def test_a_mutation_is_not_cut_by_the_budget(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(request_timeout=0.05)
+    document = "nodes:\n" + "".join(f"  - {{id: system:s{i}, name: S{i}}}\n" for i in range(2000))
+    started = time.perf_counter()
+    resp = client.post("/graphql", json={"query": APPLY, "variables": {"d": document}})
+    assert time.perf_counter() - started > 0.05  # longer than the budget, and not stopped
+    assert len(resp.json()["data"]["applyCatalog"]["added"]) == 2000
+
+
 def test_mutations_are_recognised_without_parsing() -> None:
     for query, name, expected in [
         ("mutation { retire(id: 1) { id } }", None, True),
