@@ -36,6 +36,14 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield client
 
 
+def answer(resp: httpx.Response) -> dict[str, Any]:
+    """The body of an answered request without ``extensions.cost`` (docs/limits.md)."""
+    body: dict[str, Any] = resp.json()
+    extensions = body.pop("extensions", {})
+    assert set(extensions) == {"cost"}, extensions
+    return body
+
+
 def assert_request_error(resp: httpx.Response, status: int, code: str = "BAD_USER_INPUT") -> str:
     """Check a refused request: status, JSON media type, GraphQL-shaped body; return its message."""
     assert resp.status_code == status, resp.text
@@ -81,7 +89,7 @@ def test_post_accepting_graphql_response_json_answers_with_it(client: TestClient
     assert resp.status_code == 200
     assert resp.headers["content-type"] == GRAPHQL_RESPONSE_JSON
     assert resp.headers["vary"] == "Accept"
-    assert resp.json() == {"data": {"__typename": "Query"}}
+    assert answer(resp) == {"data": {"__typename": "Query"}}
 
 
 @pytest.mark.parametrize("accept", ["application/json", "*/*", None])
@@ -92,7 +100,7 @@ def test_post_accepting_json_or_anything_answers_application_json(
     resp = client.post("/graphql", json=TYPENAME, headers=headers)
     assert resp.status_code == 200
     assert resp.headers["content-type"] == JSON
-    assert resp.json() == {"data": {"__typename": "Query"}}
+    assert answer(resp) == {"data": {"__typename": "Query"}}
 
 
 def test_unacceptable_accept_is_406(client: TestClient) -> None:
@@ -174,7 +182,7 @@ def test_post_accepts_utf8_charset_and_non_ascii(client: TestClient) -> None:
         headers={"content-type": "application/json; charset=utf-8", **GQLR},
     )
     assert resp.status_code == 200
-    assert resp.json() == {"data": {"__type": None}}
+    assert answer(resp) == {"data": {"__type": None}}
 
 
 # GET
@@ -187,14 +195,14 @@ def test_get_executes_a_query_with_json_variables(client: TestClient) -> None:
     }
     resp = client.get("/graphql", params=params, headers=GQLR)
     assert resp.status_code == 200
-    assert resp.json() == {"data": {"__type": {"name": "Query"}}}
+    assert answer(resp) == {"data": {"__type": {"name": "Query"}}}
 
 
 def test_get_ignores_empty_optional_parameters(client: TestClient) -> None:
     params = {"query": "{ __typename }", "variables": "", "operationName": "", "extensions": ""}
     resp = client.get("/graphql", params=params, headers=LEGACY)
     assert resp.status_code == 200
-    assert resp.json() == {"data": {"__typename": "Query"}}
+    assert answer(resp) == {"data": {"__typename": "Query"}}
 
 
 @pytest.mark.parametrize("headers", [GQLR, LEGACY])
@@ -297,7 +305,7 @@ def test_parameter_of_the_wrong_type_is_400(client: TestClient, parameter: str, 
 def test_null_optional_parameter_is_accepted(client: TestClient, parameter: str) -> None:
     resp = client.post("/graphql", json={"query": "{ __typename }", parameter: None}, headers=GQLR)
     assert resp.status_code == 200
-    assert resp.json() == {"data": {"__typename": "Query"}}
+    assert answer(resp) == {"data": {"__typename": "Query"}}
 
 
 def test_unknown_operation_name_is_400(client: TestClient) -> None:
@@ -360,6 +368,6 @@ def test_a_client_that_hangs_up_mid_body_is_not_an_error(served_url: str, tmp_pa
         )
     time.sleep(0.5)
     resp = httpx.post(served_url, json={"query": "{ __typename }"}, timeout=10)
-    assert resp.json() == {"data": {"__typename": "Query"}}
+    assert answer(resp) == {"data": {"__typename": "Query"}}
     log = (tmp_path / "serve.log").read_text()
     assert "Exception in ASGI application" not in log and "ClientDisconnect" not in log
