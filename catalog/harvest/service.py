@@ -104,7 +104,7 @@ def source_key_for(location: str) -> str:
     text = location
     try:
         url = make_url(location) if "://" in location and not is_url_http(location) else None
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         url = None
     if url is not None:
         text = Path(url.database).stem if url.database else (url.host or url.drivername)
@@ -236,7 +236,7 @@ class HarvestService:
         if spec.type is SourceType.SQL:
             try:
                 url = make_url(location)
-            except ArgumentError:
+            except (ArgumentError, ValueError):  # ValueError: e.g. an unclosed IPv6 host
                 raise InvalidInputError(
                     f"input.location: {location!r} is not an SQLAlchemy URL "
                     "(e.g. postgresql://host/db or sqlite:///path/shop.db)",
@@ -418,7 +418,7 @@ def _safe(location: str) -> str:
     try:
         if "://" in location and not is_url_http(location):
             return make_url(location).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         pass
     return re.sub(r"(://[^/:@]+:)[^/@]+@", r"\1***@", location)
 

@@ -217,3 +217,11 @@ def test_missing_credentials_variable_is_reported_not_guessed(
     err = api.error(HARVEST, {"source": "source:shop-api"})
     assert err["extensions"]["code"] == "SOURCE_UNAVAILABLE"
     assert "CAPAHUB_CRED_SHOP" in err["message"] and "not set" in err["message"]
+
+
+def test_register_source_with_an_unparsable_sql_url_is_bad_user_input(gql: Any) -> None:
+    gql.data('mutation { upsertNode(input: {id: "system:s", name: "S"}) { id } }')
+    err = gql.error(
+        'mutation { registerSource(input: {key: "x", name: "X", type: SQL, location: "http://[::1", system: "system:s"}) { id } }'
+    )
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and "input.location" in err["message"]
