@@ -710,4 +710,11 @@ def _has_internal_error(response_data: GraphQLHTTPResponse) -> bool:
     return False
 
 
-__all__ = ["CatalogGraphQL", "GraphQLHTTPError", "negotiate_media_type", "www_authenticate"]
+__all__ = [
+    "CatalogGraphQL",
+    "GraphQLHTTPError",
+    "RequestLimits",
+    "body_too_large",
+    "negotiate_media_type",
+    "www_authenticate",
+]
