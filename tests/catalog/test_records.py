@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,13 @@ RECORDS = """query($e: ID!, $w: JSON, $f: Int, $a: String) { records(entity: $e,
   totalCount errors { source code message }
   edges { cursor node { key data sources conflicts { field values { system value } chosen reason } } }
   pageInfo { hasNextPage endCursor } } }"""
+
+
+@pytest.fixture
+def demo_gql(app_factory: Callable[..., GraphQLClient]) -> GraphQLClient:
+    """The demo, with a cost limit that lets a page of 500 records with their conflicts and
+    values through (about 211,000: docs/limits.md)."""
+    return app_factory(demo=True, max_query_cost=250_000)
 
 
 def test_demo_customer_is_unified_across_crm_webshop_and_erp(demo_gql: GraphQLClient) -> None:
