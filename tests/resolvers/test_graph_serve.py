@@ -73,7 +73,7 @@ def dense(tmp_path_factory: pytest.TempPathFactory) -> str:
 HUBS = {
     # One worker, so a question left running would hold up the next; a request timeout.
     "one worker": {"graph_workers": "1", "graph_time_budget": "60", "request_timeout": "2"},
-    "short budget": {"graph_time_budget": "0.3"},
+    "short budget": {"graph_time_budget": "0.1"},
 }
 
 
@@ -167,13 +167,13 @@ class Poller:
 def test_healthz_and_small_queries_answer_while_heavy_questions_run(
     hubs: dict[str, Served],
 ) -> None:
-    # Five questions in one request would take five times as long as one; the request is cut
-    # at its timeout (2 s) and its question stopped.
+    # Ten questions in one request would take ten times as long as one; the request is cut at
+    # its timeout (2 s) and its question stopped.
     served = hubs["one worker"]
     _timed(served, SMALL)
     alone = _timed(served, f"{{ {HEAVY} }}")  # also fills the node cache
     rss = _rss_mb(served)
-    heavy = " ".join(f"q{i}: {HEAVY}" for i in range(5))
+    heavy = " ".join(f"q{i}: {HEAVY}" for i in range(10))
     with Poller(served) as poller:
         t = time.perf_counter()
         body = _graphql(served, f"{{ {heavy} }}")
@@ -213,16 +213,16 @@ def test_past_its_budget_a_question_is_refused_and_its_memory_released(
         t = time.perf_counter()
         err = _graphql(served, question)["errors"][0]
         assert err["extensions"]["code"] == "BAD_USER_INPUT", err
-        assert "took longer than 0.3 s" in err["message"], err
-        assert time.perf_counter() - t < 0.3 + 1.5
+        assert "took longer than 0.1 s" in err["message"], err
+        assert time.perf_counter() - t < 0.1 + 1.5
 
     refused()
     refused()
     rss = _rss_mb(served)
     with Poller(served) as poller, ThreadPoolExecutor(3) as clients:
         t = time.perf_counter()
-        # Three at a time for about two seconds: the two workers busy, one question waiting.
-        for done in [clients.submit(refused) for _ in range(12)]:
+        # Three at a time, 24 in all: the two workers busy, one question waiting.
+        for done in [clients.submit(refused) for _ in range(24)]:
             done.result()
         during = time.perf_counter() - t
     poller.check(during=during)
