@@ -112,8 +112,12 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         services: Services | None = state.get("services")
         if services is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        async with services.store.read() as r:
-            change = await r.last_change_id()
+        # A SQLite file answers at once on a connection of its own; the async driver's round
+        # trips wait for the busy loop (hundreds of ms while graph questions run).
+        change = services.store.last_change_id_now()
+        if change is None:
+            async with services.store.read() as r:
+                change = await r.last_change_id()
         return JSONResponse({"status": "ok", "database": services.store.dialect, "change": change})
 
     routes = [
