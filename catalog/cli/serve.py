@@ -46,6 +46,8 @@ def serve(
     settings = settings_for(database)
     count = workers or settings.workers
     listen = host or settings.host
+    # The listen address is one of the Host names the hub answers (catalog.app.allowed_hosts).
+    settings = settings.model_copy(update={"host": listen})
     _check_exposure(listen, settings.auth, insecure_no_auth)
     from catalog.access.authenticate import Authenticator
 
@@ -67,6 +69,7 @@ def serve(
     # Several processes: uvicorn starts each from the factory, which reads the settings from
     # the environment; the demo is loaded once, here, before they start.
     os.environ["CAPAHUB_DATABASE_URL"] = settings.database_url
+    os.environ["CAPAHUB_HOST"] = listen
     if demo:
         asyncio.run(load_demo_once(settings))
     uvicorn.run("catalog.app:served_app", factory=True, workers=count, **options)
