@@ -9,7 +9,10 @@ examples):
   what one item costs; nested selections multiply through;
 * a list's size is its ``first`` (a literal or a variable, at most the largest page any field
   accepts), or for a connection (``edges``/``hits`` under a field with ``first``) the same
-  ``first``, or a known bound (``LIST_SIZES``), else ``DEFAULT_LIST_SIZE``;
+  ``first``, or a known bound (``LIST_SIZES``); a node's relation lists (``relations``,
+  ``providers``, ``children``, ...: ``RELATION_LISTS``) are as long as the catalog's longest
+  such list (``CatalogListSizes``, once per catalog version, at least ``DEFAULT_LIST_SIZE``);
+  anything else ``DEFAULT_LIST_SIZE``;
 * graph questions, searches and live records add a base price (``QUESTION_COSTS``), scaled by
   their ``depth`` or ``maxLength`` where they take one; every mutation field adds
   ``MUTATION_COST``;
@@ -28,9 +31,11 @@ the prepared lane (``resolvers.prepared``) evaluates the same ``Cost`` kept with
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cachetools import LRUCache
 from graphql import (
@@ -66,6 +71,9 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+if TYPE_CHECKING:
+    from metadata.graph import GraphView
+
 #: What one object of an answer costs (leaves cost nothing).
 OBJECT_COST = 1
 #: Size assumed for a list without ``first`` and without a known bound (relation lists such as
@@ -83,6 +91,61 @@ LIST_SIZES: Mapping[str, int] = {
 }
 #: Under a field with ``first`` that returns an object (a connection), the lists ``first`` sizes.
 SIZED_BY_FIRST = ("edges", "hits")
+#: A node's lists whose length the catalog knows: field coordinate -> (kind of the node,
+#: relation type and direction it follows). "*" is every relation, both ways (``relations``);
+#: "OWNS" out also counts the nodes whose ``owner`` is the team (``Team.owns``).
+RELATION_LISTS: Mapping[str, tuple[str, str, str]] = {
+    "Domain.capabilities": ("DOMAIN", "PART_OF", "in"),
+    "Domain.systems": ("DOMAIN", "PART_OF", "in"),
+    "Domain.entities": ("DOMAIN", "PART_OF", "in"),
+    "Team.owns": ("TEAM", "OWNS", "out"),
+    "Team.stewards": ("TEAM", "STEWARDS", "out"),
+    "System.provides": ("SYSTEM", "PROVIDES", "out"),
+    "System.masters": ("SYSTEM", "MASTERS", "out"),
+    "System.stores": ("SYSTEM", "STORES", "out"),
+    "System.dependsOn": ("SYSTEM", "DEPENDS_ON", "out"),
+    "System.dependents": ("SYSTEM", "DEPENDS_ON", "in"),
+    "System.components": ("SYSTEM", "PART_OF", "in"),
+    "System.touchpoints": ("SYSTEM", "SERVED_BY", "in"),
+    "System.sources": ("SYSTEM", "PART_OF", "in"),
+    "Capability.children": ("CAPABILITY", "PART_OF", "in"),
+    "Capability.providers": ("CAPABILITY", "PROVIDES", "in"),
+    "Capability.reads": ("CAPABILITY", "READS", "out"),
+    "Capability.writes": ("CAPABILITY", "WRITES", "out"),
+    "Capability.dependsOn": ("CAPABILITY", "DEPENDS_ON", "out"),
+    "Capability.usedBy": ("CAPABILITY", "USES", "in"),
+    "DataEntity.masteredBy": ("DATA_ENTITY", "MASTERS", "in"),
+    "DataEntity.storedBy": ("DATA_ENTITY", "STORES", "in"),
+    "DataEntity.stewards": ("DATA_ENTITY", "STEWARDS", "in"),
+    "DataEntity.readBy": ("DATA_ENTITY", "READS", "in"),
+    "DataEntity.writtenBy": ("DATA_ENTITY", "WRITES", "in"),
+    "DataEntity.representedBy": ("DATA_ENTITY", "REPRESENTS", "in"),
+    "DataEntity.represents": ("DATA_ENTITY", "REPRESENTS", "out"),
+    "Journey.steps": ("JOURNEY", "PART_OF", "in"),
+    "JourneyStep.uses": ("JOURNEY_STEP", "USES", "out"),
+    "JourneyStep.touchpoints": ("JOURNEY_STEP", "OCCURS_AT", "out"),
+    "Touchpoint.servedBy": ("TOUCHPOINT", "SERVED_BY", "out"),
+    "Touchpoint.steps": ("TOUCHPOINT", "OCCURS_AT", "in"),
+    "Source.harvested": ("SOURCE", "HARVESTED_FROM", "in"),
+    **{
+        f"{t}.relations": (k, "*", "both")
+        for t, k in (
+            ("Domain", "DOMAIN"),
+            ("Team", "TEAM"),
+            ("System", "SYSTEM"),
+            ("Capability", "CAPABILITY"),
+            ("DataEntity", "DATA_ENTITY"),
+            ("Journey", "JOURNEY"),
+            ("JourneyStep", "JOURNEY_STEP"),
+            ("Touchpoint", "TOUCHPOINT"),
+            ("Source", "SOURCE"),
+        )
+    },
+}
+#: The sizes of ``RELATION_LISTS`` are worked out again at most this often (seconds): a pass
+#: over every relation (about 20 ms for 50,000 on the event loop), so a burst of writes does
+#: not pay it per write; meanwhile the previous version's sizes count.
+LIST_SIZES_INTERVAL = 1.0
 #: In ``Question.answers``, the question's own answer (a list).
 ITSELF = ""
 
@@ -132,9 +195,9 @@ INTROSPECTION_COSTS: Mapping[str, int] = {"__schema": 2_000, "__type": 100}
 #: Costs are reported up to here (JSON integers stay exact; anything near it is refused anyway).
 COST_CEILING = 10**15
 
-#: A compiled cost: an int, or an expression over the request's variables:
+#: A compiled cost: an int, or an expression over the request's variables and the catalog:
 #: ("var", name, when missing, when null, largest), ("len", name), ("+", terms),
-#: ("*", a, b), ("max", terms).
+#: ("*", a, b), ("max", terms), ("list", coordinate, CatalogListSizes).
 Cost: TypeAlias = int | tuple[Any, ...]
 
 #: Lists a parent sizes for its children: (name, size) pairs (``ITSELF``: the parent's own).
@@ -201,6 +264,9 @@ def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
         return _evaluate(cost[1], variables) * _evaluate(cost[2], variables)
     if op == "max":
         return max(_evaluate(t, variables) for t in cost[1])
+    if op == "list":
+        sizes: CatalogListSizes = cost[2]
+        return sizes.size(cost[1])
     if op == "len":
         value = variables.get(cost[1])
         return len(value) if isinstance(value, list) else 1  # a single value is a list of one
@@ -223,7 +289,85 @@ def cost_size(cost: Cost) -> int:
     """Rough bytes a compiled cost takes (for the caches that keep one)."""
     if isinstance(cost, int):
         return 32
+    if cost[0] == "list":
+        return 64
     return 64 + sum(cost_size(t) for t in cost[1:] if isinstance(t, int | tuple))
+
+
+class CatalogListSizes:
+    """How long a node's relation lists can be in the catalog a schema serves: for each field
+    of ``RELATION_LISTS``, the longest such list of any node of its kind, at least
+    ``DEFAULT_LIST_SIZE``; worked out from the graph projection once per catalog version.
+
+    Compiled costs refer to it (``("list", coordinate, sizes)``), so a cost compiled once by
+    text, on either lane, counts the catalog as it is when the request comes. Until a graph is
+    bound (``bind``: the first request that brings the services) every size is the default.
+    """
+
+    def __init__(self) -> None:
+        self._graph: GraphView | None = None
+        self._version = -1
+        self._at = 0.0
+        self._sizes: dict[str, int] = {}
+
+    def bind(self, graph: GraphView | None) -> None:
+        """Read the catalog from ``graph`` (the projection of the services requests use)."""
+        if graph is not None and graph is not self._graph:
+            self._graph = graph
+            self._version = -1
+
+    def size(self, coordinate: str) -> int:
+        """The size a list field counts at, for the catalog's current version."""
+        graph = self._graph
+        if graph is not None and graph.version != self._version:
+            now = time.monotonic()
+            if self._version < 0 or now - self._at >= LIST_SIZES_INTERVAL:
+                self._sizes = longest_lists(graph)
+                self._version = graph.version
+                self._at = now
+        return self._sizes.get(coordinate, DEFAULT_LIST_SIZE)
+
+
+def longest_lists(graph: GraphView) -> dict[str, int]:
+    """For each field of ``RELATION_LISTS``, the longest list it has in ``graph`` (at least
+    ``DEFAULT_LIST_SIZE``)."""
+    g = graph.g
+    longest: Counter[tuple[str, str, str]] = Counter()
+    owned: Counter[str] = Counter()
+    for n, data in g.nodes(data=True):
+        kind = data["kind"].name
+        owner = data.get("owner")
+        if owner is not None:
+            owned[owner] += 1
+        counts: Counter[tuple[str, str]] = Counter()
+        total = 0
+        for d in g.succ[n].values():
+            for t in d["rels"]:
+                counts[t.name, "out"] += 1
+                total += 1
+        for u, d in g.pred[n].items():
+            for t in d["rels"]:
+                counts[t.name, "in"] += 1
+                if u != n:
+                    total += 1
+        for (t, way), c in counts.items():
+            if c > longest[kind, t, way]:
+                longest[kind, t, way] = c
+        if total > longest[kind, "*", "both"]:
+            longest[kind, "*", "both"] = total
+    for team, c in owned.items():  # Team.owns: owned through ``owner`` and through OWNS
+        if team in g:
+            c += sum(1 for d in g.succ[team].values() if _owns(d))
+            if c > longest["TEAM", "OWNS", "out"]:
+                longest["TEAM", "OWNS", "out"] = c
+    return {
+        coordinate: max(DEFAULT_LIST_SIZE, longest[key])
+        for coordinate, key in RELATION_LISTS.items()
+    }
+
+
+def _owns(data: Mapping[str, Any]) -> bool:
+    return any(t.name == "OWNS" for t in data["rels"])
 
 
 class _Compiler:
@@ -235,9 +379,11 @@ class _Compiler:
         document: DocumentNode,
         operation: OperationDefinitionNode,
         max_first: int,
+        sizes: CatalogListSizes | None,
     ) -> None:
         self.schema = schema
         self.max_first = max_first
+        self.sizes = sizes
         self.fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
@@ -358,6 +504,8 @@ class _Compiler:
                 return size
         if coordinate == "Query._entities":
             return self._length(args.get("representations"))
+        if self.sizes is not None and coordinate in RELATION_LISTS:
+            return ("list", coordinate, self.sizes)
         return LIST_SIZES.get(coordinate, DEFAULT_LIST_SIZE)
 
     def _introspection(self, name: str, nodes: Sequence[FieldNode]) -> Cost:
@@ -463,12 +611,14 @@ def compile_cost(
     operation_name: str | None,
     *,
     max_first: int = 500,
+    sizes: CatalogListSizes | None = None,
 ) -> Cost:
-    """The cost of the operation a request runs, over its variables (a validated document)."""
+    """The cost of the operation a request runs, over its variables (a validated document);
+    with ``sizes``, relation lists count as long as that catalog's longest."""
     operation = find_operation(document, operation_name)
     if operation is None:
         return 0  # execution reports the unknown operation; nothing runs
-    return _Compiler(schema, document, operation, max_first).operation(operation)
+    return _Compiler(schema, document, operation, max_first, sizes).operation(operation)
 
 
 def cost_error(cost: int, limit: int) -> GraphQLError:
@@ -494,6 +644,8 @@ class QueryCosts:
         self.schema = schema
         self.limit = limit
         self.max_first = max_first
+        #: The catalog's relation list lengths (bound to its graph by the first request).
+        self.sizes = CatalogListSizes()
         self._compiled: LRUCache[tuple[str, str | None], tuple[int, Cost]] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=_first_item
         )
@@ -503,16 +655,21 @@ class QueryCosts:
     ) -> Cost:
         """The compiled cost of a validated document's operation (remembered by text)."""
         if query is None:
-            return compile_cost(self.schema, document, operation_name, max_first=self.max_first)
+            return self._compile(document, operation_name)
         key = (query, operation_name)
         found = self._compiled.get(key)
         if found is not None:
             return found[1]
-        cost = compile_cost(self.schema, document, operation_name, max_first=self.max_first)
+        cost = self._compile(document, operation_name)
         size = 200 + 2 * len(query) + cost_size(cost)
         if size <= self._compiled.maxsize:
             self._compiled[key] = (size, cost)
         return cost
+
+    def _compile(self, document: DocumentNode, operation_name: str | None) -> Cost:
+        return compile_cost(
+            self.schema, document, operation_name, max_first=self.max_first, sizes=self.sizes
+        )
 
     def refusal(self, cost: int) -> GraphQLError | None:
         """The error for an operation of this cost, or None when it is within the limit."""
@@ -545,6 +702,8 @@ class CostLimit(SchemaExtension):
                     ctx.schema._schema, document, ctx.validation_rules
                 )
             if not ctx.pre_execution_errors:
+                services = getattr(ctx.context, "services", None)
+                costs.sizes.bind(getattr(services, "graph", None))
                 name = getattr(ctx, "_provided_operation_name", None)
                 cost = evaluate(costs.compiled(ctx.query, name, document), ctx.variables)
                 error = costs.refusal(cost)
@@ -561,6 +720,8 @@ class CostLimit(SchemaExtension):
 
 __all__ = [
     "DEFAULT_LIST_SIZE",
+    "RELATION_LISTS",
+    "CatalogListSizes",
     "Cost",
     "CostLimit",
     "QueryCosts",
@@ -568,4 +729,5 @@ __all__ = [
     "cost_error",
     "evaluate",
     "find_operation",
+    "longest_lists",
 ]

@@ -1,0 +1,79 @@
+"""Query cost on a dense catalog: relation lists count as long as the catalog's longest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from graphql import parse
+
+from resolvers import build_schema
+from resolvers.cost import DEFAULT_LIST_SIZE, compile_cost, evaluate
+from tests.conftest import GraphQLClient
+
+SCHEMA = build_schema()._schema
+APPLY = "mutation($d: String!) { applyCatalog(document: $d) { relationsAdded } }"
+LISTING = (
+    "query($n: Int) { nodes(first: $n) { edges { node { id relations { type to { id } } } } } }"
+)
+LIMIT = 30_000
+
+
+def hub_document(providers: int) -> str:
+    """One system that provides ``providers`` capabilities: its ``relations`` list is that long."""
+    caps = [{"id": f"capability:c{i:03}", "name": f"C{i}"} for i in range(providers)]
+    return json.dumps(
+        {
+            "nodes": [{"id": "system:hub", "name": "Hub"}, *caps],
+            "relations": [{"from": "system:hub", "type": "PROVIDES", "to": c["id"]} for c in caps],
+        }
+    )
+
+
+def listing_cost(longest: int, n: int) -> int:
+    """1 connection + n x (edge + node + longest x (relation + its end))."""
+    return 1 + n * (2 + max(longest, DEFAULT_LIST_SIZE) * 2)
+
+
+@pytest.fixture
+def dense(app_factory: Callable[..., GraphQLClient]) -> GraphQLClient:
+    gql = app_factory(max_query_cost=LIMIT)
+    assert gql.data(APPLY, {"d": hub_document(60)})["applyCatalog"]["relationsAdded"] == 60
+    return gql
+
+
+def test_a_dense_listing_is_costed_by_its_real_size_and_refused(dense: GraphQLClient) -> None:
+    # by the static default (20 relations a node) it would fit the limit
+    static = evaluate(compile_cost(SCHEMA, parse(LISTING), None), {"n": 500})
+    assert static == listing_cost(DEFAULT_LIST_SIZE, 500) < LIMIT
+    err = dense.error(LISTING, {"n": 500})
+    assert err["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "cost": listing_cost(60, 500),
+        "limit": LIMIT,
+    }
+    small = dense.post(LISTING, {"n": 10})
+    assert not small.get("errors") and small["extensions"] == {"cost": listing_cost(60, 10)}
+
+
+def test_the_prepared_lane_counts_the_same_and_follows_the_catalog(
+    dense: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("resolvers.cost.LIST_SIZES_INTERVAL", 0.0)
+    prepared = dense.http.app.state.schema.prepared  # type: ignore[attr-defined]
+    assert dense.post(LISTING, {"n": 2})["extensions"] == {"cost": listing_cost(60, 2)}
+    assert prepared.known(LISTING, None)
+
+    def on_lane(variables: dict[str, Any]) -> dict[str, Any]:
+        hits = prepared.hits
+        body = dense.post(LISTING, variables)
+        assert prepared.hits == hits + 1
+        return body
+
+    assert on_lane({"n": 500})["errors"][0]["extensions"]["cost"] == listing_cost(60, 500)
+    # the catalog grows denser: the same prepared document costs more at the next version
+    dense.data(APPLY, {"d": hub_document(100)})
+    assert on_lane({"n": 2})["extensions"] == {"cost": listing_cost(100, 2)}
+    assert on_lane({"n": 200})["errors"][0]["extensions"]["cost"] == listing_cost(100, 200)
