@@ -85,14 +85,21 @@ class Server:
 
 @contextlib.contextmanager
 def running_server(
-    database: str, *, log: Path, env: dict[str, str] | None = None
+    database: str,
+    *,
+    log: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    clean_env: bool = False,
 ) -> Iterator[Server]:
-    """Start ``capahub serve`` (one uvicorn worker) on a free port; wait for /healthz; stop it."""
+    """Start ``capahub serve *args`` (one uvicorn worker) on a free port; wait for /healthz;
+    stop it. ``clean_env``: no CAPAHUB_* setting of this shell reaches it, only ``env``."""
     port = free_port()
-    cmd = [str(CAPAHUB), "serve", "--database", database, "--port", str(port)]
-    with log.open("wb") as out:
+    cmd = [str(CAPAHUB), "serve", *args, "--database", database, "--port", str(port)]
+    base = {k: v for k, v in os.environ.items() if not (clean_env and k.startswith("CAPAHUB_"))}
+    with log.open("ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**base, **(env or {})}
         )
     base = f"http://127.0.0.1:{port}"
     try:

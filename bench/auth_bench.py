@@ -47,7 +47,7 @@ from pathlib import Path
 import httpx
 import jwt
 import orjson
-from _util import CAPAHUB, code_note, cpu_seconds, free_port, machine_note
+from _util import CAPAHUB, code_note, cpu_seconds, machine_note, running_server
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from load_bench import WrkResult, parse_wrk
@@ -88,8 +88,7 @@ class Setup:
 
 
 def hub_token(database: str, name: str) -> str:
-    """A viewer hub token: ``capahub token create`` (the token alone on its last line), or
-    ``HubTokens.create`` in Python when this checkout has no ``token`` command yet."""
+    """A viewer hub token: ``capahub token create`` (the token alone on its last line)."""
     cmd = [str(CAPAHUB), "token", "create", "--name", name, "--role", "viewer"]
     done = subprocess.run(
         [*cmd, "--database", database],
@@ -98,28 +97,9 @@ def hub_token(database: str, name: str) -> str:
         env={**os.environ, "CAPAHUB_AUTH": "off"},
     )
     lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines and lines[-1].startswith("chub_"):
-        return lines[-1].strip()
-    if "No such command" not in done.stderr:
+    if done.returncode != 0 or not lines or not lines[-1].startswith("chub_"):
         raise RuntimeError(f"capahub token create failed ({done.returncode}): {done.stderr}")
-    return _hub_token_in_python(database, name)
-
-
-def _hub_token_in_python(database: str, name: str) -> str:
-    import asyncio
-
-    from catalog.access.tokens import HubTokens
-    from metadata.store import Store
-
-    async def create() -> str:
-        store = await Store.open(database)
-        try:
-            _, token = await HubTokens(store).create(name, "viewer", created_by="bench")
-            return token
-        finally:
-            await store.close()
-
-    return asyncio.run(create())
+    return lines[-1].strip()
 
 
 def signed_jwt(directory: Path, lifetime: int) -> tuple[str, Path]:
@@ -172,33 +152,10 @@ def prepare(directory: Path, access_log: bool, lifetime: int) -> Setup:
 def demo_server(
     database: str, env: dict[str, str], log: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``capahub serve --demo`` (one worker) on 127.0.0.1 and a free port, until /healthz
-    answers; stopped afterwards. Settings come from ``env`` over a clean CAPAHUB_* slate."""
-    port = free_port()
-    cmd = [str(CAPAHUB), "serve", "--demo", "--database", database, "--port", str(port)]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CAPAHUB_")}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**base, **env})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"capahub serve exited with {proc.returncode}; see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"capahub serve did not answer /healthz in 60 s; see {log}")
-            time.sleep(0.1)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """``capahub serve --demo`` (one worker) until /healthz answers; stopped afterwards.
+    Settings come from ``env`` over a clean CAPAHUB_* slate."""
+    with running_server(database, log=log, env=env, args=("--demo",), clean_env=True) as server:
+        yield server.url, server.process
 
 
 def check(url: str, body: bytes, token: str | None) -> None:
