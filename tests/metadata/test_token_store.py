@@ -119,7 +119,7 @@ async def test_a_database_at_0003_upgrades_and_keeps_its_history(db_url: str) ->
             assert await list_tokens(reader.conn) == []
         assert change.target_id == "system:a"
         assert tuple(row) == (None, None)
-        assert version.scalars().all() == [_head_revision()] == ["0004"]
+        assert version.scalars().all() == [_head_revision()]
     finally:
         await store.close()
 
