@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.demo import demo_data_dir, load_demo
+from catalog.explorer import explorer_routes
 from catalog.http import CatalogGraphQL, RequestLimits
 from catalog.playground import playground_routes
 from catalog.registry import Registry
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         Route("/healthz", healthz, methods=["GET"]),
         Route("/graphql", graphql),  # the view answers other methods with a JSON 405
         *playground_routes(),
+        *explorer_routes(),  # the web interface at /, static pages over /graphql
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=_middleware(settings))
     app.state.schema = schema
