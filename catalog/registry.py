@@ -405,8 +405,14 @@ def _merge(spec: NodeSpec, old: NodeRecord | None, kind: Kind, tx: Writer) -> No
         if spec.attributes is not None
         else None
     )
+    if old is None and "name" not in given:
+        raise InvalidInputError(
+            f"{spec.loc}.name: {spec.id} is a new node and needs a name "
+            "(fields left out keep their stored value only when the node exists)",
+            field=f"{spec.loc}.name",
+        )
     fields: dict[str, Any] = {
-        "name": spec.name,
+        "name": pick("name", spec.name, None),
         "description": pick("description", spec.description, None),
         "tags": pick("tags", tuple(spec.tags or ()), ()),
         "lifecycle": pick("lifecycle", spec.lifecycle or Lifecycle.ACTIVE, Lifecycle.ACTIVE),

@@ -267,7 +267,8 @@ class NodeSpec(_Spec):
     """A node to create or update; fields left out keep their stored value."""
 
     id: str = Field(max_length=200)
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    #: Needed for a new node; left out, an existing node keeps its name (null is refused).
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     description: str | None = Field(default=None, max_length=MAX_TEXT)
     tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
     lifecycle: Lifecycle | None = None
@@ -278,7 +279,9 @@ class NodeSpec(_Spec):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, v: str) -> str:
+    def _name(cls, v: str | None) -> str:
+        if v is None:
+            raise ValueError("name must not be null (leave it out to keep the stored name)")
         if not v.strip():
             raise ValueError("name must not be blank")
         return check_text(v.strip(), "name")

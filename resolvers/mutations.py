@@ -36,7 +36,10 @@ class AttributeInput:
 @strawberry.input(description="A node to create or update; fields left out keep their value.")
 class NodeInput:
     id: strawberry.ID
-    name: str
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Needed for a new node; left out, an existing node keeps its name.",
+    )
     description: str | None = strawberry.UNSET
     tags: list[str] | None = strawberry.UNSET
     lifecycle: Lifecycle | None = strawberry.UNSET
