@@ -112,7 +112,20 @@ class Registry:
             rel(cap_id, RelationType.READS, ent, f"input.reads[{i}]")
         for i, ent in enumerate(spec.writes):
             rel(cap_id, RelationType.WRITES, ent, f"input.writes[{i}]")
-        report = await self.apply_batch([node], rels, by=by)
+        try:
+            report = await self.apply_batch([node], rels, by=by)
+        except ConflictError as err:
+            if err.field != "input.expectedVersion":
+                raise
+            # The caller sent no version: registration is create-only, say so and how to update.
+            version = err.details.get("current_version")
+            raise ConflictError(
+                f"input.key: {cap_id} already exists (version {version}); registerCapability "
+                f"only creates: to change it, send upsertNode with id {cap_id} and "
+                f"expectedVersion: {version} (and relate for its relations), or applyCatalog",
+                field="input.key",
+                current_version=version,
+            ) from None
         return report.nodes[cap_id]
 
     async def relate(self, spec: RelationSpec, *, by: Caller = Caller()) -> RelationRecord:

@@ -1,0 +1,24 @@
+"""Rules of the write path: existing capabilities, self-relations (issue 16)."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.services import Services
+from catalog.specs import CapabilitySpec
+from metadata.errors import ConflictError
+
+
+async def test_registering_an_existing_capability_says_it_exists_and_how_to_update(
+    services: Services,
+) -> None:
+    spec = CapabilitySpec.model_validate({"key": "order.change", "name": "Change order"})
+    await services.registry.register_capability(spec)
+    with pytest.raises(ConflictError) as exc:
+        await services.registry.register_capability(spec)
+    message = exc.value.message
+    assert exc.value.field == "input.key"
+    assert "capability:order.change already exists" in message
+    assert "upsertNode" in message and "applyCatalog" in message
+    assert "expectedVersion: 1" in message  # how to update it, not a version the caller sent
+    assert not message.startswith("input.expectedVersion")
