@@ -1,4 +1,8 @@
-"""Pausing the cyclic garbage collector around bulk work.
+"""Pausing the cyclic garbage collector around bulk work that does not ``await``.
+
+Only synchronous work may be wrapped (parsing a document) and the one-shot CLI process
+(``capahub apply``): a pause held across an ``await`` in the server would switch collection
+off for every other request while the holder waits (for the write lock, for the database).
 
 Parsing and applying a large catalog document allocates hundreds of thousands of objects that
 all stay alive until the work is done (specs, records, rows, history snapshots): the collector

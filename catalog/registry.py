@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from catalog._gc import paused_gc
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
@@ -191,15 +190,17 @@ class Registry:
         is written, a dry run included, and recorded as the actor of every history row.
         """
         report = ApplyReport(dry_run=dry_run)
-        with paused_gc():
-            kinds = _check_ids(node_specs, rel_specs)
-            try:
-                async with self._transaction(by) as tx:
-                    await _apply(tx, node_specs, rel_specs, kinds, prune, report, by.principal)
-                    if dry_run:
-                        raise _DryRunRollback
-            except _DryRunRollback:
-                pass
+        # No pause of the garbage collector here: it would last across every ``await`` (a
+        # writer waiting for the lock would turn collection off for the whole server). The
+        # CLI pauses it for its one-shot process (``catalog.cli.apply``).
+        kinds = _check_ids(node_specs, rel_specs)
+        try:
+            async with self._transaction(by) as tx:
+                await _apply(tx, node_specs, rel_specs, kinds, prune, report, by.principal)
+                if dry_run:
+                    raise _DryRunRollback
+        except _DryRunRollback:
+            pass
         return report
 
     def _transaction(self, by: Caller) -> AbstractAsyncContextManager[Writer]:
