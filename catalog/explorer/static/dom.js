@@ -94,3 +94,9 @@ export function pct(value) {
 export function section(title, ...children) {
   return h('section', { class: 'panel' }, h('h2', {}, title), ...children);
 }
+
+/** Replace an element's children (null, false and nested arrays skipped). */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
