@@ -19,6 +19,7 @@ from metadata.model import (
     RelationRecord,
     RelationType,
     check_endpoints,
+    check_not_self,
     parse_id,
 )
 from metadata.store import Store, Writer
@@ -254,11 +255,8 @@ def _check_ids(
             known[rspec.to] = dst
         if (src, dst) not in ALLOWED_ENDPOINTS[rspec.type]:
             check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
-        if rspec.type is RelationType.PART_OF and rspec.from_ == rspec.to:
-            raise InvalidInputError(
-                f"{rspec.loc}: a node cannot be PART_OF itself ({rspec.from_})",
-                field=f"{rspec.loc}",
-            )
+        if rspec.from_ == rspec.to:
+            check_not_self(rspec.type, rspec.from_, rspec.to, field=rspec.loc)
         if rspec.type is RelationType.REPRESENTS and rspec.properties:
             _check_field_map(rspec)
     return kinds

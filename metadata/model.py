@@ -100,6 +100,33 @@ ALLOWED_ENDPOINTS: dict[RelationType, frozenset[tuple[Kind, Kind]]] = {
 }
 
 
+#: Relation types a node may not have to itself (rule ``no-self-relation``). A node is not
+#: part of, dependent on or owner of itself, and data does not flow to or stand for the entity
+#: it is; an entity may REFERENCE itself (a customer referred by a customer, a foreign key to
+#: its own table). The other types join different kinds, so their ends always differ.
+NO_SELF_RELATION: frozenset[RelationType] = frozenset(
+    {
+        RelationType.PART_OF,
+        RelationType.DEPENDS_ON,
+        RelationType.FLOWS_TO,
+        RelationType.REPRESENTS,
+        RelationType.OWNS,
+    }
+)
+
+
+def check_not_self(rtype: RelationType, src: str, dst: str, *, field: str = "type") -> None:
+    """Refuse a relation of a type in ``NO_SELF_RELATION`` from a node to itself."""
+    if src == dst and rtype in NO_SELF_RELATION:
+        raise InvalidInputError(
+            f"{field}: {rtype.value} cannot go from {src} to itself (rule no-self-relation: "
+            f"{', '.join(sorted(t.value for t in NO_SELF_RELATION))} never join a node to "
+            "itself)",
+            field=field,
+            rule="no-self-relation",
+        )
+
+
 def describe_rule(rtype: RelationType) -> str:
     """Say in words which endpoints a relation type allows, e.g. ``system -> capability``."""
     pairs = sorted(f"{a.prefix} -> {b.prefix}" for a, b in ALLOWED_ENDPOINTS[rtype])
@@ -228,6 +255,7 @@ class Touching:
 
 __all__ = [
     "ALLOWED_ENDPOINTS",
+    "NO_SELF_RELATION",
     "Attribute",
     "Direction",
     "Kind",
@@ -237,6 +265,7 @@ __all__ = [
     "Touching",
     "RelationType",
     "check_endpoints",
+    "check_not_self",
     "describe_rule",
     "parse_id",
 ]

@@ -26,6 +26,9 @@ def code_error(error: GraphQLError) -> None:
         ext["code"] = original.code
         if original.field:
             ext["field"] = original.field
+        rule = original.details.get("rule")
+        if isinstance(rule, str):
+            ext["rule"] = rule
         if isinstance(original, UnavailableError):
             ext["retryAfter"] = original.retry_after
         error.message = original.message

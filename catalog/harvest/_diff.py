@@ -27,6 +27,7 @@ from metadata.model import (
     RelationRecord,
     RelationType,
     check_endpoints,
+    check_not_self,
     parse_id,
 )
 from metadata.store import Reader, Writer
@@ -271,6 +272,7 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
             continue
         try:
             check_endpoints(rel.type, known[rel.from_], known[rel.to])
+            check_not_self(rel.type, rel.from_, rel.to)
         except InvalidInputError as err:
             result.warnings.append(f"{rel.from_} -> {rel.to}: {err.message}; left out")
             continue
