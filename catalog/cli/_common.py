@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Protocol, TextIO, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -19,6 +20,9 @@ from catalog.registry import Caller
 from catalog.services import Services, WriteServices
 from catalog.settings import Settings
 from metadata.errors import CatalogError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class CliError(typer.Exit):
@@ -43,6 +47,8 @@ __all__ = [
     "DatabaseOption",
     "local_caller",
     "print_counts",
+    "progress",
+    "ProgressTask",
     "run_with_services",
     "run_with_write_services",
     "settings_for",
@@ -51,6 +57,9 @@ __all__ = [
 
 def print_counts(title: str, counts: Sequence[tuple[str, int]]) -> None:
     """A command's report: a title line, then a two-column table of what it counted."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     console.print(title, highlight=False, soft_wrap=True)
     table = Table()
@@ -59,6 +68,134 @@ def print_counts(title: str, counts: Sequence[tuple[str, int]]) -> None:
     for what, count in counts:
         table.add_row(what, str(count))
     console.print(table)
+
+
+#: Seconds between two plain progress lines (a terminal's bar redraws as often as it likes).
+PLAIN_PROGRESS_INTERVAL = 2.0
+
+
+class ProgressTask:
+    """One piece of long work being shown, as handed out by :func:`progress`.
+
+    ``update(completed=, total=, description=)`` sets what is known (each optional);
+    ``advance(step=1, description=None)`` adds to ``completed``. Both are cheap to call per
+    item: on a terminal rich redraws at its own pace, and plain lines are written at most
+    every ``PLAIN_PROGRESS_INTERVAL`` seconds (and whenever the description changes).
+    """
+
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        *,
+        bar: tuple[Progress, TaskID] | None,
+        stream: TextIO,
+    ) -> None:
+        self.description = description
+        self.total = total
+        self.completed = 0
+        self._bar = bar
+        self._stream = stream
+        self._started = time.monotonic()
+        self._last_line = 0.0
+        if bar is None:
+            self._line()
+
+    def update(
+        self,
+        *,
+        completed: int | None = None,
+        total: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Set how much is done, of how much, and what is being done (each optional)."""
+        changed = description is not None and description != self.description
+        if completed is not None:
+            self.completed = completed
+        if total is not None:
+            self.total = total
+        if description is not None:
+            self.description = description
+        if self._bar is not None:
+            bar, task = self._bar
+            bar.update(
+                task, completed=self.completed, total=self.total, description=self.description
+            )
+        elif changed or time.monotonic() - self._last_line >= PLAIN_PROGRESS_INTERVAL:
+            self._line()
+
+    def advance(self, step: int = 1, *, description: str | None = None) -> None:
+        """Count ``step`` more items done (and optionally say what is being done now)."""
+        self.update(completed=self.completed + step, description=description)
+
+    def _line(self, suffix: str = "") -> None:
+        done = f"{self.completed}/{self.total}" if self.total is not None else f"{self.completed}"
+        counted = f" ({done})" if self.completed or self.total is not None else ""
+        print(f"{self.description}{counted}{suffix}", file=self._stream, flush=True)
+        self._last_line = time.monotonic()
+
+    def _finish(self) -> None:
+        if self._bar is None:
+            elapsed = time.monotonic() - self._started
+            self._line(f" done in {elapsed:.1f} s")
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is an interactive terminal that can show a live progress bar."""
+    stream = sys.stderr
+    if os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[ProgressTask]:
+    """Show long work on stderr while the block runs; yields a :class:`ProgressTask`.
+
+    ``description`` says what is done ("indexing", "harvesting source:x"); ``total`` is the
+    number of items or stages when known (``None``: unknown yet, set it later with
+    ``task.update(total=...)``). On a terminal this is a rich progress bar (spinner,
+    description, bar, done/total, elapsed time) that disappears when the block ends; otherwise
+    (a pipe, a file, CI, ``TERM=dumb``) it writes plain lines, ``description (done/total)``,
+    at the start, when the description changes, at most every few seconds in between, and
+    ``... done in N s`` at the end (not when the block raises). stdout is never touched, so a
+    command's output stays clean. Example::
+
+        with progress("applying", total=len(nodes)) as task:
+            for node in nodes:
+                ...
+                task.advance()
+    """
+    if not stderr_is_terminal():
+        task = ProgressTask(description, total, bar=None, stream=sys.stderr)
+        yield task
+        task._finish()
+        return
+    # rich is imported only here: it is a noticeable part of a command's start.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task(description, total=total)
+        yield ProgressTask(description, total, bar=(bar, task_id), stream=sys.stderr)
 
 
 AsOption = Annotated[
