@@ -25,6 +25,26 @@ function fit(text, width, font) {
   return lo ? `${text.slice(0, lo)}…` : '';
 }
 
+/** The text in at most `most` lines of `width`, as the page wraps it (the last one cut). */
+function wrap(text, width, font, most) {
+  if (most <= 1) return [fit(text, width, font)].filter(Boolean);
+  measurer = measurer || document.createElement('canvas').getContext('2d');
+  measurer.font = font;
+  const lines = [];
+  let line = '';
+  const words = text.split(' ');
+  for (let i = 0; i < words.length; i += 1) {
+    const next = line ? `${line} ${words[i]}` : words[i];
+    if (line && measurer.measureText(next).width > width) {
+      if (lines.length === most - 1) return [...lines, fit(words.slice(i - line.split(' ').length).join(' '), width, font)];
+      lines.push(line);
+      line = words[i];
+    } else line = next;
+  }
+  if (line) lines.push(fit(line, width, font));
+  return lines;
+}
+
 function colour(value) {
   return value && value !== 'rgba(0, 0, 0, 0)' && value !== 'transparent' ? value : null;
 }
@@ -56,9 +76,12 @@ export function toSvg(root, title) {
     const style = getComputedStyle(el);
     const size = parseFloat(style.fontSize) || 12;
     const font = `${style.fontWeight} ${size}px ${style.fontFamily}`;
-    const text = fit(el.textContent.replace(/\s+/g, ' ').trim(), r.width, font);
-    if (!text) continue;
-    parts.push(`<text x="${(r.left + dx).toFixed(1)}" y="${(r.top + dy + size).toFixed(1)}" font-size="${size}" font-weight="${style.fontWeight}" fill="${style.color}">${xml(text)}</text>`);
+    const lineHeight = parseFloat(style.lineHeight) || size * 1.45;
+    const lines = wrap(el.textContent.replace(/\s+/g, ' ').trim(), r.width, font, Math.max(1, Math.round(r.height / lineHeight)));
+    lines.forEach((line, i) => {
+      const y = r.top + dy + size + i * lineHeight;
+      parts.push(`<text x="${(r.left + dx).toFixed(1)}" y="${y.toFixed(1)}" font-size="${size}" font-weight="${style.fontWeight}" fill="${style.color}">${xml(line)}</text>`);
+    });
   }
   parts.push('</svg>');
   return parts.join('\n');

@@ -80,7 +80,7 @@ function fields(node) {
 function attributes(node) {
   if (!node.attributes) return null;
   if (!node.attributes.length) return section('Attributes', h('p', { class: 'muted' }, 'No attributes.'));
-  return section('Attributes', h('div', { class: 'scroll' }, h('table', { class: 'data' },
+  return section('Attributes', h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Attributes' }, h('table', { class: 'data' },
     h('thead', {}, h('tr', {}, ['Name', 'Type', 'Classification', 'Description'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, node.attributes.map((a) => h('tr', {},
       h('td', {}, a.name, ' ', String(a.classification || '').toUpperCase() === 'PII' ? h('span', { class: 'badge badge-pii', title: 'personal data' }, 'PII') : null),
@@ -129,7 +129,7 @@ function diffTable(before, after) {
   const keys = [...new Set([...Object.keys(before || {}), ...Object.keys(after || {})])];
   const changed = keys.filter((k) => JSON.stringify((before || {})[k]) !== JSON.stringify((after || {})[k]));
   if (!changed.length) return null;
-  return h('div', { class: 'scroll' }, h('table', { class: 'data diff' },
+  return h('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Changed fields' }, h('table', { class: 'data diff' },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Field'), h('th', { scope: 'col' }, 'Before'), h('th', { scope: 'col' }, 'After'))),
     h('tbody', {}, changed.map((k) => h('tr', {}, h('th', { scope: 'row' }, k),
       h('td', { class: 'before' }, before ? show(before[k]) : '—'),
@@ -316,7 +316,7 @@ export async function render(main, ctx) {
   main.replaceChildren();
   append(main, [
     h('div', { class: 'node-head' },
-      h('h1', {}, h('span', { class: `kind kind-${node.kind.toLowerCase()}` }, kindLabel(node.kind)), node.name),
+      h('h1', {}, h('span', { class: `kind kind-${node.kind.toLowerCase()}` }, kindLabel(node.kind)), ' ', node.name),
       h('span', { class: 'node-id' }, node.id)),
     note,
     h('div', { class: 'toolbar' }, links, ' ',
