@@ -8,10 +8,10 @@ importing every one of them was a tenth of `capahub apply`'s start.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.main import get_command_from_info, get_group_from_info
 from typer.models import CommandInfo, TyperInfo
 
@@ -41,7 +41,59 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class _LazyCommands(TyperGroup):
+class _Argument(TyperArgument):
+    """An argument shown as click does: ``FILES...`` in the usage line and the help, without
+    typer's ``{files}`` and ``<list[Path]>``; the help text says what it is."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+
+def _natural_hints(params: list[Any]) -> list[Any]:
+    """Parameters whose hints read as a person writes them: ``--database URL``, ``--dry-run``
+    (a flag takes no value, so it shows none, where typer printed ``<bool>``), ``--format
+    [yaml|json]``, ``FILES...``. An explicit ``metavar=`` is kept."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag or param.count:
+                param.metavar = ""
+            elif param.type_descriptor.is_choice and param.type_descriptor.choices:
+                choices = (getattr(c, "value", c) for c in param.type_descriptor.choices)
+                param.metavar = f"[{'|'.join(map(str, choices))}]"
+            else:
+                param.metavar = (param.name or "value").upper()
+        elif isinstance(param, TyperArgument):
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+            param.__class__ = _Argument
+    return params
+
+
+class _Command(TyperCommand):
+    """A command with natural hints (see ``_natural_hints``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _natural_hints(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """A command group with natural hints, for itself and its commands."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _natural_hints(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if type(command) is TyperCommand:  # built by typer from a sub-app's @command
+            command.__class__ = _Command
+        return command
+
+
+class _LazyCommands(_Group):
     """The command group, building each command (as typer would) the first time it is asked
     for."""
 
@@ -70,13 +122,13 @@ def _build(name: str) -> Any:
     target = getattr(importlib.import_module(module), attribute)
     if isinstance(target, typer.Typer):
         return get_group_from_info(
-            TyperInfo(target, name=name, help=help_text),
+            TyperInfo(target, name=name, help=help_text, cls=_Group),
             pretty_exceptions_short=app.pretty_exceptions_short,
             suggest_commands=app.suggest_commands,
             rich_markup_mode=app.rich_markup_mode,
         )
     return get_command_from_info(
-        CommandInfo(name=name, callback=target, help=help_text),
+        CommandInfo(name=name, callback=target, help=help_text, cls=_Command),
         pretty_exceptions_short=app.pretty_exceptions_short,
         rich_markup_mode=app.rich_markup_mode,
     )
@@ -92,8 +144,36 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed distribution's version (``capahub --version``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("capahub")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"capahub {version()}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the installed version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
     """Run ``serve`` when no command is given."""
     if ctx.invoked_subcommand is None:
         from catalog.cli.serve import serve

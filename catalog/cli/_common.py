@@ -12,17 +12,17 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Protocol, TextIO, TypeVar
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from catalog.access.principal import unrestricted
-from catalog.registry import Caller
-from catalog.services import Services, WriteServices
-from catalog.settings import Settings
 from metadata.errors import CatalogError
 
+# Imported where used: a command's ``--help`` (and ``capahub --version``) needs none of them,
+# and together they were most of a command's start (see bench/README.md, CLI start).
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+    from catalog.registry import Caller
+    from catalog.services import Services, WriteServices
+    from catalog.settings import Settings
 
 
 class CliError(typer.Exit):
@@ -202,6 +202,7 @@ AsOption = Annotated[
     str | None,
     typer.Option(
         "--as",
+        metavar="ACTOR",
         help="Who the change is recorded as in history (default local:<your login>).",
         show_default=False,
     ),
@@ -211,6 +212,9 @@ AsOption = Annotated[
 def local_caller(as_: str | None) -> Caller:
     """The command line's caller: trusted as the machine's user is, recorded as ``--as`` or
     ``local:<login>``."""
+    from catalog.access.principal import unrestricted
+    from catalog.registry import Caller
+
     actor = (as_ or "").strip() or f"local:{_login()}"
     if len(actor) > 200 or not actor.isprintable():
         raise CliError("--as: name who acts in 1-200 printable characters, e.g. ci:nightly")
@@ -230,6 +234,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database",
+        metavar="URL",
         help="SQLAlchemy URL of the catalog (default ./capahub.db; env CAPAHUB_DATABASE_URL).",
         show_default=False,
     ),
@@ -238,6 +243,8 @@ DatabaseOption = Annotated[
 
 def settings_for(database: str | None) -> Settings:
     """Settings from the environment, with ``--database`` taking precedence."""
+    from catalog.settings import Settings
+
     settings = Settings()
     if database:
         settings = settings.model_copy(update={"database_url": database})
@@ -246,6 +253,8 @@ def settings_for(database: str | None) -> Settings:
 
 def run_with_services(database: str | None, work: Callable[[Services], Awaitable[T]]) -> T:
     """Open the catalog, run ``work`` and close it; a CatalogError becomes a one-line error."""
+
+    from catalog.services import Services
 
     async def start(settings: Settings) -> Services:
         return await Services.start(settings, projections=False)
@@ -257,6 +266,8 @@ def run_with_write_services(
     database: str | None, work: Callable[[WriteServices], Awaitable[T]]
 ) -> T:
     """``run_with_services`` with only the write path (store, search index hook, registry)."""
+    from catalog.services import WriteServices
+
     return _run(database, WriteServices.start, work)
 
 
@@ -265,6 +276,8 @@ def _run(
     start: Callable[[Settings], Awaitable[S]],
     work: Callable[[S], Awaitable[T]],
 ) -> T:
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
     # The result is handed over outside the task: asyncio.run (3.11) looks up its SIGINT
     # handler twice on the way out, and Python builds that handler's repr - the task's, with
     # its result - each time: for the report of a 10,000-node apply, a full second.
@@ -292,6 +305,9 @@ def _run(
 
 def make_url_safe(url: str) -> str:
     """A database URL with its password hidden, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
