@@ -51,6 +51,15 @@ function colour(value) {
 
 /** The SVG text of what `root` shows, with `title` above it. */
 export function toSvg(root, title) {
+  root.classList.add('exporting'); // every box laid out, also those off screen
+  try {
+    return svgOf(root, title);
+  } finally {
+    root.classList.remove('exporting');
+  }
+}
+
+function svgOf(root, title) {
   const origin = root.getBoundingClientRect();
   const top = 32;
   const width = Math.ceil(root.scrollWidth);

@@ -8,16 +8,27 @@ import { remember } from './app.js';
 import { esc, h, nodeHref } from './dom.js';
 import { exportButtons } from './export.js';
 
-const MAP = `query ExplorerMap($root: ID) {
+// Owners and data are asked for only when the measure needs them: on a 10,000-capability map
+// they are most of the answer. How many systems provide a capability comes from the map's
+// leaf coverage (none) and the redundancies (two or more, with their count): the map's own
+// providers lists cost the hub more than the rest of the map together (one list per entry).
+// Every field counts here (10,000 entries): the level follows from the parents, and the
+// redundancies come in a request of their own, which the hub answers meanwhile.
+const MAP = `query ExplorerMap($root: ID, $owner: Boolean!, $pii: Boolean!, $lifecycle: Boolean!) {
   capabilityMap(root: $root, depth: 3) {
-    level
     parentId
     coveredLeaves
     uncoveredLeaves
-    providers { id name }
-    capability { id name lifecycle owner { id name } reads { id } writes { id } }
+    capability {
+      id name
+      lifecycle @include(if: $lifecycle)
+      owner @include(if: $owner) { id name }
+      reads @include(if: $pii) { id }
+      writes @include(if: $pii) { id }
+    }
   }
 }`;
+const REDUNDANCIES = `query ExplorerRedundancies { redundancies { reason node { id kind } } }`;
 const DOMAINS = `query ExplorerDomains { nodes(kinds: [DOMAIN], first: 500) { edges { node { id name } } } }`;
 const PII_ENTITIES = `query ExplorerPiiEntities($after: String) {
   dataEntities(first: 500, after: $after) {
@@ -65,7 +76,7 @@ async function piiEntities() {
 }
 
 function providersOf(entry) {
-  const n = entry.providers.length;
+  const n = entry.providerCount;
   return n === 0 ? PROVIDER_COLOURS[0] : n === 1 ? PROVIDER_COLOURS[1] : PROVIDER_COLOURS[2];
 }
 
@@ -102,12 +113,12 @@ function painter(measure, entries, pii) {
     note: (e, leaf) => {
       if (!leaf) {
         const all = e.coveredLeaves + e.uncoveredLeaves;
-        const own = e.providers.length ? `; provided by ${e.providers.map((p) => p.name).join(', ')}` : '';
+        const own = e.providerCount > 1 ? `; ${e.providerCount} providers` : '';
         return `${e.coveredLeaves}/${all} covered${own}`;
       }
-      const n = e.providers.length;
+      const n = e.providerCount;
       if (!n) return 'no provider: gap';
-      return n === 1 ? e.providers[0].name : `${n} providers: ${e.providers.map((p) => p.name).join(', ')}`;
+      return n === 1 ? '1 provider' : `${n} providers: redundant`;
     },
     legend: [...PROVIDER_COLOURS.map(([k, c, text]) => [c, `${k}: ${text}`]), ['#fbe1de', 'group with uncovered leaves']],
   };
@@ -152,11 +163,22 @@ function drawMap(entries, paint) {
 export async function render(main, ctx) {
   const measure = MEASURES[ctx.params.get('measure')] ? ctx.params.get('measure') : 'providers';
   const domain = ctx.params.get('domain') || '';
-  const [mapData, domainData] = await Promise.all([
-    query(MAP, { root: domain || null }),
+  const [mapData, redundancies, domainData] = await Promise.all([
+    query(MAP, { root: domain || null, owner: measure === 'owner', pii: measure === 'pii', lifecycle: measure === 'lifecycle' }),
+    measure === 'providers' ? query(REDUNDANCIES) : Promise.resolve({ redundancies: [] }),
     query(DOMAINS),
   ]);
   const entries = mapData.capabilityMap;
+  const redundant = new Map();
+  for (const r of redundancies.redundancies) {
+    if (r.node.kind === 'CAPABILITY') redundant.set(r.node.id, Number((/(\d+)/.exec(r.reason) || [0, 2])[1]));
+  }
+  for (const e of entries) {
+    // A leaf without an active provider is uncovered; with one it is covered, and counted
+    // among the redundancies when there are more.
+    const leaf = e.coveredLeaves + e.uncoveredLeaves === 1;
+    e.providerCount = redundant.get(e.capability.id) || (leaf ? e.coveredLeaves : 0);
+  }
   const pii = measure === 'pii' ? await piiEntities() : null;
   if (ctx.stale()) return;
   const paint = painter(measure, entries, pii);
