@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
+from catalog.problems import MAX_PROBLEMS, Problems, closest
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
-from metadata.errors import ConflictError, InvalidInputError, NotFoundError
+from metadata.errors import CatalogError, ConflictError, InvalidInputError, NotFoundError
 from metadata.model import (
     ALLOWED_ENDPOINTS,
+    KIND_BY_PREFIX,
     Kind,
     Lifecycle,
     NodeRecord,
@@ -22,7 +24,7 @@ from metadata.model import (
     check_not_self,
     parse_id,
 )
-from metadata.store import Store, Writer
+from metadata.store import NodeFilter, Reader, Store, Writer
 
 #: PART_OF chains longer than this are refused: the hierarchy is a tree of a few levels.
 MAX_HIERARCHY_DEPTH = 64
@@ -194,7 +196,9 @@ class Registry:
         # No pause of the garbage collector here: it would last across every ``await`` (a
         # writer waiting for the lock would turn collection off for the whole server). The
         # CLI pauses it for its one-shot process (``catalog.cli.apply``).
-        kinds = _check_ids(node_specs, rel_specs)
+        problems = Problems()
+        kinds = _check_ids(node_specs, rel_specs, problems)
+        problems.raise_if_any()
         try:
             async with self._transaction(by) as tx:
                 await _apply(tx, node_specs, rel_specs, kinds, prune, report, by.principal)
@@ -209,86 +213,168 @@ class Registry:
 
 
 def _check_ids(
-    node_specs: Sequence[NodeSpec], rel_specs: Sequence[RelationSpec]
+    node_specs: Sequence[NodeSpec], rel_specs: Sequence[RelationSpec], problems: Problems
 ) -> dict[str, Kind]:
-    """Syntactic checks that need no database: ids, duplicates, endpoint kinds."""
+    """Syntactic checks that need no database: ids, duplicates, endpoint kinds; every broken
+    rule goes to ``problems``."""
     kinds: dict[str, Kind] = {}
     for spec in node_specs:
+        if problems.full:
+            break
         if spec.id in kinds:
-            raise InvalidInputError(
+            problems.at(
+                spec,
+                ("id",),
                 f"{spec.loc}.id: node {spec.id!r} appears twice in the same batch",
-                field=f"{spec.loc}.id",
+                "unique-id",
             )
-        kind, _ = parse_id(spec.id, field=f"{spec.loc}.id")
+            continue
+        try:
+            kind, _ = parse_id(spec.id, field=f"{spec.loc}.id")
+        except InvalidInputError as err:
+            problems.error(err, spec, "id")
+            continue
         kinds[spec.id] = kind
         if spec.owner is not None:
-            owner_kind, _ = parse_id(spec.owner, field=f"{spec.loc}.owner")
-            if owner_kind is not Kind.TEAM:
-                raise InvalidInputError(
-                    f"{spec.loc}.owner: an owner must be a team, got {spec.owner!r}",
-                    field=f"{spec.loc}.owner",
-                )
+            try:
+                owner_kind, _ = parse_id(spec.owner, field=f"{spec.loc}.owner")
+            except InvalidInputError as err:
+                problems.error(err, spec, "owner")
+            else:
+                if owner_kind is not Kind.TEAM:
+                    problems.at(
+                        spec,
+                        ("owner",),
+                        f"{spec.loc}.owner: an owner must be a team, got {spec.owner!r}",
+                        "owner-is-team",
+                    )
         if spec.attributes and kind is not Kind.DATA_ENTITY:
-            raise InvalidInputError(
+            problems.at(
+                spec,
+                ("attributes",),
                 f"{spec.loc}.attributes: only data entities (entity:...) have attributes",
-                field=f"{spec.loc}.attributes",
+                "attributes-of-entities",
             )
         if kind is Kind.JOURNEY_STEP and spec.properties and "order" in spec.properties:
             order = spec.properties["order"]
             if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < 2**31:
-                raise InvalidInputError(
+                problems.at(
+                    spec,
+                    ("properties", "order"),
                     f"{spec.loc}.properties.order: a journey step's order is a whole number "
                     f"from 0, got {order!r}",
-                    field=f"{spec.loc}.properties.order",
+                    "step-order",
                 )
     # Ends are mostly nodes of this batch or seen before: their kind is known, and the id was
     # checked by the same parse_id (which then raises nothing).
     known: dict[str, Kind] = dict(kinds)
     for rspec in rel_specs:
+        if problems.full:
+            break
         src = known.get(rspec.from_)
-        if src is None:
-            src, _ = parse_id(rspec.from_, field=f"{rspec.loc}.from")
-            known[rspec.from_] = src
         dst = known.get(rspec.to)
-        if dst is None:
-            dst, _ = parse_id(rspec.to, field=f"{rspec.loc}.to")
-            known[rspec.to] = dst
-        if (src, dst) not in ALLOWED_ENDPOINTS[rspec.type]:
-            check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
-        if rspec.from_ == rspec.to:
-            check_not_self(rspec.type, rspec.from_, rspec.to, field=rspec.loc)
+        try:
+            if src is None:
+                src, _ = parse_id(rspec.from_, field=f"{rspec.loc}.from")
+                known[rspec.from_] = src
+        except InvalidInputError as err:
+            problems.error(err, rspec, "from")
+        try:
+            if dst is None:
+                dst, _ = parse_id(rspec.to, field=f"{rspec.loc}.to")
+                known[rspec.to] = dst
+        except InvalidInputError as err:
+            problems.error(err, rspec, "to")
+        try:
+            if (
+                src is not None
+                and dst is not None
+                and (src, dst) not in ALLOWED_ENDPOINTS[rspec.type]
+            ):
+                check_endpoints(rspec.type, src, dst, field=f"{rspec.loc}.type")
+            if rspec.from_ == rspec.to:
+                check_not_self(rspec.type, rspec.from_, rspec.to, field=rspec.loc)
+        except InvalidInputError as err:
+            problems.error(err, rspec, "type")
         if rspec.type is RelationType.REPRESENTS and rspec.properties:
-            _check_field_map(rspec)
+            _check_field_map(rspec, problems)
     return kinds
 
 
-def _check_field_map(spec: RelationSpec) -> None:
+def _check_field_map(spec: RelationSpec, problems: Problems) -> None:
     props = spec.properties or {}
     match_key = props.get("matchKey")
     if match_key is not None and not isinstance(match_key, str):
-        raise InvalidInputError(
+        problems.at(
+            spec,
+            ("properties", "matchKey"),
             f"{spec.loc}.properties.matchKey: the match key names one canonical attribute "
             f"(a string), got {match_key!r}",
-            field=f"{spec.loc}.properties.matchKey",
+            "field-map",
         )
     fields = props.get("fields")
     if fields is not None and (
         not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values())
     ):
-        raise InvalidInputError(
+        problems.at(
+            spec,
+            ("properties", "fields"),
             f"{spec.loc}.properties.fields: the field map is an object of canonical attribute "
             "-> physical attribute names",
-            field=f"{spec.loc}.properties.fields",
+            "field-map",
         )
     source = props.get("source")
     if source is not None:
         where = f"{spec.loc}.properties.source"
-        if not isinstance(source, str) or parse_id(source, field=where)[0] is not Kind.SOURCE:
-            raise InvalidInputError(
+        try:
+            is_source = isinstance(source, str) and parse_id(source, field=where)[0] is Kind.SOURCE
+        except InvalidInputError as err:
+            problems.error(err, spec, "properties", "source")
+            return
+        if not is_source:
+            problems.at(
+                spec,
+                ("properties", "source"),
                 f"{where}: the source that serves this mapping's records is a source id "
                 f"(source:KEY), got {repr(source)[:80]}",
-                field=where,
+                "field-map",
             )
+
+
+@dataclass
+class _Missing:
+    """A reference to a node that is neither in the catalog nor in the batch."""
+
+    spec: NodeSpec | RelationSpec
+    part: str
+    node_id: str
+    message: str
+
+
+async def _report_missing(tx: Reader, missing: list[_Missing], batch: Sequence[str]) -> None:
+    """Every missing reference as a NOT_FOUND problem, with the id it most likely misspells
+    (among the batch's and the catalog's nodes of the same kind: one query per kind, and only
+    when something is missing)."""
+    problems = Problems()
+    by_kind: dict[Kind, list[str]] = {}
+    for m in missing:
+        kind = KIND_BY_PREFIX.get(m.node_id.partition(":")[0])
+        if kind is not None and kind not in by_kind:
+            by_kind[kind] = [i for i in batch if i.startswith(f"{kind.prefix}:")]
+            by_kind[kind] += await tx.list_node_ids(
+                NodeFilter(kinds=[kind]), after=None, limit=_SUGGEST_FROM
+            )
+    for m in missing:
+        kind = KIND_BY_PREFIX.get(m.node_id.partition(":")[0])
+        suggestion = closest(m.node_id, by_kind.get(kind, ())) if kind is not None else None
+        problems.at(
+            m.spec, (m.part,), m.message, "node-exists", error=NotFoundError, suggestion=suggestion
+        )
+    problems.raise_if_any()
+
+
+#: Ids of one kind a misspelt reference is compared with (a catalog's first ones, by id).
+_SUGGEST_FROM = 20_000
 
 
 async def _apply(
@@ -307,13 +393,20 @@ async def _apply(
         referenced.update((r.from_, r.to))
     existing = await tx.get_nodes(sorted(referenced))
 
+    problems = Problems()
     inserts: list[NodeRecord] = []
     updates: list[tuple[NodeRecord, NodeRecord]] = []
     node_changes = WriteSet()
     final: dict[str, NodeRecord] = dict(existing)
     for spec in node_specs:
         old = existing.get(spec.id)
-        new = _merge(spec, old, kinds[spec.id], tx)
+        try:
+            new = _merge(spec, old, kinds[spec.id], tx)
+        except CatalogError as err:
+            problems.error(
+                err, spec, *(() if err.field is None else (err.field.rsplit(".", 1)[-1],))
+            )
+            continue
         final[spec.id] = new
         if old is None:
             inserts.append(new)
@@ -328,13 +421,34 @@ async def _apply(
             if checking:
                 node_changes.updated.append((old, new, spec.loc))
         report.nodes[spec.id] = new
+    problems.raise_if_any()
 
+    missing: list[_Missing] = []
     for spec in node_specs:
         if spec.owner is not None and spec.owner not in final:
-            raise NotFoundError(
-                f"{spec.loc}.owner: no team {spec.owner!r} in the catalog or this batch",
-                field=f"{spec.loc}.owner",
+            missing.append(
+                _Missing(
+                    spec,
+                    "owner",
+                    spec.owner,
+                    f"{spec.loc}.owner: no team {spec.owner!r} in the catalog or this batch",
+                )
             )
+    wanted: dict[tuple[str, str, str], RelationSpec] = {}
+    for rspec in rel_specs:
+        for end, field_name in ((rspec.from_, "from"), (rspec.to, "to")):
+            if end not in final:
+                missing.append(
+                    _Missing(
+                        rspec,
+                        field_name,
+                        end,
+                        f"{rspec.loc}.{field_name}: no node {end!r} in the catalog or this batch",
+                    )
+                )
+        wanted[(rspec.from_, rspec.type.value, rspec.to)] = rspec
+    if missing:
+        await _report_missing(tx, missing[: MAX_PROBLEMS + 1], list(kinds))
     if checking:
         await check_writes(tx, principal, node_changes, existing)
     # Nodes go in first, owners (which may be new in this batch) before the nodes they own.
@@ -342,15 +456,6 @@ async def _apply(
     await tx.insert_nodes(inserts)
     await tx.update_nodes(updates)
 
-    wanted: dict[tuple[str, str, str], RelationSpec] = {}
-    for rspec in rel_specs:
-        for end, field_name in ((rspec.from_, "from"), (rspec.to, "to")):
-            if end not in final:
-                raise NotFoundError(
-                    f"{rspec.loc}.{field_name}: no node {end!r} in the catalog or this batch",
-                    field=f"{rspec.loc}.{field_name}",
-                )
-        wanted[(rspec.from_, rspec.type.value, rspec.to)] = rspec
     stored = await tx.get_relations(list(wanted))
     rel_inserts: list[RelationRecord] = []
     rel_updates: list[tuple[RelationRecord, RelationRecord]] = []
@@ -383,7 +488,7 @@ async def _apply(
         stale = []
     if checking:
         await check_writes(tx, principal, rel_changes, final)
-    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF])
+    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF], wanted)
     await tx.insert_relations(rel_inserts)
     await tx.update_relations(rel_updates)
     report.relations_added = len(rel_inserts)
@@ -448,7 +553,11 @@ def _merge(spec: NodeSpec, old: NodeRecord | None, kind: Kind, tx: Writer) -> No
     return replace(old, version=old.version + 1, updated_at=tx.now, **fields)
 
 
-async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> None:
+async def _check_hierarchy(
+    tx: Reader,
+    new_edges: Sequence[RelationRecord],
+    specs: Mapping[tuple[str, str, str], RelationSpec],
+) -> None:
     """Refuse PART_OF edges that would close a cycle (a node part of its own descendant).
 
     Loads the ancestors of every new edge's target level by level (one query per level,
@@ -477,10 +586,20 @@ async def _check_hierarchy(tx: Writer, new_edges: Sequence[RelationRecord]) -> N
     graph.add_edges_from(edges)
     cycle = nx.find_cycle(graph)
     path = " -> ".join([str(cycle[0][0])] + [str(e[1]) for e in cycle])
-    raise InvalidInputError(
-        f"PART_OF: this would make a cycle ({path}); the hierarchy must not have cycles",
-        field="type",
+    # The relation of this write that closes it: where the message points (file, line).
+    closing = next(
+        (specs[k] for a, b in cycle if (k := (str(a), "PART_OF", str(b))) in specs), None
     )
+    problems = Problems()
+    where = f"{closing.loc}.type" if closing is not None else "type"
+    problems.at(
+        closing,
+        ("type",),
+        f"{where}: PART_OF: this would make a cycle ({path}); the hierarchy must not have cycles",
+        "part-of-acyclic",
+        field=where,
+    )
+    problems.raise_if_any()
 
 
 def _has_cycle(edges: Sequence[tuple[str, str]]) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
-from typing import Any, Self
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Self, get_args
 
 import orjson
 import yaml
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from catalog._gc import paused_gc
+from catalog.problems import Problem, Problems, closest
 from metadata.errors import InvalidInputError
 from metadata.model import Attribute, Lifecycle, RelationType
 
@@ -200,6 +201,76 @@ def _document_limit(rule: str, node: Node, hint: str = "") -> InvalidInputError:
     )
 
 
+class Origin:
+    """The text a catalog document was read from; positions are worked out on first use only
+    (when something is wrong), by composing the text again with the same YAML loader (JSON is
+    read as YAML for this: its flow style is YAML's)."""
+
+    __slots__ = ("_index", "file", "text")
+
+    def __init__(self, file: str | None, text: str) -> None:
+        self.file = file
+        self.text = text
+        self._index: dict[tuple[int, tuple[str | int, ...]], tuple[int, int]] | None = None
+
+    def position(self, doc: int, path: tuple[str | int, ...]) -> tuple[int, int] | None:
+        """The line and column (from 1) of ``path`` in document ``doc``: of the key for a
+        mapping entry, of the item for a list index; the nearest enclosing one that is in the
+        text when ``path`` is not (a missing field: its mapping)."""
+        if self._index is None:
+            self._index = _positions(self.text)
+        while True:
+            found = self._index.get((doc, path))
+            if found is not None or not path:
+                return found
+            path = path[:-1]
+
+
+#: Positions are recorded this deep (``nodes[3].attributes[1].name`` is 4 levels).
+_POSITION_DEPTH = 8
+
+
+def _positions(text: str) -> dict[tuple[int, tuple[str | int, ...]], tuple[int, int]]:
+    index: dict[tuple[int, tuple[str | int, ...]], tuple[int, int]] = {}
+    loader = (_CLoader or _Loader)(text)
+    doc = 0
+    try:
+        while loader.check_node():
+            root = loader.get_node()
+            if root is None or (
+                root.__class__ is ScalarNode and root.tag == "tag:yaml.org,2002:null"
+            ):
+                continue  # an empty document: left out of the documents, as when loading
+            index[(doc, ())] = (root.start_mark.line + 1, root.start_mark.column + 1)
+            stack: list[tuple[Node, tuple[str | int, ...]]] = [(root, ())]
+            seen: set[int] = set()
+            while stack:
+                node, path = stack.pop()
+                if id(node) in seen or len(path) >= _POSITION_DEPTH:
+                    continue
+                seen.add(id(node))
+                if node.__class__ is MappingNode:
+                    for key, value in node.value:
+                        if key.__class__ is not ScalarNode:
+                            continue
+                        sub = (*path, str(key.value))
+                        index.setdefault(
+                            (doc, sub), (key.start_mark.line + 1, key.start_mark.column + 1)
+                        )
+                        stack.append((value, sub))
+                elif node.__class__ is not ScalarNode:
+                    for i, item in enumerate(node.value):
+                        sub = (*path, i)
+                        index[(doc, sub)] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                        stack.append((item, sub))
+            doc += 1
+    except Exception:  # noqa: BLE001 - no positions for a text YAML cannot compose
+        pass
+    finally:
+        loader.dispose()
+    return index
+
+
 def check_text(value: str, field: str) -> str:
     """Refuse text a database cannot store faithfully (NUL, unpaired surrogates)."""
     if "\x00" in value:
@@ -251,9 +322,19 @@ class _Spec(BaseModel):
     # declared ``PrivateAttr``: with one, pydantic calls back into Python to initialize it for
     # every instance validated (60,000 for a 10,000-node document: half of parsing it).
 
-    def at(self, loc: str) -> Self:
-        """Set where this spec came from, used to name fields in errors (``nodes[3]``)."""
-        object.__setattr__(self, "__pydantic_private__", {"_loc": loc})
+    def at(
+        self,
+        loc: str,
+        origin: Origin | None = None,
+        doc: int = 0,
+        path: tuple[str | int, ...] = (),
+    ) -> Self:
+        """Set where this spec came from, used to name fields in errors (``nodes[3]``), and
+        where in which text (``origin``: document ``doc`` of it, at ``path``)."""
+        private: dict[str, Any] = {"_loc": loc}
+        if origin is not None:
+            private["_origin"] = (origin, doc, path)
+        object.__setattr__(self, "__pydantic_private__", private)
         return self
 
     @property
@@ -261,6 +342,19 @@ class _Spec(BaseModel):
         """Where this spec came from, e.g. ``nodes[3]`` or ``input``."""
         private = self.__pydantic_private__
         return str(private["_loc"]) if private else "input"
+
+    def position(self, *path: str | int) -> tuple[str | None, int | None, int | None]:
+        """The file, line and column of this spec's field ``path`` (of the spec itself when the
+        field is not in the text); Nones when the spec was not read from a text."""
+        private = self.__pydantic_private__
+        found = private.get("_origin") if private else None
+        if found is None:
+            return None, None, None
+        origin, doc, base = found
+        line_column = origin.position(doc, (*base, *path))
+        if line_column is None:
+            return origin.file, None, None
+        return origin.file, *line_column
 
 
 class NodeSpec(_Spec):
@@ -384,12 +478,94 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _join(prefix: str, loc: Iterable[str | int]) -> str:
+    out = prefix
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out and out[-1] != ":" else str(p))
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (itself, or inside a list or an optional)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(root: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The field names (as written: aliases) of the model that holds ``loc``'s last part."""
+    model: type[BaseModel] | None = root
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        by_name = {f.alias or n: f for n, f in model.model_fields.items()}
+        info = by_name.get(part) or model.model_fields.get(part)
+        model = _model_in(info.annotation) if info is not None else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def validation_problems(
+    err: ValidationError,
+    root: type[BaseModel],
+    prefix: str,
+    problems: Problems,
+    origin: Origin | None = None,
+    doc: int = 0,
+) -> None:
+    """Add every error pydantic found to ``problems``: the field, its place in ``origin``, the
+    rule (pydantic's error type) and, for an unknown field or value, the likely intended one."""
+    for e in err.errors(include_url=False):
+        if problems.full:
+            problems.more += 1
+            continue
+        loc: tuple[str | int, ...] = tuple(e["loc"])
+        name = _join(prefix, loc) or "document"
+        msg = e["msg"].removeprefix("Value error, ")
+        rule = str(e["type"])
+        suggestion = None
+        if rule == "extra_forbidden":
+            msg, rule = "unknown field", "unknown-field"
+            suggestion = closest(str(loc[-1]), _fields_at(root, loc)) if loc else None
+        elif rule == "enum":
+            expected = re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", "")))
+            if isinstance(e.get("input"), str):
+                suggestion = closest(e["input"].upper(), expected)
+        elif rule == "missing":
+            rule = "required"
+        line = column = None
+        if origin is not None:
+            found = origin.position(doc, loc)
+            if found is not None:
+                line, column = found
+        problems.add(
+            Problem(
+                name,
+                f"{name}: {msg}",
+                rule,
+                InvalidInputError,
+                origin.file if origin is not None else None,
+                line,
+                column,
+                suggestion,
+            )
+        )
+
+
 def build(model: type[_Spec], data: Any, loc: str) -> Any:
-    """Validate ``data`` into ``model`` or raise ``InvalidInputError`` naming the field."""
+    """Validate ``data`` into ``model`` or raise ``InvalidInputError`` naming every field."""
     try:
         return model.model_validate(data).at(loc)
     except ValidationError as err:
-        raise InvalidInputError(format_validation_error(err, loc), field=loc) from None
+        problems = Problems()
+        validation_problems(err, model, loc, problems)
+        problems.raise_if_any()
+        raise  # pragma: no cover - pydantic reports at least one error
 
 
 #: Every digit becomes "0": a run of 19 zeros then marks a run of 19 digits (a bytes
@@ -480,6 +656,28 @@ def _unreadable(err: Exception) -> str:
     return f"a value its tag cannot read ({type(err).__name__}: {err})"
 
 
+def load_documents(
+    text: str, *, max_items: int = MAX_DOCUMENT_ITEMS, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> list[Any]:
+    """The documents of a JSON text, or of a YAML text (``---`` separated; empty ones left
+    out), each bounded before it is built: at most ``max_bytes`` of UTF-8 and ``max_items``
+    items (YAML aliases counted at each use), nested at most ``MAX_NESTING`` levels.
+
+    The one loader of the hub: catalog documents and harvested specs both go through it.
+
+    Raises:
+        InvalidInputError: a text that does not parse or breaks a bound (``document: ...``,
+            with the line and column where the parser stopped).
+    """
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) > max_bytes:
+        raise InvalidInputError(
+            f"document: larger than {max_bytes / 1_000_000:g} MB; split it", field="document"
+        )
+    with paused_gc():
+        return _load_documents(text, encoded, max_items)
+
+
 def parse_document(
     text: str, *, prefix: str = "", max_items: int = MAX_DOCUMENT_ITEMS
 ) -> CatalogDocument:
@@ -499,7 +697,7 @@ def parse_document(
         return _parse_document(text, encoded, prefix, max_items)
 
 
-def _parse_document(text: str, encoded: bytes, prefix: str, max_items: int) -> CatalogDocument:
+def _load_documents(text: str, encoded: bytes, max_items: int) -> list[Any]:
     stripped = text.lstrip()
     raw_docs: list[Any]
     if stripped.startswith(("{", "[")):
@@ -532,30 +730,41 @@ def _parse_document(text: str, encoded: bytes, prefix: str, max_items: int) -> C
             raise InvalidInputError(
                 f"document: not valid YAML: {_unreadable(err)}", field="document"
             ) from None
+    return raw_docs
+
+
+def _parse_document(text: str, encoded: bytes, prefix: str, max_items: int) -> CatalogDocument:
+    raw_docs = _load_documents(text, encoded, max_items)
+    origin = Origin(prefix.removesuffix(":") or None, text)
+    problems = Problems()
     merged = CatalogDocument()
     for i, raw in enumerate(raw_docs):
         loc = f"document[{i}]." if len(raw_docs) > 1 else ""
         if not isinstance(raw, dict):
-            raise InvalidInputError(
-                f"{loc or 'document'}: expected a mapping with 'nodes' and 'relations', "
+            problems.at(
+                None,
+                (),
+                f"{prefix}{loc or 'document'}: expected a mapping with 'nodes' and 'relations', "
                 f"got {type(raw).__name__}",
+                "document-shape",
                 field="document",
             )
+            continue
         try:
             doc = CatalogDocument.model_validate(raw)
         except ValidationError as err:
-            raise InvalidInputError(
-                format_validation_error(err, loc.rstrip(".")), field="document"
-            ) from None
+            validation_problems(err, CatalogDocument, prefix + loc.rstrip("."), problems, origin, i)
+            continue
         except RecursionError:
             raise InvalidInputError("document: nested too deeply", field="document") from None
         for j, n in enumerate(doc.nodes):
-            n.at(f"{prefix}{loc}nodes[{j}]")
+            n.at(f"{prefix}{loc}nodes[{j}]", origin, i, ("nodes", j))
         for j, r in enumerate(doc.relations):
-            r.at(f"{prefix}{loc}relations[{j}]")
+            r.at(f"{prefix}{loc}relations[{j}]", origin, i, ("relations", j))
         merged.nodes.extend(doc.nodes)
         merged.relations.extend(doc.relations)
         merged.prune = merged.prune or doc.prune
+    problems.raise_if_any()
     return merged
 
 
@@ -568,4 +777,7 @@ __all__ = [
     "check_json",
     "json_too_deep",
     "parse_document",
+    "validation_problems",
+    "Origin",
+    "load_documents",
 ]

@@ -29,6 +29,11 @@ def code_error(error: GraphQLError) -> None:
         rule = original.details.get("rule")
         if isinstance(rule, str):
             ext["rule"] = rule
+        problems = original.details.get("problems")
+        if isinstance(problems, list):
+            # Every problem of the input (up to catalog.problems.MAX_PROBLEMS): field, file,
+            # line, column, rule, message, suggestion, code.
+            ext["problems"] = problems
         if isinstance(original, UnavailableError):
             ext["retryAfter"] = original.retry_after
         error.message = original.message

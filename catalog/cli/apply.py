@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -17,6 +17,7 @@ from catalog.cli._common import (
     run_with_write_services,
     settings_for,
 )
+from catalog.problems import problems_of
 from catalog.registry import ApplyReport, Caller
 from catalog.services import WriteServices
 from catalog.specs import CatalogDocument, parse_document
@@ -42,23 +43,62 @@ def apply(
 def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Caller) -> ApplyReport:
     merged = CatalogDocument()
     max_items = settings_for(database).max_document_items
+    problems: list[dict[str, Any]] = []
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise CliError(f"{path}: cannot read ({err.strerror})") from None
         try:
-            doc = parse_document(text, prefix=f"{path.name}:", max_items=max_items)
+            doc = parse_document(text, prefix=f"{path}:", max_items=max_items)
         except CatalogError as err:
-            raise CliError(f"{path}: {err.message}") from None
+            # Every file is read: the problems of all of them are shown at once.
+            problems.extend(_located(err, path))
+            continue
         merged.nodes.extend(doc.nodes)
         merged.relations.extend(doc.relations)
         merged.prune = merged.prune or doc.prune
+    if problems:
+        _refuse(problems)
 
     async def work(services: WriteServices) -> ApplyReport:
-        return await services.registry.apply_document(merged, dry_run=dry_run, by=caller)
+        try:
+            return await services.registry.apply_document(merged, dry_run=dry_run, by=caller)
+        except CatalogError as err:
+            _refuse(problems_of(err))
 
     return run_with_write_services(database, work)
+
+
+def _located(err: CatalogError, path: Path) -> list[dict[str, Any]]:
+    """The problems of a file that did not parse; a text-level one (``document: ...``) is
+    given the file's name."""
+    out = problems_of(err)
+    for p in out:
+        if str(p["message"]).startswith("document"):
+            p["message"] = f"{path}: {p['message']}"
+            p["file"] = p["file"] or str(path)
+    return out
+
+
+def _refuse(problems: list[dict[str, Any]]) -> NoReturn:
+    """Print every problem on a line of its own (``FILE:LINE:COLUMN: field: message``) on
+    stderr, then the one-line summary (exit status 1)."""
+    for p in problems:
+        message = str(p["message"])
+        line, column, file = p.get("line"), p.get("column"), p.get("file")
+        if line is not None:
+            message = message.removesuffix(f" (line {line}, column {column})")
+            if file and message.startswith(f"{file}:"):
+                message = message[len(file) + 1 :]
+            message = f"{file}:{line}:{column}: {message}"
+        typer.echo(message, err=True)
+    count = len(problems)
+    raise CliError(
+        f"{count} problem{'s' if count != 1 else ''} (listed above); nothing was written"
+        if count > 1
+        else str(problems[0]["message"])
+    )
 
 
 def _print_report(report: ApplyReport) -> None:
