@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     if done.returncode:
         sys.exit(f"the browser driver failed:\n{done.stderr}")
     result = json.loads(done.stdout)
-    print(f"catalog: {nodes} nodes, {count} capabilities on the map (capabilityMap alone: {api_ms:.0f} ms)")
+    print(
+        f"catalog: {nodes} nodes, {count} capabilities on the map (capabilityMap alone: {api_ms:.0f} ms)"
+    )
     print(machine_note())
     print(code_note())
     for view, seen in result.items():

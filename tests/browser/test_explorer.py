@@ -110,7 +110,10 @@ def test_typing_chan_suggests_change_order_and_enter_opens_it(report: dict[str, 
     search = report["search"]
     assert search["suggestions"][0] == CHANGE_ORDER
     assert search["expanded"] == "true"
-    assert search["opened"]["hash"] == "#/node/capability%3Aorder-management.order-capture.change-order"
+    assert (
+        search["opened"]["hash"]
+        == "#/node/capability%3Aorder-management.order-capture.change-order"
+    )
     assert search["opened"]["h1"] == "Capability Change Order"
 
 
@@ -131,7 +134,11 @@ def test_journey_board_marks_the_gaps_the_api_reports_where_they_occur(
             "capability:loyalty-management.reviews.collect-review",
             "no active system provides this capability",
         ),
-        ("step:sneakers.advocate", "touchpoint:review-site", "no active system serves this touchpoint"),
+        (
+            "step:sneakers.advocate",
+            "touchpoint:review-site",
+            "no active system serves this touchpoint",
+        ),
     }
     marked = {
         (m["step"], m["node"], reason)
@@ -157,7 +164,10 @@ def test_board_and_map_export_as_svg_and_png(report: dict[str, Any]) -> None:
     assert board["name"] == "journey-board-journey-buy-everyday-sneakers.svg"
     assert board["text"].startswith("<svg") and "Review Site" in board["text"]
     # The reasons wrap in their cells as on the page.
-    assert ">no active system serves</text>" in board["text"] and ">this touchpoint</text>" in board["text"]
+    assert (
+        ">no active system serves</text>" in board["text"]
+        and ">this touchpoint</text>" in board["text"]
+    )
     mapped = report["map"]
     assert mapped["svg"]["name"] == "capability-map-providers.svg"
     assert "Change Order" in mapped["svg"]["text"] and "<rect" in mapped["svg"]["text"]
@@ -168,7 +178,10 @@ def test_map_shows_the_hierarchy_its_gap_and_opens_a_box(report: dict[str, Any])
     mapped = report["map"]
     assert mapped["boxes"] == 104  # the demo's capabilities
     assert mapped["gapBoxes"] == ["capability:loyalty-management.reviews.collect-review"]
-    assert mapped["clicked"]["hash"] == "#/node/capability%3Aorder-management.order-capture.change-order"
+    assert (
+        mapped["clicked"]["hash"]
+        == "#/node/capability%3Aorder-management.order-capture.change-order"
+    )
     assert mapped["clicked"]["h1"] == "Capability Change Order"
     assert "capability:case-management" in mapped["serviceBoxes"]
     assert not any(b.startswith("capability:order-management") for b in mapped["serviceBoxes"])
@@ -222,7 +235,9 @@ def test_impact_answers_what_breaks(report: dict[str, Any]) -> None:
 
 
 def test_no_serious_or_critical_accessibility_violations(report: dict[str, Any]) -> None:
-    found = {name: seen["violations"] for name, seen in report["views"].items() if seen["violations"]}
+    found = {
+        name: seen["violations"] for name, seen in report["views"].items() if seen["violations"]
+    }
     assert found == {}
 
 

@@ -37,7 +37,14 @@ def report(node: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     env["CAPAHUB_AUTH"] = "on"
     database = f"sqlite:///{tmp / 'x.db'}"
     with capahub_serve(
-        tmp, "--demo", "--host", "127.0.0.1", "--database", database, env=env, command=[str(CAPAHUB)]
+        tmp,
+        "--demo",
+        "--host",
+        "127.0.0.1",
+        "--database",
+        database,
+        env=env,
+        command=[str(CAPAHUB)],
     ) as srv:
         created = subprocess.run(
             [str(CAPAHUB), "token", "create", "--name", "explorer", "--role", "viewer"]
@@ -100,7 +107,12 @@ def test_the_token_travels_as_a_bearer_header(report: dict[str, Any]) -> None:
 
 def test_a_viewers_write_is_refused_with_the_apis_message(report: dict[str, Any]) -> None:
     assert "needs the editor role" in report["forbidden"] or "FORBIDDEN" in report["forbidden"]
-    codes = {c for r in report["graphql"] if r["operation"] == "ExplorerRegisterCapability" for c in r["codes"]}
+    codes = {
+        c
+        for r in report["graphql"]
+        if r["operation"] == "ExplorerRegisterCapability"
+        for c in r["codes"]
+    }
     assert codes == {"FORBIDDEN"}
 
 
