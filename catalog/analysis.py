@@ -155,18 +155,33 @@ class GraphAnalysis:
         self.workers = workers
         self._cancelled: Callable[[], bool] | None = None
         self._ranked = _Ranked()
+        self._past_ranked = _Ranked()  # of past views (negative versions): never the present's
 
-    async def ask(self, question: Callable[[GraphAnalysis], T], *, group: object = None) -> T:
+    async def ask(
+        self,
+        question: Callable[[GraphAnalysis], T],
+        *,
+        group: object = None,
+        view: GraphView | None = None,
+    ) -> T:
         """``question(analysis)`` answered on a worker thread, from one immutable version of
         the projection (the one current when its turn comes).
 
         The questions of one ``group`` (a request) take turns. The question stops at its time
         budget (``GraphQueryTooExpensiveError``) or soon after the awaiting task is cancelled.
         Without workers, or on a projection that is not live, it is answered here and now.
+        With ``view`` (a past catalog), it is answered from that view instead.
 
         Raises:
             WorkersBusyError: every worker is busy and the queue for them is full.
         """
+        if view is not None:  # a past catalog (time travel): its own PageRank cache
+            past = copy.copy(self)
+            past.graph, past._ranked = view, self._past_ranked
+            if self.workers is None:
+                return question(past)
+            async with self.workers.turn(group):
+                return await self.workers.run(lambda cancelled: question(past._on(view, cancelled)))
         live = self.graph
         if self.workers is None or not isinstance(live, CatalogGraph):
             return question(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from metadata.store import Store
 # second of its start.
 if TYPE_CHECKING:
     from catalog.analysis import GraphAnalysis
+    from catalog.changes.asof import TimeTravel
+    from catalog.changes.diff import CatalogDiffs
     from catalog.discovery import Discovery
     from catalog.harvest import HarvestService
     from catalog.harvest.fetch import FetchPolicy
@@ -123,10 +126,36 @@ class Services:
             auth=Authenticator.from_settings(settings, tokens),
         )
 
+    @property
+    def synced_at(self) -> float:
+        """``time.monotonic()`` when the change log was last looked at (0: not yet)."""
+        return self._synced_at
+
     async def sync(self) -> int:
         """Catch up with changes other processes committed; returns how many were applied."""
         self._synced_at = time.monotonic()
-        return await self.graph.sync(self.store)
+        applied = await self.graph.sync(self.store)
+        self.timetravel.maintain()
+        return applied
+
+    @functools.cached_property
+    def timetravel(self) -> TimeTravel:
+        """The catalog at past instants (``asOf``), over the live projection."""
+        from catalog.changes.asof import TimeTravel
+
+        return TimeTravel(
+            self.store,
+            self.graph,
+            cache_size=self.settings.asof_cache_size,
+            snapshot_every=self.settings.snapshot_every,
+        )
+
+    @functools.cached_property
+    def diffs(self) -> CatalogDiffs:
+        """What changed between two instants (``catalogDiff``)."""
+        from catalog.changes.diff import CatalogDiffs
+
+        return CatalogDiffs(self.store)
 
     async def catch_up(self) -> None:
         """Before a request: catch up with other processes unless that was done moments ago.

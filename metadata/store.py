@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,6 +104,10 @@ def _json_text(value: Any) -> str:
     """JSON columns are written with orjson (the standard library's encoder was a fifth of a
     large apply); keys that are not strings become strings, as ``json.dumps`` makes them."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -554,6 +560,12 @@ def _migrate(sync_conn: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+#: A request's list of the change ids its write transactions committed (the last of each),
+#: when the caller set one: the hub states the newest in ``extensions.catalogVersion``. A list
+#: (not a value) so that a write in a task the request started is seen by the request too.
+COMMITTED: ContextVar[list[int] | None] = ContextVar("capahub_committed", default=None)
+
+
 class Store:
     """The metadata repository's persistence: one engine, serialized writers, change listeners."""
 
@@ -565,6 +577,9 @@ class Store:
         self._listeners: list[Listener] = []
         self._hooks: list[TransactionHook] = []
         self._probe: sqlite3.Connection | None = None
+        #: The time every write transaction stamps on its rows and history (tests set it to
+        #: write history at known instants; always UTC-aware).
+        self.clock: Callable[[], datetime] = _utc_now
         path = engine.url.database if self.dialect == "sqlite" else None
         self._probe_path = path if path and path != ":memory:" else None
 
@@ -620,6 +635,15 @@ class Store:
         row = self._probe.execute("SELECT max(id) FROM history").fetchone()
         return int(row[0] or 0)
 
+    def listen(self, notified: Callable[[int | None], None]) -> ChangeNotifications | None:
+        """On PostgreSQL, call ``notified(last_id)`` whenever any process commits a change
+        (LISTEN on a connection of its own; ``notified(None)`` after that connection was lost
+        and made again, as changes may have been missed meanwhile). None on other databases.
+        """
+        if self.dialect != "postgresql":
+            return None
+        return ChangeNotifications(self.engine.url, notified)
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with the changes of every transaction this process commits."""
         self._listeners.append(listener)
@@ -663,12 +687,19 @@ class Store:
                             {"ms": f"{wait_ms}ms"},
                         )
                         await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
-                    writer = Writer(conn, actor=actor, request_id=request_id)
+                    writer = Writer(conn, self.clock(), actor=actor, request_id=request_id)
                     yield writer
                     if writer.pending:
                         for hook in self._hooks:
                             await hook(writer)
                     ids = await self._record_history(writer)
+                    if ids and self.dialect == "postgresql":
+                        # Delivered at commit, never for a rollback: the change feeds and
+                        # projections of other processes wake at once instead of at a poll.
+                        await conn.execute(
+                            text("SELECT pg_notify(:channel, :last)"),
+                            {"channel": NOTIFY_CHANNEL, "last": str(ids[-1])},
+                        )
         except DBAPIError as err:
             if is_lock_timeout(err):
                 raise self.busy() from None
@@ -684,6 +715,10 @@ class Store:
             ]
             for listener in self._listeners:
                 listener(committed)
+        if ids:
+            box = COMMITTED.get()
+            if box is not None:
+                box.append(ids[-1])
 
     def busy(self) -> UnavailableError:
         """The refusal of a write that waited ``write_wait`` seconds for the write lock."""
@@ -731,6 +766,73 @@ class Store:
         last = (await conn.execute(select(func.max(history.c.id)))).scalar()
         start = int(last or 0) + 1
         return list(range(start, start + count))
+
+
+#: The PostgreSQL channel every write transaction notifies with its last change id.
+NOTIFY_CHANNEL = "capahub_changes"
+
+
+class ChangeNotifications:
+    """A LISTEN connection of its own (asyncpg) that reports other processes' commits.
+
+    It reconnects after a loss (1 s, doubling to 30 s) and then reports ``None``: whatever was
+    committed while it was away is in the change log, which the listener's owner reads.
+    """
+
+    def __init__(self, url: Any, notified: Callable[[int | None], None]) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._notified = notified
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        #: Whether the connection is up (while it is not, owners poll the change log).
+        self.connected = False
+
+    def start(self) -> None:
+        """Connect (in the background) and keep listening until ``close``."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        log = logging.getLogger("capahub.store")
+        pause = 1.0
+        first = True
+        while True:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                self._lost.clear()
+                conn.add_termination_listener(lambda _conn: self._lost.set())
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self.connected, pause = True, 1.0
+                if not first:
+                    self._notified(None)  # changes may have come while the connection was away
+                first = False
+                await self._lost.wait()
+                log.warning("the LISTEN connection to the database was lost; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # keep trying: a restarting database must not stop it
+                log.warning("LISTEN %s failed (%s); retrying in %g s", NOTIFY_CHANNEL, err, pause)
+            finally:
+                self.connected = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 5)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._notified(int(payload) if payload.isdigit() else None)
+
+    async def close(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 def busy_error(write_wait: float) -> UnavailableError:
@@ -804,8 +906,11 @@ def _tune_sqlite(engine: AsyncEngine, write_wait: float) -> None:
 
 
 __all__ = [
+    "COMMITTED",
     "DEFAULT_WRITE_WAIT",
+    "NOTIFY_CHANNEL",
     "Change",
+    "ChangeNotifications",
     "NodeFilter",
     "PendingChange",
     "Reader",

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -84,6 +85,8 @@ class HistoryRow(Base):
     __table_args__ = (
         Index("ix_history_target", "target_id", "id"),
         Index("ix_history_actor", "actor", "id"),
+        # An instant resolves to a change id through this index (migration 0006).
+        Index("ix_history_at", "at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -120,20 +123,36 @@ class ApiTokenRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class HistorySnapshotRow(Base):
+    """The whole catalog as it stood after change ``change_id``: zlib-compressed JSON of every
+    node's history image and every relation (``catalog.changes.snapshots``, migration 0006)."""
+
+    __tablename__ = "history_snapshots"
+
+    change_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    nodes: Mapped[int] = mapped_column(Integer)
+    relations: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 nodes: Table = NodeRow.__table__  # type: ignore[assignment]
 node_tags: Table = NodeTagRow.__table__  # type: ignore[assignment]
 relations: Table = RelationRow.__table__  # type: ignore[assignment]
 history: Table = HistoryRow.__table__  # type: ignore[assignment]
 api_tokens: Table = ApiTokenRow.__table__  # type: ignore[assignment]
+history_snapshots: Table = HistorySnapshotRow.__table__  # type: ignore[assignment]
 
 __all__ = [
     "ApiTokenRow",
     "Base",
     "HistoryRow",
+    "HistorySnapshotRow",
     "NodeRow",
     "NodeTagRow",
     "RelationRow",
     "api_tokens",
     "history",
+    "history_snapshots",
     "nodes",
 ]

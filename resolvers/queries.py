@@ -22,6 +22,7 @@ from resolvers.connections import (
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
 from resolvers.history import ChangeRecord
+from resolvers.timetravel import AsOf, enter_past, past_node
 from resolvers.types import CatalogNode, node_by_id
 
 
@@ -30,8 +31,10 @@ class CatalogQuery:
     """Discovery of the catalog's nodes."""
 
     @strawberry.field(description="A node by id, or null when there is none.")
-    def node(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode | None:
+    def node(self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = None) -> CatalogNode | None:
         model.parse_id(str(id), field="id")
+        if as_of is not None:
+            return past_node(info, str(id), as_of)  # type: ignore[no-any-return]
         return node_by_id(info, str(id))
 
     @strawberry.field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")
@@ -43,7 +46,10 @@ class CatalogQuery:
         lifecycle: list[Lifecycle] | None = None,
         first: int | None = 50,
         after: str | None = None,
+        as_of: AsOf = None,
     ) -> NodeConnection:
+        if as_of is not None:
+            await enter_past(info, as_of)
         flt = NodeFilter(kinds=kinds or (), tags=tags or (), lifecycle=lifecycle or ())
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
@@ -52,8 +58,14 @@ class CatalogQuery:
 
     @strawberry.field(description="Systems, by id.")
     async def systems(
-        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+        self,
+        info: CatalogInfo,
+        first: int | None = 50,
+        after: str | None = None,
+        as_of: AsOf = None,
     ) -> SystemConnection:
+        if as_of is not None:
+            await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.SYSTEM,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
@@ -62,8 +74,14 @@ class CatalogQuery:
 
     @strawberry.field(description="Capabilities, by id.")
     async def capabilities(
-        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+        self,
+        info: CatalogInfo,
+        first: int | None = 50,
+        after: str | None = None,
+        as_of: AsOf = None,
     ) -> CapabilityConnection:
+        if as_of is not None:
+            await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.CAPABILITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
@@ -72,8 +90,14 @@ class CatalogQuery:
 
     @strawberry.field(description="Data entities, by id.")
     async def data_entities(
-        self, info: CatalogInfo, first: int | None = 50, after: str | None = None
+        self,
+        info: CatalogInfo,
+        first: int | None = 50,
+        after: str | None = None,
+        as_of: AsOf = None,
     ) -> DataEntityConnection:
+        if as_of is not None:
+            await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.DATA_ENTITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):

@@ -33,9 +33,13 @@ from resolvers.prepared import (
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.search import SearchQuery
+from resolvers.timetravel import TimeTravelQuery
 from resolvers.types import NODE_TYPES
 
-Query = merge_types("Query", (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery, AccessQuery))
+Query = merge_types(
+    "Query",
+    (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery, AccessQuery, TimeTravelQuery),
+)
 Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation, AccessMutation))
 
 

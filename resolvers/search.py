@@ -10,6 +10,7 @@ from metadata import model
 from resolvers.connections import PageInfo
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
+from resolvers.timetravel import AsOf, enter_past
 from resolvers.types import CatalogNode, as_node
 
 
@@ -119,7 +120,10 @@ class SearchQuery:
         lifecycle: list[Lifecycle] | None = None,
         first: int | None = 20,
         after: str | None = None,
+        as_of: AsOf = None,
     ) -> SearchResult:
+        if as_of is not None:
+            await enter_past(info, as_of, graph=True)
         page = await info.context.services.search.search(
             query,
             kinds=kinds or (),

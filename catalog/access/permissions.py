@@ -57,6 +57,9 @@ PERMISSIONS: dict[str, Rule] = {
     "Query.capabilityMap": _GRAPH,
     "Query.journeyCoverage": _GRAPH,
     "Query.hotspots": _GRAPH,
+    "Query.catalogDiff": Rule(
+        Role.VIEWER, scope="catalog metadata: what changed between two instants (no actors)"
+    ),
     "Query._entities": Rule(Role.VIEWER, scope="catalog metadata (federation entry point)"),
     "Query._service": Rule(Role.VIEWER, scope="the subgraph's SDL (federation entry point)"),
     "Query.records": _RECORDS,
