@@ -385,6 +385,10 @@ def missing_assets(html: str, vendor_dir: Path = VENDOR_DIR) -> list[VendorAsset
     return [a for a in vendor_assets(html) if not (vendor_dir / a.relpath).is_file()]
 
 
+#: The playground page's title (strawberry's reads "Strawberry GraphiQL").
+TITLE = "capahub - GraphQL playground"
+
+
 def playground_html(default_html: str, vendor_dir: Path = VENDOR_DIR) -> str:
     """The playground page served on a browser GET of /graphql.
 
@@ -405,6 +409,9 @@ def playground_html(default_html: str, vendor_dir: Path = VENDOR_DIR) -> str:
         items = "".join(f"<li><code>{html_escape(a.relpath)}</code></li>" for a in missing)
         return _MISSING_PAGE % {"reason": reason, "items": items, "command": FETCH_COMMAND}
     html = default_html.replace(CDN, VENDOR_URL)
+    html = _edited(
+        html, [("<title>Strawberry GraphiQL</title>", f"<title>{TITLE}</title>")], "title"
+    )
     # In this order: the notice adds a second bare <script>, which _with_examples anchors on.
     return _with_auth_notice(_with_examples(html))
 

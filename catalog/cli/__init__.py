@@ -102,9 +102,21 @@ class _LazyCommands(_Group):
         """Every command, in the documented order."""
         return list(_COMMANDS)
 
+    _listing = False
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """``capahub --help``: the commands are listed from ``_COMMANDS``, none imported."""
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         """The command ``cmd_name``, importing its module on first use."""
         if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            if self._listing:  # only its name and help are shown
+                return TyperCommand(cmd_name, help=_COMMANDS[cmd_name][2])
             self.add_command(_build(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 

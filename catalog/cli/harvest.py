@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from catalog.cli._common import (
     AsOption,
@@ -17,21 +14,38 @@ from catalog.cli._common import (
     DatabaseOption,
     local_caller,
     print_counts,
+    progress,
     run_with_services,
 )
-from catalog.harvest import HarvestReport, SourceSpec, SourceType, source_key_for
-from catalog.harvest.fetch import is_url
-from catalog.services import Services
 from metadata.errors import CatalogError
+
+if TYPE_CHECKING:
+    from catalog.harvest import HarvestReport, SourceSpec
+    from catalog.services import Services
 
 #: Stages the harvest service reports, for the progress bar.
 _STAGES = 4
 _MAX_LISTED = 20
 
 
-def _absolute(source_type: SourceType, location: str) -> str:
+class Format(StrEnum):
+    """The source formats (``catalog.harvest.SourceType``'s values; kept here so that
+    ``capahub harvest --help`` does not import the harvesters)."""
+
+    openapi = "openapi"
+    graphql = "graphql"
+    sql = "sql"
+    backstage = "backstage"
+
+
+def _absolute(source_type: Format, location: str) -> str:
     """File locations made absolute, so a later harvest (e.g. through the API) finds them."""
-    if source_type is SourceType.SQL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from catalog.harvest.fetch import is_url
+
+    if source_type is Format.sql:
         try:
             url = make_url(location)
         except ArgumentError:
@@ -49,7 +63,7 @@ def _absolute(source_type: SourceType, location: str) -> str:
 
 def harvest(
     source_type: Annotated[
-        SourceType,
+        Format,
         typer.Argument(
             metavar="TYPE",
             help="Source format: openapi, graphql, sql or backstage.",
@@ -60,7 +74,13 @@ def harvest(
         str, typer.Argument(help="File path, http(s) URL, or SQLAlchemy URL (for sql).")
     ],
     system: Annotated[
-        str, typer.Option("--system", help="Id of the system the source describes (system:...).")
+        str,
+        typer.Option(
+            "--system",
+            metavar="ID",
+            help="Id of the system the source describes (system:...); created if missing "
+            "(see --no-create-system).",
+        ),
     ],
     key: Annotated[
         str | None,
@@ -73,9 +93,18 @@ def harvest(
         str | None,
         typer.Option(
             "--credentials-env",
+            metavar="VARIABLE",
             help="Environment variable holding the credentials (never stored or printed).",
         ),
     ] = None,
+    no_create_system: Annotated[
+        bool,
+        typer.Option(
+            "--no-create-system",
+            help="Refuse when the system is not in the catalog, instead of creating it "
+            "(named after the spec's title, ACTIVE, owned by nobody).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
     ] = False,
@@ -83,6 +112,8 @@ def harvest(
     as_: AsOption = None,
 ) -> None:
     """Harvest a source into the catalog; running it again re-harvests it as a diff."""
+    from catalog.harvest import SourceSpec, SourceType, source_key_for
+
     caller = local_caller(as_)
     location = _absolute(source_type, location)
     source_key = key or source_key_for(location)
@@ -91,7 +122,7 @@ def harvest(
             {
                 "key": source_key,
                 "name": name or source_key,
-                "type": source_type,
+                "type": SourceType(source_type.value),
                 "location": location,
                 "system": system,
                 "credentialsEnv": credentials_env,
@@ -103,36 +134,81 @@ def harvest(
             err.message.replace("option.", "--").replace("credentialsEnv", "credentials-env")
         ) from None
 
-    err_console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(f"harvesting {spec.id}", total=_STAGES)
+    created: list[str] = []  # the name of the system created, if it was missing
 
-        def step(stage: str) -> None:
-            progress.update(task, description=stage, advance=1)
+    async def work(services: Services) -> HarvestReport:
+        create = None
+        if not await _system_exists(services, spec.system):
+            if no_create_system:
+                raise CliError(_missing_system_hint(spec.system))
+            create = await _system_name(spec)
+            created.append(create)
+        with progress(f"harvesting {spec.id}", total=_STAGES) as task:
 
-        async def work(services: Services) -> HarvestReport:
-            return await services.harvest.harvest_location(
+            def step(stage: str) -> None:
+                task.advance(description=stage)
+
+            report = await services.harvest.harvest_location(
                 spec,
                 dry_run=dry_run,
                 trusted=True,
                 progress=step,
                 actor=caller.principal.actor,
                 request_id=caller.request_id,
+                create_system=create,
             )
+            task.update(completed=_STAGES, description=f"harvested {spec.id}")
+        return report
 
-        report = run_with_services(database, work)
-        progress.update(task, completed=_STAGES)
-    _print_report(report)
+    report = run_with_services(database, work)
+    _print_report(report, spec, created[0] if created else None)
 
 
-def _print_report(report: HarvestReport) -> None:
+async def _system_exists(services: Services, system: str) -> bool:
+    async with services.store.read() as r:
+        return system in await r.get_nodes([system])
+
+
+def _missing_system_hint(system: str) -> str:
+    key = system.partition(":")[2]
+    return (
+        f"--system: no system {system!r} in the catalog (--no-create-system); create it "
+        f"first, e.g. apply a catalog file with `nodes: [{{id: {system}, name: {key}}}]` "
+        f"(capahub apply FILE), or run the harvest without --no-create-system"
+    )
+
+
+async def _system_name(spec: SourceSpec) -> str:
+    """A name for the system a source describes: an OpenAPI spec's ``info.title``, else the
+    system's key. Read with the CLI's trusted policy; any failure falls back to the key (the
+    harvest then reports what is wrong with the location)."""
+    from pydantic import ValidationError
+
+    from catalog.harvest import Fetcher, FetchPolicy, SourceType
+    from catalog.harvest._documents import load_document
+    from catalog.specs import MAX_NAME, NodeSpec
+
+    fallback = spec.system.partition(":")[2]
+    if spec.type is not SourceType.OPENAPI:
+        return fallback
+    try:
+        fetched = await Fetcher(FetchPolicy(any_file=True)).read(spec.location)
+        info = load_document(fetched.text, spec.location, "an OpenAPI document").get("info")
+    except CatalogError:
+        return fallback
+    title = info.get("title") if isinstance(info, dict) else None
+    if not isinstance(title, str) or not title.strip():
+        return fallback
+    try:
+        node = NodeSpec(id=spec.system, name=" ".join(title.split())[:MAX_NAME])
+    except ValidationError:
+        return fallback
+    return node.name or fallback
+
+
+def _print_report(report: HarvestReport, spec: SourceSpec, created: str | None) -> None:
+    from rich.console import Console
+
     title = "dry run, nothing written" if report.dry_run else "harvested"
     print_counts(
         f"{report.source}: {title}",
@@ -148,6 +224,15 @@ def _print_report(report: HarvestReport) -> None:
         ],
     )
     console = Console()
+    if created is not None:
+        verb = "would be added" if report.dry_run else "added"
+        console.print(
+            f"system {spec.system} was not in the catalog: {verb}, named {created!r} "
+            "(ACTIVE, owned by nobody; --no-create-system refuses instead)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     for label, ids in (("retired", report.retired), ("updated", report.updated)):
         if ids:
             shown = ", ".join(ids[:_MAX_LISTED])

@@ -9,7 +9,6 @@ import os
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 
 from catalog.cli._common import CliError, DatabaseOption, settings_for
 
@@ -40,6 +39,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the GraphQL API, the playground and /healthz."""
+    import uvicorn
+
     from catalog.access_log import AccessLog
     from catalog.app import access_logged, create_app, load_demo_once
 
@@ -62,9 +63,10 @@ def serve(
         "access_log": False,  # capahub's own, batched (catalog/access_log.py)
         "lifespan": "on",
     }
+    urls = served_urls(listen, options["port"])
     if count == 1:
         app: Any = create_app(settings, demo=demo)
-        uvicorn.run(AccessLog(app) if access_logged(settings) else app, **options)
+        _run_announced(AccessLog(app) if access_logged(settings) else app, options, urls)
         return
     # Several processes: uvicorn starts each from the factory, which reads the settings from
     # the environment; the demo is loaded once, here, before they start.
@@ -72,7 +74,46 @@ def serve(
     os.environ["CAPAHUB_HOST"] = listen
     if demo:
         asyncio.run(load_demo_once(settings))
+    _announce(urls)  # the supervisor binds the socket before the workers start
     uvicorn.run("catalog.app:served_app", factory=True, workers=count, **options)
+
+
+def served_urls(host: str, port: int) -> dict[str, str]:
+    """What ``capahub serve`` answers where, for its start message."""
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    return {
+        "GraphQL API and playground": f"{base}/graphql",
+        "explorer": f"{base}/",
+        "health": f"{base}/healthz",
+    }
+
+
+def _announce(urls: dict[str, str]) -> None:
+    width = max(map(len, urls)) + 1
+    lines = [f"  {f'{what}:':<{width}} {url}" for what, url in urls.items()]
+    typer.echo("capahub is serving\n" + "\n".join(lines))
+
+
+def _run_announced(app: Any, options: dict[str, Any], urls: dict[str, str]) -> None:
+    """``uvicorn.run(app, **options)`` (one process) that prints the URLs once it listens."""
+    import contextlib
+    import sys
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                _announce(urls)
+
+    server = Server(uvicorn.Config(app, **options))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _is_loopback(host: str) -> bool:

@@ -56,11 +56,16 @@ class FetchPolicy:
     any_file: bool = False
     timeout: float = DEFAULT_TIMEOUT
     max_bytes: int = DEFAULT_MAX_BYTES
+    #: What ``{demo_data_dir}`` in a location stands for (catalog/locations.py).
+    demo_data_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, trusted: bool) -> FetchPolicy:
         """The policy of the API (``trusted=False``) or of the CLI (reads any file)."""
+        from catalog.demo import demo_data_dir  # the demo imports the registry
+
         return cls(
+            demo_data_dir=demo_data_dir(settings).expanduser().resolve(),
             allowed_hosts=frozenset(
                 h.lower().strip("[]") for h in _split(settings.harvest_allowed_hosts)
             ),

@@ -210,8 +210,12 @@ class HarvestService:
         progress: Progress | None = None,
         actor: str | None = None,
         request_id: str | None = None,
+        create_system: str | None = None,
     ) -> HarvestReport:
-        """Register the source if new (or update its definition) and harvest it, in one go."""
+        """Register the source if new (or update its definition) and harvest it, in one go.
+
+        ``create_system``: a name for ``spec.system`` should it not exist; it is then created
+        in the same transaction (ACTIVE, owned by nobody) and reported first in ``added``."""
         self._check_definition(spec, trusted=trusted)
         return await self._harvest(
             spec,
@@ -221,6 +225,7 @@ class HarvestService:
             progress=progress,
             actor=actor,
             request_id=request_id,
+            create_system=create_system,
         )
 
     def _check_definition(self, spec: SourceSpec, *, trusted: bool) -> None:
@@ -296,6 +301,7 @@ class HarvestService:
         progress: Progress | None,
         actor: str | None = None,
         request_id: str | None = None,
+        create_system: str | None = None,
     ) -> HarvestReport:
         say = progress or (lambda _stage: None)
         harvester = self._harvesters.get(spec.type)
@@ -304,7 +310,9 @@ class HarvestService:
                 f"{spec.id}: no harvester for sources of type {spec.type.name}", field="type"
             )
         async with self.store.read() as r:
-            await _check_system(r, spec, register=register)
+            missing = await _check_system(
+                r, spec, register=register, create=register and create_system is not None
+            )
         credentials = self._credentials(spec)
         ctx = HarvestContext(
             source_id=spec.id,
@@ -318,20 +326,40 @@ class HarvestService:
         say(f"reading {_safe(spec.location)}")
         batch = await self._read(harvester, ctx, credentials)
         say(f"comparing {len(batch.nodes)} nodes with the catalog")
+        if dry_run and missing and create_system is not None:
+            # Planned against the catalog with the new system in it, then rolled back.
+            try:
+                async with self.store.transaction(actor=actor, request_id=request_id) as tx:
+                    await _create_system(tx, spec.system, create_system)
+                    diff = await plan_harvest(tx, spec.id, batch, tx.now)
+                    _refuse_wipe(spec, batch, diff)
+                    raise _Planned(diff)
+            except _Planned as planned:
+                diff = planned.diff
         if dry_run:
-            async with self.store.read() as r:
-                diff = await plan_harvest(r, spec.id, batch, _now())
-                _refuse_wipe(spec, batch, diff)
-            return HarvestReport.of(spec.id, diff, dry_run=True)
+            if not missing:
+                async with self.store.read() as r:
+                    diff = await plan_harvest(r, spec.id, batch, _now())
+                    _refuse_wipe(spec, batch, diff)
+            report = HarvestReport.of(spec.id, diff, dry_run=True)
+            if missing:
+                report.added.insert(0, spec.system)
+            return report
+        created = False
         async with self.store.transaction(actor=actor, request_id=request_id) as tx:
             if register:
+                if missing and create_system is not None:
+                    created = await _create_system(tx, spec.system, create_system)
                 await self._upsert_source(tx, spec)
             diff = await plan_harvest(tx, spec.id, batch, tx.now)
             _refuse_wipe(spec, batch, diff)
             say(f"writing {diff.writes} changes")
             await write_harvest(tx, diff)
             await _store_warnings(tx, spec.id, diff.warnings)
-        return HarvestReport.of(spec.id, diff, dry_run=False)
+        report = HarvestReport.of(spec.id, diff, dry_run=False)
+        if created:
+            report.added.insert(0, spec.system)
+        return report
 
     async def _read(
         self, harvester: Harvester, ctx: HarvestContext, credentials: str | None
@@ -440,9 +468,13 @@ async def _system_of(r: Reader, source_id: str) -> str | None:
     return None
 
 
-async def _check_system(r: Reader, spec: SourceSpec, *, register: bool) -> None:
+async def _check_system(
+    r: Reader, spec: SourceSpec, *, register: bool, create: bool = False
+) -> bool:
+    """Refuse a source of a missing system (unless ``create``: then True) or of another one."""
     system = (await r.get_nodes([spec.system])).get(spec.system)
-    if system is None or system.kind is not Kind.SYSTEM:
+    missing = system is None and create
+    if not missing and (system is None or system.kind is not Kind.SYSTEM):
         raise NotFoundError(f"system: no system {spec.system!r} in the catalog", field="system")
     current = await _system_of(r, spec.id) if register else None
     if current is not None and current != spec.system:
@@ -451,6 +483,43 @@ async def _check_system(r: Reader, spec: SourceSpec, *, register: bool) -> None:
             "register the other system's source under a new key",
             field="system",
         )
+    return missing
+
+
+class _Planned(Exception):
+    """Rolls back a dry run's transaction, carrying its plan out."""
+
+    def __init__(self, diff: DiffResult) -> None:
+        super().__init__("dry run")
+        self.diff = diff
+
+
+async def _create_system(tx: Writer, system_id: str, name: str) -> bool:
+    """Create the system a harvested source belongs to (ACTIVE, no owner) unless it exists
+    by now; whether it was created."""
+    if (await tx.get_nodes([system_id])).get(system_id) is not None:
+        return False
+    _, key = parse_id(system_id, field="system")
+    await tx.insert_nodes(
+        [
+            NodeRecord(
+                id=system_id,
+                kind=Kind.SYSTEM,
+                key=key,
+                name=name,
+                description=None,
+                tags=(),
+                lifecycle=Lifecycle.ACTIVE,
+                owner=None,
+                properties=None,
+                attributes=(),
+                version=1,
+                created_at=tx.now,
+                updated_at=tx.now,
+            )
+        ]
+    )
+    return True
 
 
 async def _load_source(r: Reader, source_id: str) -> SourceSpec:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import ColumnClause
 
 from catalog.harvest.fetch import Fetcher, FetchPolicy, check_database_query
+from catalog.locations import resolve_location
 from catalog.sources.base import Query, SourceRef, Target, check_credentials_env
 from metadata.errors import BadSourceDataError, SourceUnavailableError
 from metadata.store import normalize_url
@@ -89,7 +90,8 @@ class SqlConnector:
 
     async def _connect(self, source: SourceRef, secret: str | None) -> _Connection:
         try:
-            url = make_url(normalize_url(source.location))
+            demo = self.policy.demo_data_dir if self.policy is not None else None
+            url = make_url(normalize_url(resolve_location(source.location, demo)))
         except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise BadSourceDataError(
                 f"{source.id}: location is not an SQLAlchemy URL", source=source.id

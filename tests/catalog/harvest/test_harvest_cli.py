@@ -125,7 +125,9 @@ def test_failed_harvest_exits_nonzero_with_one_line(db: str, tmp_path: Path) -> 
     assert "source:broken" not in export(db)  # nothing written, not even the source
 
     unknown = runner.invoke(
-        app, ["harvest", "openapi", str(broken), "--system", "system:nope", "--database", db]
+        app,
+        ["harvest", "openapi", str(broken), "--system", "system:nope", "--no-create-system"]
+        + ["--database", db],
     )
     assert unknown.exit_code != 0 and "system:nope" in unknown.output
     bad_type = runner.invoke(
