@@ -120,7 +120,7 @@ export async function render(main, ctx) {
   function layout() {
     if (!cy) return Promise.resolve();
     return new Promise((resolve) => {
-      const run = cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 12, rankSep: 90, animate: false, fit: true, padding: 20 });
+      const run = cy.layout({ name: 'dagre', rankDir: 'LR', nodeSep: 28, rankSep: 120, animate: false, fit: true, padding: 20 });
       run.one('layoutstop', resolve);
       run.run();
     });
