@@ -31,16 +31,18 @@ the prepared lane (``resolvers.prepared``) evaluates the same ``Cost`` kept with
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cachetools import LRUCache
 from graphql import (
     BooleanValueNode,
     DocumentNode,
+    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -70,6 +72,9 @@ from graphql import (
     is_composite_type,
 )
 from strawberry.extensions import SchemaExtension
+
+from catalog.analysis import BACKWARD, FORWARD, LINEAGE
+from metadata.model import Kind, RelationType
 
 if TYPE_CHECKING:
     from metadata.graph import GraphView
@@ -182,8 +187,24 @@ QUESTION_COSTS: Mapping[str, Question] = {
     "Query.journeyCoverage": Question(200),
     "Query.hotspots": Question(500),
     "Query.search": Question(100),
+    "Query.catalogDiff": Question(500),
     "Query.records": Question(200),
     "DataEntity.records": Question(200),
+}
+#: Graph questions whose answer's lists are bounded, once a catalog is bound, by what a
+#: traversal of ``depth`` relations can reach in it (``ReachBounds``: from the catalog's degrees,
+#: once per version) instead of the per-level estimate of ``QUESTION_COSTS``.
+REACH_QUESTIONS = frozenset({"Query.impact", "Query.neighborhood", "Query.lineage"})
+
+#: What ``asOf`` adds to a read (``AS_OF_COST``: its past records are read from the history)
+#: or to a graph question, listing or search (a past graph, or a whole past state, is rebuilt
+#: unless cached): docs/time-travel.md.
+AS_OF_COST = 20
+AS_OF_COSTS: Mapping[str, int] = {
+    **{f"Query.{q}": 1_000 for q in ("impact", "path", "neighborhood", "gaps", "redundancies")},
+    **{f"Query.{q}": 1_000 for q in ("lineage", "capabilityMap", "journeyCoverage", "hotspots")},
+    **{f"Query.{q}": 500 for q in ("nodes", "systems", "capabilities", "dataEntities")},
+    "Query.search": 2_000,
 }
 #: What each field of a mutation costs besides its answer (every one is a write transaction).
 MUTATION_COST = 10
@@ -197,7 +218,8 @@ COST_CEILING = 10**15
 
 #: A compiled cost: an int, or an expression over the request's variables and the catalog:
 #: ("var", name, when missing, when null, largest), ("len", name), ("+", terms),
-#: ("*", a, b), ("max", terms), ("list", coordinate, CatalogListSizes).
+#: ("*", a, b), ("max", terms), ("list", coordinate, CatalogListSizes),
+#: ("reach", question, list, depth, narrowing, per level without a catalog, CatalogListSizes).
 Cost: TypeAlias = int | tuple[Any, ...]
 
 #: Lists a parent sizes for its children: (name, size) pairs (``ITSELF``: the parent's own).
@@ -267,6 +289,10 @@ def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
     if op == "list":
         sizes: CatalogListSizes = cost[2]
         return sizes.size(cost[1])
+    if op == "reach":
+        _, question, name, depth, narrowing, per, catalog = cost
+        units = _evaluate(depth, variables)
+        return catalog.reach(question, name, units, narrowing, per)
     if op == "len":
         value = variables.get(cost[1])
         return len(value) if isinstance(value, list) else 1  # a single value is a list of one
@@ -291,17 +317,21 @@ def cost_size(cost: Cost) -> int:
         return 32
     if cost[0] == "list":
         return 64
+    if cost[0] == "reach":
+        return 128 + cost_size(cost[3])
     return 64 + sum(cost_size(t) for t in cost[1:] if isinstance(t, int | tuple))
 
 
 class CatalogListSizes:
     """How long a node's relation lists can be in the catalog a schema serves: for each field
     of ``RELATION_LISTS``, the longest such list of any node of its kind, at least
-    ``DEFAULT_LIST_SIZE``; worked out from the graph projection once per catalog version.
+    ``DEFAULT_LIST_SIZE``; and how far graph questions can reach in it (``ReachBounds``);
+    worked out from the graph projection once per catalog version.
 
-    Compiled costs refer to it (``("list", coordinate, sizes)``), so a cost compiled once by
-    text, on either lane, counts the catalog as it is when the request comes. Until a graph is
-    bound (``bind``: the first request that brings the services) every size is the default.
+    Compiled costs refer to it (``("list", coordinate, sizes)``, ``("reach", ...)``), so a cost
+    compiled once by text, on either lane, counts the catalog as it is when the request comes.
+    Until a graph is bound (``bind``: the first request that brings the services) every list
+    size is the default and graph answers are estimated per level.
     """
 
     def __init__(self) -> None:
@@ -309,6 +339,7 @@ class CatalogListSizes:
         self._version = -1
         self._at = 0.0
         self._sizes: dict[str, int] = {}
+        self._reach: ReachBounds | None = None
 
     def bind(self, graph: GraphView | None) -> None:
         """Read the catalog from ``graph`` (the projection of the services requests use)."""
@@ -316,58 +347,204 @@ class CatalogListSizes:
             self._graph = graph
             self._version = -1
 
-    def size(self, coordinate: str) -> int:
-        """The size a list field counts at, for the catalog's current version."""
+    def _refresh(self) -> None:
         graph = self._graph
         if graph is not None and graph.version != self._version:
             now = time.monotonic()
             if self._version < 0 or now - self._at >= LIST_SIZES_INTERVAL:
-                self._sizes = longest_lists(graph)
+                self._sizes, self._reach = catalog_statistics(graph)
                 self._version = graph.version
                 self._at = now
+
+    def size(self, coordinate: str) -> int:
+        """The size a list field counts at, for the catalog's current version."""
+        self._refresh()
         return self._sizes.get(coordinate, DEFAULT_LIST_SIZE)
+
+    def reach(
+        self,
+        question: str,
+        name: str,
+        depth: int,
+        narrowing: tuple[str, ...] | str | None,
+        per: int,
+    ) -> int:
+        """How many items the list ``name`` of a graph question's answer can hold at this
+        ``depth`` (``narrowing``: the relation types of a neighborhood, the direction of a
+        lineage); ``per`` items a level while no catalog is bound."""
+        self._refresh()
+        if self._reach is None:
+            return per * max(depth, 1)
+        return self._reach.answer(question, name, depth, narrowing)
+
+
+@dataclass
+class ReachBounds:
+    """Degree statistics of one catalog version that bound what a traversal can reach.
+
+    A breadth-first traversal reaches, at each level, at most as many new nodes as the nodes of
+    the level before have relations (less the one each was reached by, when relations are
+    followed both ways); those nodes are at most the ones with the most relations, so the sum of
+    the largest degrees (``prefix``) bounds each level, and the catalog's size bounds them all.
+    The relations among ``k`` nodes are at most half the sum of their degrees (each has two
+    ends) and at most as many as the catalog holds. An upper bound, not an average: any root
+    may be asked for.
+    """
+
+    nodes: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    relations: Counter[str] = field(default_factory=Counter)
+    #: (relation type, "*" for all, or "impact"; "out", "in" or "both") -> sums of the largest
+    #: degrees: ``prefix[k]`` is the sum of the ``k`` largest (``prefix[0] == 0``).
+    prefix: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def _top(self, key: tuple[str, str], count: int) -> int:
+        sums = self.prefix.get(key)
+        if not sums:
+            return 0
+        return sums[min(count, len(sums) - 1)]
+
+    def _degrees(self, types: Iterable[str], way: str, count: int) -> int:
+        """At most how many relations of ``types`` (``way``) ``count`` nodes have together."""
+        return sum(self._top((t, way), count) for t in types)
+
+    def _spread(self, types: Sequence[str], way: str, depth: int) -> int:
+        """At most how many nodes (the root included) are within ``depth`` relations."""
+        total = level = 1
+        for k in range(depth):
+            reached = self._degrees(types, way, level)
+            if way == "both" and k:
+                reached -= level  # each was reached by one of its relations
+            level = min(reached, self.nodes - total)
+            if level <= 0:
+                break
+            total += level
+        return min(total, max(self.nodes, 1))
+
+    def _among(self, types: Sequence[str], count: int) -> int:
+        """At most how many relations of ``types`` join ``count`` nodes."""
+        held = sum(self.relations[t] for t in types)
+        return min(held, (self._degrees(types, "both", count) + 1) // 2)
+
+    def answer(
+        self, question: str, name: str, depth: int, narrowing: tuple[str, ...] | str | None
+    ) -> int:
+        """The most items the list ``name`` of ``question``'s answer can hold."""
+        if question == "Query.impact":
+            affected = self._spread(("impact",), "out", depth) - 1
+            kind = {"unprovidedCapabilities": "CAPABILITY", "orphanedEntities": "DATA_ENTITY"}
+            if name in kind:
+                return min(affected, self.kinds[kind[name]])
+            return affected
+        if question == "Query.lineage":
+            types: Sequence[str] = [t.name for t in LINEAGE]
+            way = narrowing if isinstance(narrowing, str) else "both"
+        else:
+            types = list(narrowing) if isinstance(narrowing, tuple) else ["*"]
+            way = "both"
+        members = self._spread(types, way, depth)
+        if name == "relations":
+            return self._among(types, members)
+        return members
+
+
+def _prefix_sums(degrees: Iterable[int]) -> list[int]:
+    return [0, *itertools.accumulate(sorted((d for d in degrees if d), reverse=True))]
 
 
 def longest_lists(graph: GraphView) -> dict[str, int]:
     """For each field of ``RELATION_LISTS``, the longest list it has in ``graph`` (at least
     ``DEFAULT_LIST_SIZE``)."""
+    return catalog_statistics(graph)[0]
+
+
+def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
+    """The longest list of every field of ``RELATION_LISTS`` and the ``ReachBounds`` of
+    ``graph``, from one pass over its relations."""
     g = graph.g
-    longest: Counter[tuple[str, str, str]] = Counter()
+    # Keyed by the enum members while counting (an enum's ``name`` is a property: reading it
+    # per relation doubled the pass), by their names at the end.
+    longest: dict[tuple[Any, Any, str], int] = {}
+    degrees: dict[tuple[Any, str], list[int]] = {}
     owned: Counter[str] = Counter()
+    kinds: Counter[Any] = Counter()
+    held: Counter[Any] = Counter()
+    everything: list[int] = []
+    impact: list[int] = []
+    forward, backward, part_of = frozenset(FORWARD), frozenset(BACKWARD), RelationType.PART_OF
+    step_kind = Kind.JOURNEY_STEP
+    succ, pred = g.succ, g.pred
     for n, data in g.nodes(data=True):
-        kind = data["kind"].name
+        kind = data["kind"]
+        kinds[kind] += 1
         owner = data.get("owner")
         if owner is not None:
             owned[owner] += 1
-        counts: Counter[tuple[str, str]] = Counter()
-        total = 0
-        for d in g.succ[n].values():
+        out: dict[Any, int] = {}
+        into: dict[Any, int] = {}
+        loops = 0
+        for v, d in succ[n].items():
             for t in d["rels"]:
-                counts[t.name, "out"] += 1
-                total += 1
-        for u, d in g.pred[n].items():
+                out[t] = out.get(t, 0) + 1
+                if v == n:
+                    loops += 1
+        for d in pred[n].values():
             for t in d["rels"]:
-                counts[t.name, "in"] += 1
-                if u != n:
-                    total += 1
-        for (t, way), c in counts.items():
-            if c > longest[kind, t, way]:
-                longest[kind, t, way] = c
-        if total > longest[kind, "*", "both"]:
-            longest[kind, "*", "both"] = total
+                into[t] = into.get(t, 0) + 1
+        dependents = 0
+        for t, c in out.items():
+            key = (kind, t, "out")
+            if c > longest.get(key, 0):
+                longest[key] = c
+            degrees.setdefault((t, "out"), []).append(c)
+            degrees.setdefault((t, "both"), []).append(c + into.get(t, 0))
+            held[t] += c
+            if t in forward or (t is part_of and kind is step_kind):
+                dependents += c
+        for t, c in into.items():
+            key = (kind, t, "in")
+            if c > longest.get(key, 0):
+                longest[key] = c
+            degrees.setdefault((t, "in"), []).append(c)
+            if t not in out:
+                degrees.setdefault((t, "both"), []).append(c)
+            if t in backward:
+                dependents += c
+        both = sum(out.values()) + sum(into.values())
+        everything.append(both)
+        impact.append(dependents)
+        key = (kind, "*", "both")
+        if both - loops > longest.get(key, 0):  # ``relations`` lists a self-relation once
+            longest[key] = both - loops
     for team, c in owned.items():  # Team.owns: owned through ``owner`` and through OWNS
         if team in g:
-            c += sum(1 for d in g.succ[team].values() if _owns(d))
-            if c > longest["TEAM", "OWNS", "out"]:
-                longest["TEAM", "OWNS", "out"] = c
-    return {
-        coordinate: max(DEFAULT_LIST_SIZE, longest[key])
+            c += sum(1 for d in succ[team].values() if _owns(d))
+            key = (Kind.TEAM, RelationType.OWNS, "out")
+            if c > longest.get(key, 0):
+                longest[key] = c
+    by_name = {
+        (k.name, t if isinstance(t, str) else t.name, way): c for (k, t, way), c in longest.items()
+    }
+    sizes = {
+        coordinate: max(DEFAULT_LIST_SIZE, by_name.get(key, 0))
         for coordinate, key in RELATION_LISTS.items()
     }
+    prefix = {(t.name, way): _prefix_sums(values) for (t, way), values in degrees.items()}
+    prefix["*", "both"] = _prefix_sums(everything)
+    prefix["impact", "out"] = _prefix_sums(impact)
+    relations = Counter({t.name: c for t, c in held.items()})
+    relations["*"] = sum(held.values())  # relations, not node pairs: a pair holds its types
+    reach = ReachBounds(
+        nodes=g.number_of_nodes(),
+        kinds=Counter({k.name: c for k, c in kinds.items()}),
+        relations=relations,
+        prefix=prefix,
+    )
+    return sizes, reach
 
 
 def _owns(data: Mapping[str, Any]) -> bool:
-    return any(t.name == "OWNS" for t in data["rels"])
+    return RelationType.OWNS in data["rels"]
 
 
 class _Compiler:
@@ -471,6 +648,10 @@ class _Compiler:
         coordinate = f"{parent.name}.{name}"
         args = {a.name.value: a.value for a in nodes[0].arguments or ()}
         base, answers = self._question(coordinate, field, args)
+        as_of = args.get("asOf")
+        if as_of is not None and not isinstance(as_of, NullValueNode) and "asOf" in field.args:
+            # A past catalog is rebuilt (or taken from its cache) before the answer
+            base = _add([base, AS_OF_COSTS.get(coordinate, AS_OF_COST)])
         if self.mutation and parent is self.schema.mutation_type:
             base = _add([base, HEAVY_MUTATIONS.get(name, MUTATION_COST)])
         named = get_named_type(field.type)
@@ -484,7 +665,9 @@ class _Compiler:
             size = self._list_size(coordinate, args, sized, answers, first)
             for _ in range(levels - 1):  # a list of lists: each inner list its default size
                 size = _mul(size, DEFAULT_LIST_SIZE)
-            below = self._selection(named, nodes, ())
+            # an impact's affected nodes: their paths are as long as the question's depth
+            inner = tuple(x for x in sized if x[0] == "via") if name == "affected" else ()
+            below = self._selection(named, nodes, inner)
             return _add([base, _mul(size, _add([OBJECT_COST, below]))])
         below = self._selection(named, nodes, answers)
         return _add([base, OBJECT_COST, below])
@@ -529,8 +712,35 @@ class _Compiler:
         units = self._int_argument(field, args, question.argument, question.largest)
         units = 0 if units is None else units
         base = _add([question.base, _mul(question.per_unit, units)])
+        if self.sizes is not None and coordinate in REACH_QUESTIONS:
+            narrowing = self._narrowing(coordinate, args)
+            sized: _Sized = tuple(
+                (n, ("reach", coordinate, n, units, narrowing, per, self.sizes))
+                for n, per in question.answers
+            )
+            if coordinate == "Query.impact":  # the path to an affected node: at most depth
+                sized += (("via", units),)
+            return base, sized
         at_least_one = _max([units, 1])
         return base, tuple((n, _mul(per, at_least_one)) for n, per in question.answers)
+
+    def _narrowing(
+        self, coordinate: str, args: Mapping[str, ValueNode]
+    ) -> tuple[str, ...] | str | None:
+        """What narrows a traversal, when the document says it: a neighborhood's relation
+        ``types`` (a literal list), a lineage's ``direction``; None (all of them) otherwise."""
+        value = args.get("types" if coordinate == "Query.neighborhood" else "direction")
+        if coordinate == "Query.lineage":
+            if isinstance(value, EnumValueNode) and value.value in ("IN", "OUT"):
+                return value.value.lower()
+            return None
+        if isinstance(value, EnumValueNode):
+            return (value.value,)
+        if isinstance(value, ListValueNode) and value.values:
+            names = [v.value for v in value.values if isinstance(v, EnumValueNode)]
+            if len(names) == len(value.values):
+                return tuple(sorted(set(names)))
+        return None
 
     def _int_argument(
         self, field: GraphQLField, args: Mapping[str, ValueNode], name: str, largest: int

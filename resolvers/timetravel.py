@@ -178,12 +178,12 @@ class PastDiscovery:
     async def relations_touching(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Past relations from or to these nodes (from the past graph)."""
         view = await self.past.graph()
-        out: list[RelationRecord] = []
+        out: dict[tuple[str, str, str], RelationRecord] = {}
         for i in dict.fromkeys(ids):
             t = touching(view, i)
-            out.extend(t.out)
-            out.extend(r for r in t.into if r.from_id != i)
-        return out
+            for r in (*t.out, *t.into):
+                out.setdefault(r.key, r)
+        return list(out.values())
 
     async def relations_from(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Past outgoing relations of these nodes."""
@@ -440,7 +440,9 @@ class CatalogDiffEntry:
             target=CatalogDiffTarget(e.target),
             id=strawberry.ID(e.target_id),
             change=CatalogDiffKind(e.kind.value),
-            fields=[CatalogDiffField(field=f.field, before=f.before, after=f.after) for f in e.fields],
+            fields=[
+                CatalogDiffField(field=f.field, before=f.before, after=f.after) for f in e.fields
+            ],
             version_before=e.version_before,
             version_after=e.version_after,
         )
@@ -505,8 +507,6 @@ async def catalog_diff(
         from_change=a,
         to_change=b,
     )
-
-
 
 
 #: The ``asOf`` argument of every read and graph question.

@@ -67,6 +67,25 @@ def check_instant(value: datetime, field_name: str, now: datetime) -> datetime:
     return at
 
 
+def parse_instant(text: str, field_name: str) -> datetime:
+    """An instant from ISO 8601 text: with an offset, or a bare date (00:00 UTC that day).
+
+    Raises:
+        InvalidInputError: not ISO 8601, or a date and time without an offset.
+    """
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"{field_name}: {text[:60]!r} is not an ISO 8601 instant; give e.g. "
+            "2026-03-01T00:00:00Z or a date, 2026-03-01",
+            field=field_name,
+        ) from None
+    if len(text.strip()) == 10:  # YYYY-MM-DD: the start of that day in UTC
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 def image_record(image: dict[str, Any]) -> NodeRecord:
     """A ``NodeRecord`` from a node's history image (``metadata.store.node_snapshot``)."""
     node_id = image["id"]
@@ -169,7 +188,9 @@ def past_version(change_id: int) -> int:
     return -1 - change_id
 
 
-def rewind(view: GraphView, changes: Sequence[tuple[str, str, str, Any]], change_id: int) -> GraphView:
+def rewind(
+    view: GraphView, changes: Sequence[tuple[str, str, str, Any]], change_id: int
+) -> GraphView:
     """``view`` with ``changes`` (target, target_id, op, before; oldest first) undone.
 
     ``view`` is an immutable snapshot (``CatalogGraph.snapshot``): its outer dicts are copied
@@ -535,6 +556,7 @@ __all__ = [
     "TimeTravel",
     "check_instant",
     "image_record",
+    "parse_instant",
     "past_version",
     "relation_id",
     "relation_record",

@@ -63,9 +63,7 @@ async def latest_snapshot(r: Reader, change_id: int) -> tuple[int, int, CatalogS
 async def last_snapshot_id(store: Store) -> int:
     """The change id of the newest snapshot (0: none)."""
     async with store.read() as r:
-        value = (
-            await r.conn.execute(select(func.max(history_snapshots.c.change_id)))
-        ).scalar()
+        value = (await r.conn.execute(select(func.max(history_snapshots.c.change_id)))).scalar()
     return int(value or 0)
 
 
