@@ -30,6 +30,60 @@ from metadata.store import NodeFilter, Reader, Store, Writer
 MAX_HIERARCHY_DEPTH = 64
 
 
+#: The fields of a node a diff compares, in the order a document writes them.
+DIFF_FIELDS = ("name", "description", "tags", "lifecycle", "owner", "properties", "attributes")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field of a node before and after a write (JSON values, as a document has them)."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    """A node a write adds (``before`` None) or updates, with the fields that change."""
+
+    id: str
+    op: str  # "added" | "updated"
+    fields: tuple[FieldChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RelationChange:
+    """A relation a write adds, removes, or whose properties it changes."""
+
+    op: str  # "added" | "updated" | "removed"
+    relation: RelationRecord
+    before: dict[str, Any] | None = None  # properties before (updated, removed)
+
+
+def _json_value(name: str, value: Any) -> Any:
+    if isinstance(value, Lifecycle):
+        return value.value
+    if name == "tags":
+        return list(value)
+    if name == "attributes":
+        return [dict(a) for a in value] or None
+    return value
+
+
+def node_change(old: NodeRecord | None, new: NodeRecord) -> NodeChange:
+    """What a write changes of a node: every field that differs (all set ones when new)."""
+    changes: list[FieldChange] = []
+    for name in DIFF_FIELDS:
+        after = _json_value(name, getattr(new, name))
+        before = None if old is None else _json_value(name, getattr(old, name))
+        if old is None and after in (None, [], {}):
+            continue
+        if before != after:
+            changes.append(FieldChange(name, before, after))
+    return NodeChange(new.id, "added" if old is None else "updated", tuple(changes))
+
+
 @dataclass
 class ApplyReport:
     """What a batch of writes did (or would do, on a dry run)."""
@@ -43,6 +97,15 @@ class ApplyReport:
     dry_run: bool = False
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     relations: list[RelationRecord] = field(default_factory=list)
+    #: The nodes written, (before, after) with before None for an added node, in order.
+    node_writes: list[tuple[NodeRecord | None, NodeRecord]] = field(default_factory=list)
+    #: The relations written, in order: added, updated, removed.
+    relation_changes: list[RelationChange] = field(default_factory=list)
+
+    def node_changes(self) -> list[NodeChange]:
+        """The diff of the nodes: each added or updated node with its fields before -> after
+        (worked out when asked: a large apply that nobody inspects does not pay for it)."""
+        return [node_change(old, new) for old, new in self.node_writes]
 
 
 class _DryRunRollback(Exception):
@@ -411,6 +474,7 @@ async def _apply(
         if old is None:
             inserts.append(new)
             report.added.append(spec.id)
+            report.node_writes.append((None, new))
             if checking:
                 node_changes.created.append((new, spec.loc))
         elif new is old:
@@ -418,6 +482,7 @@ async def _apply(
         else:
             updates.append((old, new))
             report.updated.append(spec.id)
+            report.node_writes.append((old, new))
             if checking:
                 node_changes.updated.append((old, new, spec.loc))
         report.nodes[spec.id] = new
@@ -493,6 +558,10 @@ async def _apply(
     await tx.update_relations(rel_updates)
     report.relations_added = len(rel_inserts)
     report.relations_updated = len(rel_updates)
+    changes = report.relation_changes
+    changes.extend(RelationChange("added", r) for r in rel_inserts)
+    changes.extend(RelationChange("updated", b, a.properties) for a, b in rel_updates)
+    changes.extend(RelationChange("removed", r, r.properties) for r in stale)
 
     if stale:
         await tx.delete_relations(stale)
@@ -625,4 +694,13 @@ def _has_cycle(edges: Sequence[tuple[str, str]]) -> bool:
     return peeled < len(indegree)
 
 
-__all__ = ["TRUSTED", "ApplyReport", "Caller", "Registry"]
+__all__ = [
+    "TRUSTED",
+    "ApplyReport",
+    "Caller",
+    "FieldChange",
+    "NodeChange",
+    "Registry",
+    "RelationChange",
+    "node_change",
+]
