@@ -35,6 +35,8 @@ import httpx
 from _util import code_note, machine_note, running_server, seeded_database
 from load_bench import parse_wrk
 
+from catalog.settings import Settings
+
 NODE_QUERY = '{ node(id: "system:crm") { id name } }'
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -50,8 +52,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def attacks(ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The hostile requests: name -> JSON body (or raw bytes under "raw")."""
+def attacks(
+    ids: list[str], dense: list[str], max_body: int = 16_000_000
+) -> dict[str, dict[str, Any]]:
+    """The hostile requests: name -> JSON body (or raw bytes under "raw"). ``dense``: the
+    catalog's most central nodes (``hotspots``), whose neighbourhoods are the largest."""
     first = ids[0]
     impacts = " ".join(
         f'a{i}: impact(id: "{ids[i % len(ids)]}", depth: 3) {{ affected {{ node {{ id }} distance }} }}'
@@ -74,6 +79,18 @@ def attacks(ids: list[str]) -> dict[str, dict[str, Any]]:
         "neighborhood depth 4": {
             "query": f'{{ neighborhood(id: "{first}", depth: 4) {{ nodes {{ id }} relations {{ type }} }} }}'
         },
+        # the deepest neighbourhood of the densest node that the cost limit admits
+        "neighborhood depth 2, densest": {
+            "query": f'{{ neighborhood(id: "{dense[0]}", depth: 2) {{ nodes {{ id }} relations {{ type }} }} }}'
+        },
+        "25 neighborhoods depth 1, densest": {
+            "query": "{ "
+            + " ".join(
+                f'n{i}: neighborhood(id: "{n}", depth: 1) {{ nodes {{ id }} relations {{ type }} }}'
+                for i, n in enumerate(dense[:25])
+            )
+            + " }"
+        },
         "search x100 first 500": {
             "query": "{ "
             + " ".join(
@@ -87,8 +104,10 @@ def attacks(ids: list[str]) -> dict[str, dict[str, Any]]:
             "variables": {"d": bomb},
         },
         "deep json": {"raw": deep.encode()},
-        "body near the limit": {
-            "raw": b'{"query": "{ __typename }", "variables": {"x": "' + b"a" * 15_000_000 + b'"}}'
+        "body near the limit": {  # the body limit less 1,000 bytes
+            "raw": b'{"query": "{ __typename }", "variables": {"x": "'
+            + b"a" * (max_body - 1_000)
+            + b'"}}'
         },
     }
 
@@ -138,10 +157,14 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="run only the attacks whose name contains this (all: empty)"
     )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="keep the generated catalog here (reused)"
+    )
     args = parser.parse_args()
+    max_body = Settings().max_body_bytes  # the default, or CAPAHUB_MAX_BODY_BYTES of this shell
     with tempfile.TemporaryDirectory(prefix="capahub-hostile-") as name:
         directory = Path(name)
-        url = seeded_database(args.nodes, 7, directory)
+        url = seeded_database(args.nodes, 7, args.data or directory)
         with running_server(url, log=directory / "serve.log") as server:
             pid = server.process.pid
             with httpx.Client(trust_env=False) as c:
@@ -151,6 +174,13 @@ def main() -> None:
                         f"{server.url}/graphql",
                         json={"query": "{ systems(first: 50) { edges { node { id } } } }"},
                     ).json()["data"]["systems"]["edges"]
+                ]
+                dense = [
+                    h["node"]["id"]
+                    for h in c.post(
+                        f"{server.url}/graphql",
+                        json={"query": "{ hotspots(first: 25) { node { id } } }"},
+                    ).json()["data"]["hotspots"]
                 ]
                 assert (
                     c.post(f"{server.url}/graphql", json={"query": NODE_QUERY}).status_code == 200
@@ -180,7 +210,7 @@ def main() -> None:
                     target=attacker,
                     args=(
                         server.url,
-                        {k: v for k, v in attacks(ids).items() if args.only in k},
+                        {k: v for k, v in attacks(ids, dense, max_body).items() if args.only in k},
                         stop,
                         log,
                     ),
@@ -226,7 +256,7 @@ def main() -> None:
         outcomes = sorted({o for _, o in entries})
         times = [t for t, _ in entries]
         print(
-            f"  {name:28} x{len(entries):3}  median {statistics.median(times) * 1000:8.1f} ms  max {max(times) * 1000:8.1f} ms  {', '.join(outcomes)}"
+            f"  {name:34} x{len(entries):3}  median {statistics.median(times) * 1000:8.1f} ms  max {max(times) * 1000:8.1f} ms  {', '.join(outcomes)}"
         )
     p99 = result.latency.get("99%", "")
     p99_ms = (
