@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
+from catalog.changeset import ChangeReport, ChangeSet, Entry, commit, revise
 from catalog.problems import MAX_PROBLEMS, Problems, closest
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
 from metadata.errors import CatalogError, ConflictError, InvalidInputError, NotFoundError
@@ -26,86 +27,8 @@ from metadata.model import (
 )
 from metadata.store import NodeFilter, Reader, Store, Writer
 
-#: PART_OF chains longer than this are refused: the hierarchy is a tree of a few levels.
-MAX_HIERARCHY_DEPTH = 64
-
-
-#: The fields of a node a diff compares, in the order a document writes them.
-DIFF_FIELDS = ("name", "description", "tags", "lifecycle", "owner", "properties", "attributes")
-
-
-@dataclass(frozen=True, slots=True)
-class FieldChange:
-    """One field of a node before and after a write (JSON values, as a document has them)."""
-
-    field: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True, slots=True)
-class NodeChange:
-    """A node a write adds (``before`` None) or updates, with the fields that change."""
-
-    id: str
-    op: str  # "added" | "updated"
-    fields: tuple[FieldChange, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RelationChange:
-    """A relation a write adds, removes, or whose properties it changes."""
-
-    op: str  # "added" | "updated" | "removed"
-    relation: RelationRecord
-    before: dict[str, Any] | None = None  # properties before (updated, removed)
-
-
-def _json_value(name: str, value: Any) -> Any:
-    if isinstance(value, Lifecycle):
-        return value.value
-    if name == "tags":
-        return list(value)
-    if name == "attributes":
-        return [dict(a) for a in value] or None
-    return value
-
-
-def node_change(old: NodeRecord | None, new: NodeRecord) -> NodeChange:
-    """What a write changes of a node: every field that differs (all set ones when new)."""
-    changes: list[FieldChange] = []
-    for name in DIFF_FIELDS:
-        after = _json_value(name, getattr(new, name))
-        before = None if old is None else _json_value(name, getattr(old, name))
-        if old is None and after in (None, [], {}):
-            continue
-        if before != after:
-            changes.append(FieldChange(name, before, after))
-    return NodeChange(new.id, "added" if old is None else "updated", tuple(changes))
-
-
-@dataclass
-class ApplyReport:
-    """What a batch of writes did (or would do, on a dry run)."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    relations_added: int = 0
-    relations_updated: int = 0
-    relations_removed: int = 0
-    dry_run: bool = False
-    nodes: dict[str, NodeRecord] = field(default_factory=dict)
-    relations: list[RelationRecord] = field(default_factory=list)
-    #: The nodes written, (before, after) with before None for an added node, in order.
-    node_writes: list[tuple[NodeRecord | None, NodeRecord]] = field(default_factory=list)
-    #: The relations written, in order: added, updated, removed.
-    relation_changes: list[RelationChange] = field(default_factory=list)
-
-    def node_changes(self) -> list[NodeChange]:
-        """The diff of the nodes: each added or updated node with its fields before -> after
-        (worked out when asked: a large apply that nobody inspects does not pay for it)."""
-        return [node_change(old, new) for old, new in self.node_writes]
+#: What a batch of writes did (or would do): the one report of the write path.
+ApplyReport = ChangeReport
 
 
 class _DryRunRollback(Exception):
@@ -209,7 +132,7 @@ class Registry:
             if needs_checking(by.principal):
                 changes = WriteSet(relations=[(r, "remove", spec.loc) for r in found.values()])
                 await check_writes(tx, by.principal, changes, {})
-            await tx.delete_relations(list(found.values()))
+            await commit(tx, ChangeSet(removed=[(r, Entry(spec.loc)) for r in found.values()]))
         return True
 
     async def retire(self, node_id: str, *, by: Caller = Caller()) -> NodeRecord:
@@ -219,18 +142,15 @@ class Registry:
             existing = (await tx.get_nodes([node_id])).get(node_id)
             if existing is None:
                 raise NotFoundError(f"id: no node {node_id!r} in the catalog", field="id")
-            if existing.lifecycle is Lifecycle.RETIRED:
+            after = revise(existing, node_id, tx.now, lifecycle=Lifecycle.RETIRED)
+            if after is existing:
                 return existing
-            after = replace(
-                existing,
-                lifecycle=Lifecycle.RETIRED,
-                version=existing.version + 1,
-                updated_at=tx.now,
-            )
             if needs_checking(by.principal):
                 changes = WriteSet(updated=[(existing, after, "id")])
                 await check_writes(tx, by.principal, changes, {node_id: existing})
-            await tx.update_nodes([(existing, after)])
+            await commit(
+                tx, ChangeSet(nodes=[(existing, after, Entry("id"))], known={node_id: existing})
+            )
         return after
 
     async def apply_document(
@@ -457,8 +377,7 @@ async def _apply(
     existing = await tx.get_nodes(sorted(referenced))
 
     problems = Problems()
-    inserts: list[NodeRecord] = []
-    updates: list[tuple[NodeRecord, NodeRecord]] = []
+    node_writes: list[tuple[NodeRecord | None, NodeRecord, NodeSpec]] = []
     node_changes = WriteSet()
     final: dict[str, NodeRecord] = dict(existing)
     for spec in node_specs:
@@ -472,7 +391,7 @@ async def _apply(
             continue
         final[spec.id] = new
         if old is None:
-            inserts.append(new)
+            node_writes.append((None, new, spec))
             report.added.append(spec.id)
             report.node_writes.append((None, new))
             if checking:
@@ -480,7 +399,7 @@ async def _apply(
         elif new is old:
             report.unchanged.append(spec.id)
         else:
-            updates.append((old, new))
+            node_writes.append((old, new, spec))
             report.updated.append(spec.id)
             report.node_writes.append((old, new))
             if checking:
@@ -516,25 +435,21 @@ async def _apply(
         await _report_missing(tx, missing[: MAX_PROBLEMS + 1], list(kinds))
     if checking:
         await check_writes(tx, principal, node_changes, existing)
-    # Nodes go in first, owners (which may be new in this batch) before the nodes they own.
-    inserts.sort(key=lambda r: r.kind is not Kind.TEAM)
-    await tx.insert_nodes(inserts)
-    await tx.update_nodes(updates)
+    changes = ChangeSet(known=existing)
+    changes.nodes.extend((old, new, Entry(spec.loc, spec)) for old, new, spec in node_writes)
 
     stored = await tx.get_relations(list(wanted))
-    rel_inserts: list[RelationRecord] = []
-    rel_updates: list[tuple[RelationRecord, RelationRecord]] = []
     rel_changes = WriteSet()
     for key, rspec in wanted.items():
         old_rel = stored.get(key)
         if old_rel is None:
             new_rel = RelationRecord(rspec.from_, rspec.type, rspec.to, rspec.properties or None)
-            rel_inserts.append(new_rel)
+            changes.added.append((new_rel, Entry(rspec.loc, rspec)))
             if checking:
                 rel_changes.relations.append((new_rel, "create", rspec.loc))
         elif rspec.properties is not None and (rspec.properties or None) != old_rel.properties:
             new_rel = replace(old_rel, properties=rspec.properties or None)
-            rel_updates.append((old_rel, new_rel))
+            changes.updated.append((old_rel, new_rel, Entry(rspec.loc, rspec)))
             if checking:
                 rel_changes.relations.append((new_rel, "change", rspec.loc))
         else:
@@ -547,25 +462,12 @@ async def _apply(
             for r in await tx.relations_from(sorted(listed))
             if r.to_id in listed and r.key not in wanted
         ]
+        changes.removed.extend((r, Entry("prune")) for r in stale)
         if checking:
             rel_changes.relations.extend((r, "remove", "prune") for r in stale)
-    else:
-        stale = []
     if checking:
         await check_writes(tx, principal, rel_changes, final)
-    await _check_hierarchy(tx, [r for r in rel_inserts if r.type is RelationType.PART_OF], wanted)
-    await tx.insert_relations(rel_inserts)
-    await tx.update_relations(rel_updates)
-    report.relations_added = len(rel_inserts)
-    report.relations_updated = len(rel_updates)
-    changes = report.relation_changes
-    changes.extend(RelationChange("added", r) for r in rel_inserts)
-    changes.extend(RelationChange("updated", b, a.properties) for a, b in rel_updates)
-    changes.extend(RelationChange("removed", r, r.properties) for r in stale)
-
-    if stale:
-        await tx.delete_relations(stale)
-        report.relations_removed = len(stale)
+    await commit(tx, changes, report)
 
 
 def _merge(spec: NodeSpec, old: NodeRecord | None, kind: Kind, tx: Writer) -> NodeRecord:
@@ -606,101 +508,12 @@ def _merge(spec: NodeSpec, old: NodeRecord | None, kind: Kind, tx: Writer) -> No
         "properties": pick("properties", spec.properties or None, None),
         "attributes": pick("attributes", attributes or (), ()),
     }
-    if old is None:
-        _, key = parse_id(spec.id)
-        return NodeRecord(
-            id=spec.id,
-            kind=kind,
-            key=key,
-            version=1,
-            created_at=tx.now,
-            updated_at=tx.now,
-            **fields,
-        )
-    if all(getattr(old, k) == v for k, v in fields.items()):
-        return old
-    return replace(old, version=old.version + 1, updated_at=tx.now, **fields)
-
-
-async def _check_hierarchy(
-    tx: Reader,
-    new_edges: Sequence[RelationRecord],
-    specs: Mapping[tuple[str, str, str], RelationSpec],
-) -> None:
-    """Refuse PART_OF edges that would close a cycle (a node part of its own descendant).
-
-    Loads the ancestors of every new edge's target level by level (one query per level,
-    whatever the number of edges), then looks for a cycle in memory.
-    """
-    if not new_edges:
-        return
-    edges = [(r.from_id, r.to_id) for r in new_edges]
-    frontier = {r.to_id for r in new_edges}
-    seen = set(frontier)
-    for _ in range(MAX_HIERARCHY_DEPTH):
-        if not frontier:
-            break
-        stored = [
-            r for r in await tx.relations_from(sorted(frontier)) if r.type is RelationType.PART_OF
-        ]
-        edges.extend((r.from_id, r.to_id) for r in stored)
-        frontier = {r.to_id for r in stored} - seen
-        seen |= frontier
-    if not _has_cycle(edges):
-        return
-    # The cycle to name, as networkx finds it (the message of every release so far).
-    import networkx as nx  # only here: a third of a second of every command's start
-
-    graph = nx.DiGraph()
-    graph.add_edges_from(edges)
-    cycle = nx.find_cycle(graph)
-    path = " -> ".join([str(cycle[0][0])] + [str(e[1]) for e in cycle])
-    # The relation of this write that closes it: where the message points (file, line).
-    closing = next(
-        (specs[k] for a, b in cycle if (k := (str(a), "PART_OF", str(b))) in specs), None
-    )
-    problems = Problems()
-    where = f"{closing.loc}.type" if closing is not None else "type"
-    problems.at(
-        closing,
-        ("type",),
-        f"{where}: PART_OF: this would make a cycle ({path}); the hierarchy must not have cycles",
-        "part-of-acyclic",
-        field=where,
-    )
-    problems.raise_if_any()
-
-
-def _has_cycle(edges: Sequence[tuple[str, str]]) -> bool:
-    """True when the directed graph of ``edges`` has a cycle (Kahn: peel nodes that nothing
-    points to; whatever remains lies on or behind a cycle)."""
-    successors: dict[str, set[str]] = {}
-    indegree: dict[str, int] = {}
-    for src, dst in edges:
-        targets = successors.setdefault(src, set())
-        if dst not in targets:
-            targets.add(dst)
-            indegree[dst] = indegree.get(dst, 0) + 1
-        indegree.setdefault(src, 0)
-    ready = [n for n, d in indegree.items() if d == 0]
-    peeled = 0
-    while ready:
-        node = ready.pop()
-        peeled += 1
-        for nxt in successors.get(node, ()):
-            indegree[nxt] -= 1
-            if indegree[nxt] == 0:
-                ready.append(nxt)
-    return peeled < len(indegree)
+    return revise(old, spec.id, tx.now, kind=kind, **fields)
 
 
 __all__ = [
     "TRUSTED",
     "ApplyReport",
     "Caller",
-    "FieldChange",
-    "NodeChange",
     "Registry",
-    "RelationChange",
-    "node_change",
 ]

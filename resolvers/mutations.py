@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from catalog import registry
+from catalog import changeset, registry
 from catalog.specs import CapabilitySpec, NodeSpec, RelationSpec, build, parse_document
 from resolvers.context import CatalogInfo
 from resolvers.enums import Lifecycle, RelationType
@@ -111,7 +111,7 @@ class ApplyNodeChange:
     fields: list[ApplyFieldChange]
 
     @classmethod
-    def from_model(cls, change: registry.NodeChange) -> ApplyNodeChange:
+    def from_model(cls, change: changeset.NodeChange) -> ApplyNodeChange:
         return cls(
             id=strawberry.ID(change.id),
             operation=ApplyOperation(change.op),
@@ -132,7 +132,7 @@ class ApplyRelationChange:
     before: JSON | None = strawberry.field(description="The properties before (updated, removed).")
 
     @classmethod
-    def from_model(cls, change: registry.RelationChange) -> ApplyRelationChange:
+    def from_model(cls, change: changeset.RelationChange) -> ApplyRelationChange:
         rel = change.relation
         removed = change.op == "removed"
         return cls(

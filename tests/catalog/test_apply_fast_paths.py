@@ -14,7 +14,7 @@ from typing import Any
 import networkx as nx
 import pytest
 
-from catalog.registry import _has_cycle
+from catalog.changeset import has_cycle as _has_cycle
 from catalog.specs import NodeSpec, RelationSpec, _load_json, parse_document
 from metadata.errors import InvalidInputError
 
