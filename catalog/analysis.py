@@ -180,8 +180,11 @@ class GraphAnalysis:
             past.graph, past._ranked = view, self._past_ranked
             if self.workers is None:
                 return question(past)
+            frozen = view
             async with self.workers.turn(group):
-                return await self.workers.run(lambda cancelled: question(past._on(view, cancelled)))
+                return await self.workers.run(
+                    lambda cancelled: question(past._on(frozen, cancelled))
+                )
         live = self.graph
         if self.workers is None or not isinstance(live, CatalogGraph):
             return question(self)

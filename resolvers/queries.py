@@ -34,7 +34,7 @@ class CatalogQuery:
     def node(self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = None) -> CatalogNode | None:
         model.parse_id(str(id), field="id")
         if as_of is not None:
-            return past_node(info, str(id), as_of)  # type: ignore[no-any-return]
+            return past_node(info, str(id), as_of)
         return node_by_id(info, str(id))
 
     @strawberry.field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")

@@ -74,7 +74,8 @@ def _root_fields(info: CatalogInfo) -> list[FieldNode]:
             elif isinstance(sel, InlineFragmentNode):
                 walk(sel.selection_set.selections)
             elif isinstance(sel, FragmentSpreadNode):
-                frag = info.fragments.get(sel.name.value)
+                # strawberry's Info does not expose the fragments; graphql-core's does.
+                frag = info._raw_info.fragments.get(sel.name.value)
                 if frag is not None:
                     walk(frag.selection_set.selections)
 

@@ -52,10 +52,9 @@ def export(
 
     Source locations inside the demo data directory are written as {demo_data_dir}/...,
     which the machine that reads them resolves to its own (docs/catalog-files.md)."""
+    from catalog.changes.asof import parse_instant
     from catalog.demo import demo_data_dir
     from catalog.export import dump_document, export_document
-
-    from catalog.changes.asof import parse_instant
     from metadata.errors import InvalidInputError
 
     try:
