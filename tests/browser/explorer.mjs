@@ -134,10 +134,12 @@ async function open(browser) {
         await page.screenshot({ path: join(shotDir, `${SCREENSHOTS[name]}-${label === 'wide' ? 1280 : 390}.png`), fullPage: name !== 'entity' && name !== 'map' });
       }
     }
-    if (label === 'narrow') {
-      await page.close();
-      continue;
-    }
+    await page.close();
+  }
+  {
+    // Then, at 1280 px, what a user does (the screenshots above show the demo as loaded).
+    const page = await browser.newPage({ viewport: WIDE, acceptDownloads: true });
+    watch(page);
 
     // Type-ahead: "chan" suggests Change Order; arrow down and Enter open its page.
     await visit(page, '#/', 'home');

@@ -1,7 +1,7 @@
 // The explorer's shell: a hash router (#/view/arg?params: shareable URLs that work behind any
 // path prefix), the sign-in prompt, the not-found page and the "drawn" performance marks.
 
-import { AuthError, clearToken, setToken, token } from './api.js';
+import { ApiError, AuthError, clearToken, setToken, token } from './api.js';
 import { h, message } from './dom.js';
 import { searchBox } from './searchbox.js';
 
@@ -191,6 +191,24 @@ window.addEventListener('hashchange', (event) => {
     }
   });
   window.scrollTo(0, 0);
+});
+
+// A refusal after the view was drawn (a button's request): the sign-in prompt for a token
+// the hub no longer takes, the API's message for anything else; never an uncaught error.
+window.addEventListener('unhandledrejection', (event) => {
+  const error = event.reason;
+  if (error instanceof AuthError) {
+    event.preventDefault();
+    signIn(error);
+  } else if (error instanceof ApiError) {
+    event.preventDefault();
+    let box = document.getElementById('notice');
+    if (!box) {
+      box = h('div', { id: 'notice', class: 'notice', role: 'alert' });
+      document.body.append(box);
+    }
+    box.replaceChildren(message(error.message), h('button', { type: 'button', class: 'secondary', onclick: () => box.remove() }, 'Dismiss'));
+  }
 });
 
 document.querySelector('.skip-link').addEventListener('click', (event) => {

@@ -90,8 +90,7 @@ export async function submit(form, mutation, variables, aliases = {}) {
     }
     return data;
   } catch (error) {
-    showErrors(form, [error], aliases);
-    if (error.name === 'AuthError') throw error;
+    showErrors(form, [error], aliases); // a refused token too: the form keeps what was typed
     return null;
   } finally {
     if (button) button.disabled = false;
