@@ -165,9 +165,11 @@ class Settings(BaseSettings):
         "(their waits are bounded on their own).",
     )
     max_body_bytes: int = Field(
-        default=16_000_000,
+        default=2_000_000,
         ge=1_000,
-        description="Largest request body, in bytes, enforced while reading (HTTP 413 past it).",
+        description="Largest request body, in bytes, enforced while reading (HTTP 413 past it); "
+        "the default admits any GraphQL document and a catalog document of about 2,000 nodes "
+        "(larger ones: `capahub apply`, or raise it).",
     )
     max_document_items: int = Field(
         default=1_000_000,
@@ -207,39 +209,6 @@ class Settings(BaseSettings):
         description="Memory for parsed, validated and prepared query documents, the fast "
         "path's plans and compiled costs together, in MB (bounded by their estimated size, not "
         "by count).",
-    )
-    metrics: bool = Field(
-        default=True,
-        description="Serve Prometheus metrics at /metrics (with auth on, to a caller with a "
-        "valid token, any role).",
-    )
-    ready_max_lag: int = Field(
-        default=0,
-        ge=0,
-        description="Committed changes a replica may not have applied yet and still answer "
-        "ready at /readyz.",
-    )
-    version_wait: float = Field(
-        default=5.0,
-        ge=0,
-        le=60,
-        description="Seconds a request carrying `X-Capahub-Catalog-Version` waits for this "
-        "replica to reach that catalog version before it is answered UNAVAILABLE.",
-    )
-    asof_cache_size: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description="Past catalogs (graphs and whole states) kept in memory for `asOf` "
-        "questions, keyed by the change id an instant resolves to (least recently used "
-        "dropped).",
-    )
-    snapshot_every: int = Field(
-        default=10_000,
-        ge=0,
-        description="Write a snapshot of the whole catalog (history_snapshots) once the change "
-        "log has grown by this many changes, and by at least as many as the catalog has nodes, "
-        "since the last one; past states are rebuilt from the nearest. 0: never.",
     )
 
 
