@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         default="",
         description=(
             "Where `--demo` writes its generated source databases (default: beside a SQLite "
-            "catalog file, else ./capahub-demo-data)."
+            "catalog file, else ./capahub-demo-data); `{demo_data_dir}` in a source location "
+            "stands for it (exports write the demo's locations so)."
         ),
     )
     graphql_ide: bool = Field(
@@ -209,6 +210,39 @@ class Settings(BaseSettings):
         description="Memory for parsed, validated and prepared query documents, the fast "
         "path's plans and compiled costs together, in MB (bounded by their estimated size, not "
         "by count).",
+    )
+    metrics: bool = Field(
+        default=True,
+        description="Serve Prometheus metrics at /metrics (with auth on, to a caller with a "
+        "valid token, any role).",
+    )
+    ready_max_lag: int = Field(
+        default=0,
+        ge=0,
+        description="Committed changes a replica may not have applied yet and still answer "
+        "ready at /readyz.",
+    )
+    version_wait: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Seconds a request carrying `X-Capahub-Catalog-Version` waits for this "
+        "replica to reach that catalog version before it is answered UNAVAILABLE.",
+    )
+    asof_cache_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Past catalogs (graphs and whole states) kept in memory for `asOf` "
+        "questions, keyed by the change id an instant resolves to (least recently used "
+        "dropped).",
+    )
+    snapshot_every: int = Field(
+        default=10_000,
+        ge=0,
+        description="Write a snapshot of the whole catalog (history_snapshots) once the change "
+        "log has grown by this many changes, and by at least as many as the catalog has nodes, "
+        "since the last one; past states are rebuilt from the nearest. 0: never.",
     )
 
 
