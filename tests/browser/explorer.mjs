@@ -104,6 +104,9 @@ const VIEWS = [
   ['search', '#/search?q=order', 'search'],
   ['map', '#/map', 'map'],
   ['mapOwner', '#/map?measure=owner&domain=domain:commerce', 'map'],
+  ['mapPii', '#/map?measure=pii', 'map'],
+  ['mapLifecycle', '#/map?measure=lifecycle', 'map'],
+  ['systems', '#/search?kind=SYSTEM', 'search'],
   ['journeys', '#/journeys', 'journeys'],
   ['journey', '#/journey/journey:buy-everyday-sneakers', 'journey'],
   ['capability', '#/node/capability:order-management.order-capture.change-order', 'node'],
@@ -182,6 +185,16 @@ async function open(browser) {
     await page.click('#capmap a[data-id="capability:order-management.order-capture.change-order"]');
     await page.waitForSelector('main[data-drawn="node"]', { timeout: TIMEOUT });
     report.map.clicked = { hash: await page.evaluate(() => location.hash), h1: (await page.locator('h1').textContent()).trim() };
+    // By keyboard: a box is a link, Enter opens it.
+    await visit(page, '#/map', 'map');
+    await page.focus('#capmap a[data-id="capability:payment.payment-processing.refund-payment"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('main[data-drawn="node"]', { timeout: TIMEOUT });
+    report.map.keyboard = (await page.locator('h1').textContent()).trim();
+    report.map.pii = await (async () => {
+      await visit(page, '#/map?measure=pii', 'map');
+      return page.locator('#capmap a.cap-l3', { hasText: 'touches PII' }).evaluateAll((els) => els.map((e) => e.dataset.id));
+    })();
     // The capability filter by domain goes through the URL.
     await page.goto(`${base}/#/map`);
     await page.waitForSelector('main[data-drawn="map"]');
@@ -197,6 +210,12 @@ async function open(browser) {
     await page.click('#edit-form button[type="submit"]');
     await page.waitForSelector('.message-ok', { timeout: TIMEOUT });
     report.edit = { saved: (await page.locator('.message-ok').textContent()).trim() };
+    // The history shows the change as a before/after diff, newest first.
+    const latest = page.locator('.timeline > li').first();
+    report.edit.history = {
+      operation: (await latest.locator('strong').first().textContent()).trim(),
+      rows: await latest.locator('tbody tr').evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => c.textContent))),
+    };
     await page.click('#relate-open');
     await page.selectOption('#relate-type', 'MASTERS');
     await page.fill('#relate-other', 'entity:order');

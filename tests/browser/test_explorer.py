@@ -183,6 +183,13 @@ def test_map_shows_the_hierarchy_its_gap_and_opens_a_box(report: dict[str, Any])
         == "#/node/capability%3Aorder-management.order-capture.change-order"
     )
     assert mapped["clicked"]["h1"] == "Capability Change Order"
+    assert mapped["keyboard"] == "Capability Refund Payment"
+    # Touches PII: reads or writes an entity with a PII attribute (Customer has some).
+    assert (
+        "capability:customer-profile-management.customer-registration.register-customer"
+        in (mapped["pii"])
+    )
+    assert "capability:product-information-management.product-data.get-product" not in mapped["pii"]
     assert "capability:case-management" in mapped["serviceBoxes"]
     assert not any(b.startswith("capability:order-management") for b in mapped["serviceBoxes"])
 
@@ -190,6 +197,13 @@ def test_map_shows_the_hierarchy_its_gap_and_opens_a_box(report: dict[str, Any])
 def test_edits_through_the_ui_are_visible_in_the_api(report: dict[str, Any]) -> None:
     edit = report["edit"]
     assert edit["saved"].startswith(f"Saved: {CHANGE_ORDER} is at version")
+    history = edit["history"]
+    assert history["operation"] == "update"
+    described = [row for row in history["rows"] if row[0] == "description"]
+    assert len(described) == 1
+    before, after = described[0][1:]
+    assert after == "Edited through the explorer" and before not in ("", "—", after)
+    assert any(row[0] == "tags" and row[2] == '["explorer","edited"]' for row in history["rows"])
     node = report["apiAfter"]["node"]
     assert node["description"] == "Edited through the explorer"
     assert node["tags"] == ["explorer", "edited"]
