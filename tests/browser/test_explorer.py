@@ -87,7 +87,8 @@ def test_every_view_renders_without_errors_and_stays_on_the_host(report: dict[st
     assert report["consoleErrors"] == []
     assert report["offMachineRequests"] == []
     wanted = {"home", "search", "map", "journeys", "journey", "capability", "entity", "graph"}
-    assert wanted | {"register", "notFound", "system"} <= set(report["views"])
+    kinds = {"system", "journeyNode", "step", "touchpoint", "team", "domain", "source"}
+    assert wanted | kinds | {"register", "notFound"} <= set(report["views"])
     for name, seen in report["views"].items():
         assert seen["h1"], f"{name} drew no heading"
         assert seen["measure"] is not None, f"{name} set no explorer:<view> measure"
