@@ -287,7 +287,7 @@ async function auth(browser) {
   await page.goto(`${base}/#/map`);
   await page.waitForSelector('main[data-drawn="signin"]', { timeout: TIMEOUT });
   report.before = { text: (await page.locator('main').textContent()).trim(), violations: await axe(page), focused: await page.evaluate(() => document.activeElement.id) };
-  await page.screenshot({ path: join(artifactDir, 'explorer-signin.png') });
+  await page.screenshot({ path: join(artifactDir, 'sign-in-1280.png') });
   await page.fill('#token', 'capahub_not-a-real-token');
   await page.click('main button[type="submit"]');
   await page.waitForSelector('main[data-drawn="signin"] .message', { timeout: TIMEOUT });

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ DRIVER = Path(__file__).with_name("explorer.mjs")
 CAPAHUB = Path(sys.executable).with_name("capahub")
 UNAUTHENTICATED_CONSOLE = "the server responded with a status of 401"
 TOKEN_KEY = "capahub.explorer.token"
+SCREENSHOTS = ROOT / "docs" / "img" / "explorer"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,8 @@ def report(node: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     assert token not in done.stdout + done.stderr, "explorer.mjs printed the token"
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["error"] is None, f"{result['error']}\nartifacts: {tmp}"
+    if os.environ.get("CAPAHUB_UPDATE_SCREENSHOTS") == "1":  # as test_explorer.py does
+        shutil.copyfile(tmp / "sign-in-1280.png", SCREENSHOTS / "sign-in-1280.png")
     return result
 
 

@@ -100,8 +100,8 @@ function signIn(error) {
     h('label', { for: 'token' }, 'Token'),
     input,
     h('p', { id: 'token-help', class: 'help' },
-      'Paste a hub token or a JWT. It is kept in this tab only (sessionStorage) and sent as ',
-      h('code', {}, 'Authorization: Bearer …'),
+      'Paste a hub token or a JWT. It is kept in this tab only (sessionStorage) and sent only in the header ',
+      h('code', {}, 'Authorization: Bearer <token>'),
       '. An admin makes one with ', h('code', {}, 'capahub token create --name NAME --role viewer'), '.'),
     h('button', { type: 'submit' }, 'Sign in'),
   );
