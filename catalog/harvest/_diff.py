@@ -17,6 +17,7 @@ from typing import Any
 
 import networkx as nx
 
+from catalog.changeset import ChangeSet, Entry, commit, part_of_cycle, revise
 from catalog.harvest.base import HarvestBatch
 from catalog.specs import NodeSpec, RelationSpec
 from metadata.errors import InvalidInputError
@@ -67,6 +68,8 @@ class DiffResult:
         default_factory=list, repr=False
     )
     rel_deletes: list[RelationRecord] = field(default_factory=list, repr=False)
+    #: The stored nodes the plan read (the source, the harvested ones, relation ends).
+    known: dict[str, NodeRecord] = field(default_factory=dict, repr=False)
 
     @property
     def writes(self) -> int:
@@ -178,11 +181,11 @@ def merge_node(
         snap: what this harvest writes (``_snapshot`` of the spec).
     """
     if stored is None:
-        _, key = parse_id(spec.id)
-        return NodeRecord(
-            id=spec.id,
+        return revise(
+            None,
+            spec.id,
+            tx_now,
             kind=kind,
-            key=key,
             name=snap["name"],
             description=snap["description"],
             tags=tuple(snap["tags"]),
@@ -190,9 +193,6 @@ def merge_node(
             owner=snap["owner"],
             properties=snap["properties"] or None,
             attributes=tuple(snap["attributes"]),
-            version=1,
-            created_at=tx_now,
-            updated_at=tx_now,
         )
     current = _stored_fields(stored)
     prev = memory
@@ -206,8 +206,10 @@ def merge_node(
     attributes = _merge_attributes(
         [dict(a) for a in stored.attributes], prev.get("attributes") or [], snap["attributes"]
     )
-    after = replace(
+    return revise(
         stored,
+        spec.id,
+        tx_now,
         name=merged["name"],
         description=merged["description"],
         tags=tuple(merged["tags"]),
@@ -216,9 +218,6 @@ def merge_node(
         properties=props or None,
         attributes=tuple(attributes),
     )
-    if after == stored:
-        return stored
-    return replace(after, version=stored.version + 1, updated_at=tx_now)
 
 
 def _drop_cycles(rels: list[RelationSpec], warnings: list[str]) -> list[RelationSpec]:
@@ -258,7 +257,7 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
     rels = [r for r in batch.relations if r.type is not RelationType.HARVESTED_FROM]
     referenced = {r.from_ for r in rels} | {r.to for r in rels}
     referenced |= {s.owner for s in batch.nodes if s.owner}
-    outside = await reader.get_nodes(sorted(referenced - set(kinds)))
+    outside = await reader.get_nodes(sorted((referenced - set(kinds)) | {source_id}))
     known = {source_id: Kind.SOURCE, **kinds, **{i: n.kind for i, n in outside.items()}}
 
     wanted: dict[RelKey, RelationSpec] = {}
@@ -332,7 +331,7 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
         rec = gone[node_id]
         if rec.lifecycle is Lifecycle.RETIRED:
             continue
-        retired = replace(rec, lifecycle=Lifecycle.RETIRED, version=rec.version + 1, updated_at=now)
+        retired = revise(rec, node_id, now, lifecycle=Lifecycle.RETIRED)
         result.updates.append((rec, retired))
         result.retired.append(node_id)
         link = provenance[node_id]
@@ -352,21 +351,50 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
     for key in sorted(prev_rels - set(wanted)):
         if key in existing:
             result.rel_deletes.append(existing[key])
+    await _drop_stored_cycles(reader, result)
+    result.known = {**outside, **stored_nodes, **gone}
     result.relations_added = len(result.rel_inserts)
     result.relations_updated = len(result.rel_updates)
     result.relations_removed = len(result.rel_deletes)
     return result
 
 
-async def write_harvest(tx: Writer, diff: DiffResult) -> None:
-    """Write a planned diff inside the caller's transaction."""
-    # Teams first: nodes of the same batch may name them as owner.
-    inserts = sorted(diff.inserts, key=lambda r: r.kind is not Kind.TEAM)
-    await tx.insert_nodes(inserts)
-    await tx.update_nodes(diff.updates)
-    await tx.delete_relations(diff.rel_deletes)
-    await tx.insert_relations(diff.rel_inserts)
-    await tx.update_relations(diff.rel_updates)
+async def _drop_stored_cycles(reader: Reader, result: DiffResult) -> None:
+    """Leave out (with a warning) each harvested PART_OF that would close a cycle together
+    with the stored hierarchy: the rule every writer keeps (``catalog.changeset``), met here
+    the harvest's way, as for cycles within the batch."""
+    removed = {r.key for r in result.rel_deletes if r.type is RelationType.PART_OF}
+    for _ in range(len(result.rel_inserts) + 1):
+        new_edges = [r for r in result.rel_inserts if r.type is RelationType.PART_OF]
+        cycle = await part_of_cycle(reader, new_edges, removed)
+        if cycle is None:
+            return
+        on_cycle = {(a, "PART_OF", b) for a, b in cycle}
+        dropped = next(r for r in new_edges if r.key in on_cycle)
+        result.rel_inserts.remove(dropped)
+        path = " -> ".join([cycle[0][0]] + [b for _, b in cycle])
+        result.warnings.append(
+            f"{dropped.from_id} PART_OF {dropped.to_id} would make the hierarchy a cycle with "
+            f"the catalog's ({path}); left out"
+        )
+
+
+def change_set(diff: DiffResult, source_id: str) -> ChangeSet:
+    """The planned diff as the write path's change set."""
+    where = Entry(source_id)
+    return ChangeSet(
+        nodes=[(None, r, where) for r in diff.inserts] + [(a, b, where) for a, b in diff.updates],
+        added=[(r, where) for r in diff.rel_inserts],
+        updated=[(a, b, where) for a, b in diff.rel_updates],
+        removed=[(r, where) for r in diff.rel_deletes],
+        known=diff.known,
+    )
+
+
+async def write_harvest(tx: Writer, diff: DiffResult, source_id: str) -> None:
+    """Write a planned diff inside the caller's transaction, through the one write path (which
+    checks it against every metamodel rule once more)."""
+    await commit(tx, change_set(diff, source_id))
 
 
 __all__ = ["DiffResult", "merge_node", "plan_harvest", "write_harvest"]

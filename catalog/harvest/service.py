@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from catalog.changeset import ChangeSet, Entry, commit, revise
 from catalog.harvest._diff import DiffResult, plan_harvest, write_harvest
 from catalog.harvest._naming import slugify
 from catalog.harvest.base import (
@@ -354,7 +355,7 @@ class HarvestService:
             diff = await plan_harvest(tx, spec.id, batch, tx.now)
             _refuse_wipe(spec, batch, diff)
             say(f"writing {diff.writes} changes")
-            await write_harvest(tx, diff)
+            await write_harvest(tx, diff, spec.id)
             await _store_warnings(tx, spec.id, diff.warnings)
         report = HarvestReport.of(spec.id, diff, dry_run=False)
         if created:
@@ -402,33 +403,17 @@ class HarvestService:
         props = spec.properties()
         if old is not None and isinstance(old.properties, dict) and "warnings" in old.properties:
             props["warnings"] = old.properties["warnings"]
-        if old is None:
-            rec = NodeRecord(
-                id=spec.id,
-                kind=Kind.SOURCE,
-                key=spec.key,
-                name=spec.name,
-                description=None,
-                tags=(),
-                lifecycle=Lifecycle.ACTIVE,
-                owner=None,
-                properties=props,
-                attributes=(),
-                version=1,
-                created_at=tx.now,
-                updated_at=tx.now,
-            )
-            await tx.insert_nodes([rec])
-        else:
-            rec = replace(old, name=spec.name, properties=props, lifecycle=Lifecycle.ACTIVE)
-            if rec != old:
-                rec = replace(rec, version=old.version + 1, updated_at=tx.now)
-                await tx.update_nodes([(old, rec)])
+        rec = revise(
+            old, spec.id, tx.now, name=spec.name, properties=props, lifecycle=Lifecycle.ACTIVE
+        )
+        changes = ChangeSet(known={spec.system: system})
+        if rec is not old:
+            changes.nodes.append((old, rec, Entry("input")))
         link = (spec.id, RelationType.PART_OF.value, spec.system)
         if not await tx.get_relations([link]):
-            await tx.insert_relations(
-                [RelationRecord(spec.id, RelationType.PART_OF, spec.system, None)]
-            )
+            part_of = RelationRecord(spec.id, RelationType.PART_OF, spec.system, None)
+            changes.added.append((part_of, Entry("input.system")))
+        await commit(tx, changes)
         return rec
 
 
@@ -499,26 +484,8 @@ async def _create_system(tx: Writer, system_id: str, name: str) -> bool:
     by now; whether it was created."""
     if (await tx.get_nodes([system_id])).get(system_id) is not None:
         return False
-    _, key = parse_id(system_id, field="system")
-    await tx.insert_nodes(
-        [
-            NodeRecord(
-                id=system_id,
-                kind=Kind.SYSTEM,
-                key=key,
-                name=name,
-                description=None,
-                tags=(),
-                lifecycle=Lifecycle.ACTIVE,
-                owner=None,
-                properties=None,
-                attributes=(),
-                version=1,
-                created_at=tx.now,
-                updated_at=tx.now,
-            )
-        ]
-    )
+    rec = revise(None, system_id, tx.now, name=name)
+    await commit(tx, ChangeSet(nodes=[(None, rec, Entry("system"))]))
     return True
 
 
@@ -567,8 +534,8 @@ async def _store_warnings(tx: Writer, source_id: str, warnings: list[str]) -> No
         props["warnings"] = kept
     else:
         props.pop("warnings", None)
-    after = replace(rec, properties=props, version=rec.version + 1, updated_at=tx.now)
-    await tx.update_nodes([(rec, after)])
+    after = revise(rec, source_id, tx.now, properties=props)
+    await commit(tx, ChangeSet(nodes=[(rec, after, Entry(source_id))]))
 
 
 __all__ = [
