@@ -141,6 +141,8 @@ node_tags: Table = NodeTagRow.__table__  # type: ignore[assignment]
 relations: Table = RelationRow.__table__  # type: ignore[assignment]
 history: Table = HistoryRow.__table__  # type: ignore[assignment]
 api_tokens: Table = ApiTokenRow.__table__  # type: ignore[assignment]
+webhooks: Table = WebhookRow.__table__  # type: ignore[assignment]
+webhook_deliveries: Table = WebhookDeliveryRow.__table__  # type: ignore[assignment]
 history_snapshots: Table = HistorySnapshotRow.__table__  # type: ignore[assignment]
 
 __all__ = [
@@ -151,8 +153,12 @@ __all__ = [
     "NodeRow",
     "NodeTagRow",
     "RelationRow",
+    "WebhookDeliveryRow",
+    "WebhookRow",
     "api_tokens",
     "history",
     "history_snapshots",
     "nodes",
+    "webhook_deliveries",
+    "webhooks",
 ]
