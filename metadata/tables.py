@@ -136,6 +136,55 @@ class HistorySnapshotRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class WebhookRow(Base):
+    """A registered webhook receiver (migration 0005); ``cursor`` is the last change id the
+    dispatcher has considered for it (later changes wait in history)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    ids: Mapped[list[str]] = mapped_column(JSON)
+    types: Mapped[list[str]] = mapped_column(JSON)
+    operations: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(Text)  # "plain:whsec_..." or "fernet:<token>"
+    status: Mapped[str] = mapped_column(String(16))  # "active" | "paused"
+    cursor: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class WebhookDeliveryRow(Base):
+    """One event queued for one webhook: its exact body, its attempts, its lease."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "change_id", name="uq_webhook_delivery"),
+        Index("ix_webhook_deliveries_due", "status", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("webhooks.id", ondelete="CASCADE")
+    )
+    change_id: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[str] = mapped_column(String(80))
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # "pending" | "delivered" | "failed"
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 nodes: Table = NodeRow.__table__  # type: ignore[assignment]
 node_tags: Table = NodeTagRow.__table__  # type: ignore[assignment]
 relations: Table = RelationRow.__table__  # type: ignore[assignment]
