@@ -1,4 +1,4 @@
-"""Wall time of short CLI commands (the start of a command): median of N runs each.
+"""Wall time (and CPU time) of short CLI commands, i.e. a command's start: median of N runs.
 
     .venv/bin/python bench/cli_start_bench.py [--runs 5] [--tree DIR]
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,8 +31,10 @@ def main() -> None:
     print(f"tree {args.tree}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for command in COMMANDS:
         times = []
+        cpu = []
         status = 0
         for _ in range(args.runs):
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             done = subprocess.run(
                 [sys.executable, "-m", "catalog.cli", *command],
@@ -41,10 +44,13 @@ def main() -> None:
                 check=False,
             )
             times.append(time.perf_counter() - started)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime)
             status = done.returncode
         print(
             f"capahub {' '.join(command):<16} median {statistics.median(times) * 1000:6.0f} ms"
-            f"  (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}, exit {status})"
+            f"  (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}; "
+            f"CPU median {statistics.median(cpu) * 1000:.0f} ms; exit {status})"
         )
 
 
