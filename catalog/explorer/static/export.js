@@ -7,6 +7,7 @@
 import { h } from './dom.js';
 
 const MAX_CANVAS = 16000; // px per side: larger pictures are scaled down (browsers cap canvases)
+const MAX_PIXELS = 50_000_000; // and 200 MB of canvas at most
 const XML_ESCAPES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
 const xml = (text) => String(text).replace(/[&<>"]/g, (c) => XML_ESCAPES[c]);
 let measurer = null;
@@ -52,10 +53,18 @@ function colour(value) {
 /** The SVG text of what `root` shows, with `title` above it. */
 export function toSvg(root, title) {
   root.classList.add('exporting'); // every box laid out, also those off screen
+  // A map far taller than wide (thousands of boxes) is laid out wider for the picture, to
+  // about 3:2, so that the picture, and a PNG of it, stays within what a canvas can hold.
+  const width = root.clientWidth;
+  const height = root.scrollHeight;
+  if ('reflow' in root.dataset && height > 3 * width) {
+    root.style.width = `${Math.min(MAX_CANVAS, Math.round(Math.sqrt(width * height * 1.5)))}px`;
+  }
   try {
     return svgOf(root, title);
   } finally {
     root.classList.remove('exporting');
+    root.style.width = '';
   }
 }
 
@@ -116,7 +125,8 @@ export async function downloadPng(root, title, filename) {
     const image = new Image();
     image.src = url;
     await image.decode();
-    const scale = Math.min(2, MAX_CANVAS / image.width, MAX_CANVAS / image.height);
+    const area = Math.sqrt(MAX_PIXELS / (image.width * image.height));
+    const scale = Math.min(2, area, MAX_CANVAS / image.width, MAX_CANVAS / image.height);
     const canvas = document.createElement('canvas');
     canvas.width = Math.max(1, Math.floor(image.width * scale));
     canvas.height = Math.max(1, Math.floor(image.height * scale));

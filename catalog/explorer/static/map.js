@@ -197,7 +197,7 @@ export async function render(main, ctx) {
     domains.map((d) => h('option', { value: d.id, selected: d.id === domain }, d.name)));
   const legend = h('ul', { class: 'legend', 'aria-label': `Legend: ${MEASURES[measure]}` },
     paint.legend.map(([c, text]) => h('li', {}, h('span', { class: 'swatch', style: `background:${c}` }), text)));
-  const grid = h('div', { class: 'capmap', id: 'capmap', 'aria-label': 'Capability map' });
+  const grid = h('div', { class: 'capmap', id: 'capmap', 'aria-label': 'Capability map', 'data-reflow': '' });
   grid.innerHTML = drawMap(entries, paint);
   const domainName = domain ? (domains.find((d) => d.id === domain) || { name: domain }).name : 'all domains';
   const title = () => `Capability map: ${domainName}, coloured by ${MEASURES[measure].toLowerCase()}`;
