@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -243,6 +243,122 @@ class Settings(BaseSettings):
         description="Write a snapshot of the whole catalog (history_snapshots) once the change "
         "log has grown by this many changes, and by at least as many as the catalog has nodes, "
         "since the last one; past states are rebuilt from the nearest. 0: never.",
+    )
+
+    # ----- Subscriptions (docs/subscriptions.md) -----
+    subscriptions_max: int = Field(
+        default=1_000,
+        ge=1,
+        description="Subscriptions one hub process serves at most; past it `catalogChanged` "
+        "is refused with UNAVAILABLE.",
+    )
+    subscriptions_per_connection: int = Field(
+        default=20,
+        ge=1,
+        description="Subscriptions one WebSocket connection may run at a time.",
+    )
+    subscription_queue: int = Field(
+        default=1_000,
+        ge=1,
+        description="Changes waiting for one subscriber at most; past it the subscriber reads "
+        "the change log at its own pace instead (nothing is lost).",
+    )
+    subscription_max_message_bytes: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Largest WebSocket message a client may send (larger: closed with 1009), "
+        "and largest before/after a change event carries (larger: `truncated`).",
+    )
+    subscription_init_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a WebSocket client has to send `connection_init` (else closed "
+        "with 4408).",
+    )
+    subscription_ping_interval: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between the server's pings on a subscription connection; a "
+        "client whose pong does not come within the next interval is closed with 4408.",
+    )
+    subscription_send_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a subscription client may take no message before it is closed "
+        "with 4499 (it resumes with `after`).",
+    )
+    subscription_poll_interval: float = Field(
+        default=0.05,
+        gt=0,
+        description="Seconds between looks at the change log for other processes' changes "
+        "while someone subscribes and the database sends no notifications (SQLite, or "
+        "PostgreSQL while its LISTEN connection is down).",
+    )
+
+    # ----- Webhooks (issue 14: docs/webhooks.md) -----
+    webhook_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Seconds one webhook delivery attempt may take (connect, send, answer) "
+        "before it counts as failed and is retried.",
+    )
+    webhook_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="Webhook deliveries one serve process sends at a time (each webhook sends "
+        "one at a time, in change order).",
+    )
+    webhook_retry_base: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds before a failed webhook delivery's first retry; each further "
+        "retry waits twice as long (with jitter), up to webhook_retry_max_delay.",
+    )
+    webhook_retry_max_delay: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Longest wait, in seconds, between two attempts of a webhook delivery.",
+    )
+    webhook_retry_window: float = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds a webhook delivery is retried after its first attempt (default "
+        "24 h); the first attempt that fails after that marks it failed and the webhook goes on "
+        "with its next event.",
+    )
+    webhook_poll_interval: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Seconds between the delivery worker's looks at the change log and the "
+        "queue (changes this process commits wake it at once).",
+    )
+    webhook_max_count: int = Field(
+        default=100, ge=1, le=10_000, description="Most webhooks the hub keeps registered."
+    )
+    webhook_max_queue: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most undelivered events queued per webhook; further changes wait in the "
+        "change log (nothing is dropped) and are queued as the backlog drains.",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=256_000,
+        ge=4_096,
+        description="Largest webhook body, in bytes; an event whose before/after images are "
+        "larger is sent without them (`data.truncated: true`; read the node through the API).",
+    )
+    webhook_log_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days delivered and failed webhook deliveries stay in the delivery log.",
+    )
+    webhook_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Passphrase that encrypts webhook secrets in the database (empty: stored "
+        "as given; the database is then as sensitive as the secrets).",
     )
 
 
