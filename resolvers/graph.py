@@ -18,7 +18,7 @@ from metadata import model
 from metadata.graph import GraphQuestionCancelledError, Step
 from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, RelationType
-from resolvers.timetravel import AsOf, enter_past
+from resolvers.timetravel import UNSET, AsOf, enter_past
 from resolvers.types import (
     Capability,
     CatalogNode,
@@ -300,9 +300,9 @@ class GraphQuery:
         description="Everything that depends on a node, up to `depth` relations away."
     )
     async def impact(
-        self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3, as_of: AsOf = None
+        self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3, as_of: AsOf = UNSET
     ) -> Impact:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         d = 3 if depth is None else depth
         result = await _ask(info, lambda q: q.impact(str(id), d))
@@ -322,9 +322,9 @@ class GraphQuery:
         from_: Annotated[strawberry.ID, strawberry.argument(name="from")],
         to: strawberry.ID,
         max_length: int | None = 6,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> list[Relation] | None:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         n = 6 if max_length is None else max_length
         steps = await _ask(info, lambda q: q.path(str(from_), str(to), n))
@@ -337,9 +337,9 @@ class GraphQuery:
         id: strawberry.ID,
         depth: int | None = 1,
         types: list[RelationType] | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> Subgraph:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         d = 1 if depth is None else depth
         result = await _ask(info, lambda q: q.neighborhood(str(id), d, types))
@@ -347,17 +347,17 @@ class GraphQuery:
 
     @strawberry.field(description="What is missing in the landscape, with reasons.")
     async def gaps(
-        self, info: CatalogInfo, kinds: list[Kind] | None = None, as_of: AsOf = None
+        self, info: CatalogInfo, kinds: list[Kind] | None = None, as_of: AsOf = UNSET
     ) -> list[Gap]:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         found = await _ask(info, lambda q: q.gaps(kinds))
         await _preload(info, [g.node for g in found])
         return _gaps(found)
 
     @strawberry.field(description="Capabilities provided twice, entities mastered twice.")
-    async def redundancies(self, info: CatalogInfo, as_of: AsOf = None) -> list[Redundancy]:
-        if as_of is not None:
+    async def redundancies(self, info: CatalogInfo, as_of: AsOf = UNSET) -> list[Redundancy]:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         found = await _ask(info, lambda q: q.redundancies())
         await _preload(info, [n for r in found for n in (r.node, *r.involved)])
@@ -370,9 +370,9 @@ class GraphQuery:
         id: strawberry.ID,
         direction: Direction | None = model.Direction.BOTH,
         depth: int | None = 5,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> Subgraph:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         way, d = _direction(direction), 5 if depth is None else depth
         result = await _ask(info, lambda q: q.lineage(str(id), way, d))
@@ -385,9 +385,9 @@ class GraphQuery:
         # "root" is strawberry's name for the parent value, hence the rename.
         root_: Annotated[strawberry.ID | None, strawberry.argument(name="root")] = None,
         depth: int | None = 3,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> list[CapabilityMapNode]:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         top, d = str(root_) if root_ else None, 3 if depth is None else depth
         entries = await _ask(info, lambda q: q.capability_map(top, d))
@@ -397,9 +397,9 @@ class GraphQuery:
         description="For each step of a journey: touchpoints, capabilities, systems, gaps."
     )
     async def journey_coverage(
-        self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = None
+        self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = UNSET
     ) -> JourneyCoverage:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         services = info.context.services
         graph = services.graph
@@ -414,9 +414,9 @@ class GraphQuery:
         description="The most central nodes (PageRank over relations, directions ignored)."
     )
     async def hotspots(
-        self, info: CatalogInfo, first: int | None = 10, as_of: AsOf = None
+        self, info: CatalogInfo, first: int | None = 10, as_of: AsOf = UNSET
     ) -> list[Hotspot]:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         n = 10 if first is None else first
         ranked = await _ask(info, lambda q: q.hotspots(n))

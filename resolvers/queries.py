@@ -22,7 +22,7 @@ from resolvers.connections import (
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
 from resolvers.history import ChangeRecord
-from resolvers.timetravel import AsOf, enter_past, past_node
+from resolvers.timetravel import UNSET, AsOf, enter_past, past_node
 from resolvers.types import CatalogNode, node_by_id
 
 
@@ -31,9 +31,9 @@ class CatalogQuery:
     """Discovery of the catalog's nodes."""
 
     @strawberry.field(description="A node by id, or null when there is none.")
-    def node(self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = None) -> CatalogNode | None:
+    def node(self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = UNSET) -> CatalogNode | None:
         model.parse_id(str(id), field="id")
-        if as_of is not None:
+        if as_of:
             return past_node(info, str(id), as_of)
         return node_by_id(info, str(id))
 
@@ -46,9 +46,9 @@ class CatalogQuery:
         lifecycle: list[Lifecycle] | None = None,
         first: int | None = 50,
         after: str | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> NodeConnection:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of)
         flt = NodeFilter(kinds=kinds or (), tags=tags or (), lifecycle=lifecycle or ())
         page = await info.context.services.discovery.page(flt, first=first, after=after)
@@ -62,9 +62,9 @@ class CatalogQuery:
         info: CatalogInfo,
         first: int | None = 50,
         after: str | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> SystemConnection:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.SYSTEM,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
@@ -78,9 +78,9 @@ class CatalogQuery:
         info: CatalogInfo,
         first: int | None = 50,
         after: str | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> CapabilityConnection:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.CAPABILITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)
@@ -94,9 +94,9 @@ class CatalogQuery:
         info: CatalogInfo,
         first: int | None = 50,
         after: str | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> DataEntityConnection:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of)
         flt = NodeFilter(kinds=(model.Kind.DATA_ENTITY,))
         page = await info.context.services.discovery.page(flt, first=first, after=after)

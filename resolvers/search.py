@@ -10,7 +10,7 @@ from metadata import model
 from resolvers.connections import PageInfo
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
-from resolvers.timetravel import AsOf, enter_past
+from resolvers.timetravel import UNSET, AsOf, enter_past
 from resolvers.types import CatalogNode, as_node
 
 
@@ -120,9 +120,9 @@ class SearchQuery:
         lifecycle: list[Lifecycle] | None = None,
         first: int | None = 20,
         after: str | None = None,
-        as_of: AsOf = None,
+        as_of: AsOf = UNSET,
     ) -> SearchResult:
-        if as_of is not None:
+        if as_of:
             await enter_past(info, as_of, graph=True)
         page = await info.context.services.search.search(
             query,
