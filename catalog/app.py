@@ -12,22 +12,34 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from catalog.changes.websocket import NOBODY, SocketLimits
 from catalog.demo import demo_data_dir, load_demo
 from catalog.explorer import explorer_routes
-from catalog.http import CatalogGraphQL, RequestLimits
+from catalog.http import CatalogGraphQL, RequestLimits, www_authenticate
+from catalog.operations import (
+    VERSION_HEADER,
+    Metrics,
+    MetricsMiddleware,
+    committed_version,
+    reach_version,
+    readiness,
+)
 from catalog.playground import playground_routes
 from catalog.registry import Registry
 from catalog.services import Services, WriteServices
 from catalog.settings import Settings
+from metadata.errors import UnauthenticatedError
+from metadata.store import COMMITTED
 from resolvers import build_schema, make_context
 
 log = logging.getLogger("capahub")
@@ -38,9 +50,9 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 async def _follow_other_processes(services: Services) -> None:
     """Poll the change log so projections see what other processes (apply, replicas) wrote;
     record when hub tokens were last used."""
-    interval = services.settings.sync_interval
     while True:
-        await asyncio.sleep(interval)
+        # Shorter while subscribers wait on a database without notifications (SQLite).
+        await asyncio.sleep(services.follow_interval())
         try:
             await services.sync_if_changed()
             await services.tokens.flush_last_used()
@@ -67,13 +79,27 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         query_cache_mb=settings.query_cache_mb,
     )
     state: dict[str, Any] = {}
+    metrics = Metrics()
+    metrics.collector.services = lambda: state.get("services")
 
     async def context(request: Any, response: Any) -> Any:
         services: Services = state["services"]
+        if request.scope["type"] == "websocket":
+            # A subscription connection says who it is at connection_init (its handler).
+            return make_context(services, request, response, principal=NOBODY)
         # Who calls, before anything else runs (UnauthenticatedError: a 401 from the view).
         principal = await services.auth.authenticate(request.headers.get("authorization"))
         if services.graph.version:  # projections loaded: catch up with other processes first
-            await services.catch_up()
+            wanted = request.headers.get(VERSION_HEADER)
+            if wanted is not None:  # read-your-writes across replicas (docs/deployment.md)
+                await reach_version(services, wanted, wait=settings.version_wait)
+            else:
+                await services.catch_up()
+        # The version this request reads (extensions.catalogVersion); its own writes add to it.
+        request.state.catalog_version = services.graph.last_change
+        committed: list[int] = []
+        request.state.committed = committed
+        COMMITTED.set(committed)
         return make_context(
             services, request, response, principal=principal, request_id=_request_id(request)
         )
@@ -87,6 +113,17 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
             max_response_bytes=settings.max_response_bytes,
             timeout=settings.request_timeout,
         ),
+        socket_limits=SocketLimits(
+            max_per_connection=settings.subscriptions_per_connection,
+            init_timeout=settings.subscription_init_timeout,
+            ping_interval=settings.subscription_ping_interval,
+            send_timeout=settings.subscription_send_timeout,
+            max_message_bytes=settings.subscription_max_message_bytes,
+            recheck=settings.sync_interval,
+        ),
+        # WebSocket handshakes from a page on another origin (cross-site WebSocket hijacking):
+        # only the hub's own origin and the CORS origins.
+        allowed_origins=cors_origins(settings),
     )
 
     @contextlib.asynccontextmanager
@@ -121,21 +158,54 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
                 change = await r.last_change_id()
         return JSONResponse({"status": "ok", "database": services.store.dialect, "change": change})
 
+    async def readyz(request: Request) -> JSONResponse:
+        ready, body = await readiness(state.get("services"), max_lag=settings.ready_max_lag)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics_page(request: Request) -> Response:
+        services: Services | None = state.get("services")
+        if services is not None and settings.auth == "on":
+            try:
+                await services.auth.authenticate(request.headers.get("authorization"))
+            except UnauthenticatedError as error:
+                return _unauthenticated(request, error)
+        if services is not None:
+            metrics.collector.committed = await committed_version(services)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/graphql", graphql),  # the view answers other methods with a JSON 405
+        WebSocketRoute("/graphql", graphql),  # subscriptions (graphql-transport-ws)
         *playground_routes(),
         *explorer_routes(),  # the web interface at /, static pages over /graphql
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=_middleware(settings))
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics_page, methods=["GET"]))
+    middleware = _middleware(settings)
+    if settings.metrics:
+        middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app.state.metrics = metrics
     app.state.schema = schema
     return app
+
+
+def _unauthenticated(request: Request, error: UnauthenticatedError) -> Response:
+    body = {"errors": [{"message": error.message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": www_authenticate(request, error)},
+    )
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
     """Host checking on every route (docs/limits.md), then CORS when origins are configured."""
     stack = [Middleware(TrustedHosts, allowed_hosts=allowed_hosts(settings))]
-    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    origins = cors_origins(settings)
     if origins:
         stack.append(
             Middleware(
@@ -146,6 +216,11 @@ def _middleware(settings: Settings) -> list[Middleware]:
             )
         )
     return stack
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """The origins of ``CAPAHUB_CORS_ORIGINS``."""
+    return [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
 
 def allowed_hosts(settings: Settings) -> list[str]:
@@ -184,7 +259,7 @@ class TrustedHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, or refuse it with a 400."""
-        if scope["type"] != "http" or self.check.allow_any:
+        if scope["type"] not in ("http", "websocket") or self.check.allow_any:
             await self.app(scope, receive, send)
             return
         server = scope.get("server")
@@ -197,6 +272,8 @@ class TrustedHosts:
             self._answers[key] = trusted
         if trusted:
             await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # the handshake gets a 403
         else:
             await _wrong_host(key[0])(scope, receive, send)
 

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -30,8 +31,11 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from catalog.changes.websocket import CatalogTransportWS, SocketLimits, close_reason
+from catalog.operations import operation_name as metrics_operation
 from catalog.playground import playground_html
 from catalog.specs import MAX_NESTING, json_too_deep
 from metadata.errors import UnauthenticatedError
@@ -169,7 +173,10 @@ class SubResponse(Response):
 
 class CatalogGraphQL(GraphQL[Any, None]):
     """``/graphql``: POST and GET per GraphQL-over-HTTP, per-request dataloaders, orjson, and
-    the request limits: body size (413), answer size and time budget (docs/limits.md)."""
+    the request limits: body size (413), answer size and time budget (docs/limits.md); and
+    subscriptions over WebSocket (``catalog.changes.websocket``)."""
+
+    graphql_transport_ws_handler_class = CatalogTransportWS
 
     def __init__(
         self,
@@ -177,14 +184,23 @@ class CatalogGraphQL(GraphQL[Any, None]):
         context_factory: Callable[[Any, Any], Any],
         *,
         limits: RequestLimits | None = None,
+        socket_limits: SocketLimits | None = None,
         **kw: Any,
     ) -> None:
+        self.socket_limits = socket_limits or SocketLimits()
+        # Subscriptions over WebSocket: graphql-transport-ws only (docs/subscriptions.md).
+        kw.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+        kw.setdefault(
+            "connection_init_wait_timeout", timedelta(seconds=self.socket_limits.init_timeout)
+        )
         super().__init__(schema, **kw)
         self._context_factory = context_factory
         self.limits = limits or RequestLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection; refused HTTP requests get a GraphQL-shaped JSON error."""
+        if scope["type"] == "websocket":
+            receive = _bounded_messages(receive, send, self.socket_limits.max_message_bytes)
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -297,6 +313,9 @@ class CatalogGraphQL(GraphQL[Any, None]):
         ):
             return replay
         variables = data.get("variables")
+        scope.setdefault("state", {})["graphql_operation"] = metrics_operation(
+            query, operation_name
+        )
         request = Request(scope=scope, receive=replay)
         sub_response = SubResponse(media_type)
         try:
@@ -426,6 +445,9 @@ class CatalogGraphQL(GraphQL[Any, None]):
         know whether it was written. Its waits are bounded on their own (the database's write
         wait, the document limits, the sources' timeout).
         """
+        request.scope.setdefault("state", {})["graphql_operation"] = metrics_operation(
+            request_data.query, request_data.operation_name
+        )
         deadline = _deadline.get()
         if deadline is not None and _is_mutation(request_data.query, request_data.operation_name):
             deadline.reschedule(None)
@@ -449,6 +471,14 @@ class CatalogGraphQL(GraphQL[Any, None]):
         response = await super().process_result(request, result)
         if failed_before_execution(result):
             response.pop("data", None)
+        state = request.scope.get("state")
+        if state is not None and "catalog_version" in state:
+            # The version read, or the newest this request committed (docs/deployment.md).
+            version = max([state["catalog_version"], *state.get("committed", ())])
+            response["extensions"] = {
+                **(response.get("extensions") or {}),
+                "catalogVersion": version,
+            }
         return response
 
     def create_response(
@@ -598,6 +628,23 @@ class _Prepared:
             }
         )
         await send({"type": "http.response.body", "body": self.body})
+
+
+def _bounded_messages(receive: Receive, send: Send, limit: int) -> Receive:
+    """A WebSocket ``receive`` that closes the connection (1009) on a message over ``limit``
+    bytes and reports it to the handler as a disconnect."""
+
+    async def bounded() -> Any:
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            size = len(message.get("text") or "") + len(message.get("bytes") or b"")
+            if size > limit:
+                reason = close_reason(f"message of {size} bytes; the limit is {limit}")
+                await send({"type": "websocket.close", "code": 1009, "reason": reason})
+                return {"type": "websocket.disconnect", "code": 1009}
+        return message
+
+    return bounded
 
 
 def _declared_length(scope: Scope) -> int | None:

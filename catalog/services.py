@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -12,7 +15,7 @@ from catalog.access.tokens import HubTokens
 from catalog.registry import Registry
 from catalog.search import Search
 from catalog.settings import Settings
-from metadata.store import Store
+from metadata.store import Change, ChangeNotifications, Store
 
 # The rest is imported where the full bundle is built: `capahub apply` needs only the write
 # path, and graph analysis (scipy), harvesting (httpx, graphql) and the connectors took half a
@@ -20,12 +23,17 @@ from metadata.store import Store
 if TYPE_CHECKING:
     from catalog.analysis import GraphAnalysis
     from catalog.changes.asof import TimeTravel
+    from catalog.changes.delivery import DeliveryWorker
     from catalog.changes.diff import CatalogDiffs
+    from catalog.changes.feed import ChangeFeed
+    from catalog.changes.webhooks import WebhookService
     from catalog.discovery import Discovery
     from catalog.harvest import HarvestService
     from catalog.harvest.fetch import FetchPolicy
     from catalog.sources import RecordService
     from metadata.graph import CatalogGraph
+
+log = logging.getLogger("capahub")
 
 
 @dataclass
@@ -73,7 +81,14 @@ class Services:
     records: RecordService
     tokens: HubTokens
     auth: Authenticator
+    webhooks: WebhookService
+    #: The webhook delivery worker; started by the server only (``start_delivery``), so the
+    #: CLI's one-shot commands never deliver.
+    delivery: DeliveryWorker | None = None
     _synced_at: float = field(default=0.0, init=False)
+    _notifications: ChangeNotifications | None = field(default=None, init=False)
+    _seen: int = field(default=0, init=False)
+    _waking: asyncio.Task[None] | None = field(default=None, init=False)
 
     @classmethod
     async def start(cls, settings: Settings, *, projections: bool = True) -> Services:
@@ -83,6 +98,7 @@ class Services:
         commit; one-shot CLI commands leave it empty.
         """
         from catalog.analysis import GraphAnalysis
+        from catalog.changes.webhooks import WebhookService
         from catalog.discovery import Discovery
         from catalog.harvest import HarvestService
         from catalog.sources import RecordService
@@ -102,7 +118,7 @@ class Services:
         # Verified hub tokens are trusted for one sync interval: a revocation by another
         # process (the CLI, a replica) takes effect within it; one by this process at once.
         tokens = HubTokens(store, cache_ttl=settings.sync_interval)
-        return cls(
+        services = cls(
             settings=settings,
             store=store,
             registry=writing.registry,
@@ -124,7 +140,59 @@ class Services:
             ),
             tokens=tokens,
             auth=Authenticator.from_settings(settings, tokens),
+            webhooks=WebhookService(store, settings),
         )
+        if projections:
+            await services.follow_changes()
+        return services
+
+    @functools.cached_property
+    def feed(self) -> ChangeFeed:
+        """The change feed subscriptions read (``catalog.changes.feed``)."""
+        from catalog.changes.feed import ChangeFeed, FeedLimits
+
+        limits = FeedLimits(
+            max_subscriptions=self.settings.subscriptions_max,
+            queue=self.settings.subscription_queue,
+            max_message_bytes=self.settings.subscription_max_message_bytes,
+        )
+        return ChangeFeed(self.store, limits)
+
+    async def follow_changes(self) -> None:
+        """Start the change feed; on PostgreSQL also the LISTEN connection through which any
+        process's commit wakes the feed and the projections at once (no waiting for a poll)."""
+        await self.feed.start()
+        self.graph.follow(self._applied)
+        self._notifications = self.store.listen(self._notified)
+        if self._notifications is not None:
+            self._notifications.start()
+
+    def _applied(self, changes: Sequence[Change]) -> None:
+        self._seen = max(self._seen, changes[-1].id)
+        self.feed.wake()
+
+    def _notified(self, last_id: int | None) -> None:
+        self.feed.wake()
+        if last_id is not None and last_id <= max(self._seen, self.graph.last_change):
+            return  # this process's own commit, or one already synced
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.get_running_loop().create_task(self._sync_now())
+
+    async def _sync_now(self) -> None:
+        try:
+            await self.sync()
+        except Exception:  # the periodic sync will try again
+            log.exception("catching up after a change notification failed")
+
+    def follow_interval(self) -> float:
+        """Seconds until the idle loop next looks at the change log: ``sync_interval``, or
+        ``subscription_poll_interval`` while someone subscribes and no notification
+        connection tells of other processes' commits."""
+        interval = self.settings.sync_interval
+        notified = self._notifications is not None and self._notifications.connected
+        if not notified and "feed" in self.__dict__ and self.feed.subscriptions:
+            return min(interval, self.settings.subscription_poll_interval)
+        return interval
 
     @property
     def synced_at(self) -> float:
@@ -180,11 +248,25 @@ class Services:
             return 0
         return await self.sync()
 
+    def start_delivery(self) -> None:
+        """Start delivering webhooks from this process (the server's lifespan calls it)."""
+        from catalog.changes.delivery import DeliveryWorker
+
+        if self.delivery is None:
+            self.delivery = DeliveryWorker.from_settings(self.store, self.settings)
+            self.delivery.start()
+
     async def close(self) -> None:
-        """Stop the graph workers' questions, release the database connections (the search's
+        """Stop the webhook worker and the graph workers' questions, release the database connections (the search's
         own too), the source connectors and the JWKS client."""
+        if self.delivery is not None:
+            await self.delivery.stop()
         if self.analysis.workers is not None:
             self.analysis.workers.close()
+        if self._notifications is not None:
+            await self._notifications.close()
+        if "feed" in self.__dict__:
+            await self.feed.close()
         await self.auth.close()
         await self.records.close()
         self.search.close()

@@ -33,6 +33,7 @@ from resolvers.prepared import (
 from resolvers.queries import CatalogQuery
 from resolvers.records import RecordsQuery
 from resolvers.search import SearchQuery
+from resolvers.subscriptions import CatalogSubscription
 from resolvers.timetravel import TimeTravelQuery
 from resolvers.types import NODE_TYPES
 
@@ -41,6 +42,7 @@ Query = merge_types(
     (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery, AccessQuery, TimeTravelQuery),
 )
 Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation, AccessMutation))
+Subscription = merge_types("Subscription", (CatalogSubscription,))
 
 
 class CatalogSchema(strawberry.federation.Schema):
@@ -122,7 +124,7 @@ def build_schema(
     The depth and alias limits are validation rule classes made once here: the validation
     cache keys on the query text, and the rules must be the same for every request.
     """
-    guard(roots=(Query, Mutation), others=NODE_TYPES)
+    guard(roots=(Query, Mutation, Subscription), others=NODE_TYPES)
     rules = [
         depth_limit_rule(max_depth, None),
         alias_limit_rule(200),
@@ -131,6 +133,7 @@ def build_schema(
     return CatalogSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=NODE_TYPES,
         execution_context_class=CatalogExecutionContext if planned else None,
         extensions=[

@@ -86,6 +86,11 @@ PERMISSIONS: dict[str, Rule] = {
     "Mutation.harvest": _ADMIN,
     "Mutation.createApiToken": _ADMIN,
     "Mutation.revokeApiToken": _ADMIN,
+    "Subscription.catalogChanged": Rule(
+        Role.VIEWER,
+        scope="catalog metadata: committed node and relation changes with their actor; the "
+        "token is checked at connect and again while the subscription lives",
+    ),
 }
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from metadata.errors import InvalidInputError, UnavailableError
-from metadata.model import Kind, Lifecycle, RelationType, parse_id
+from metadata.model import KIND_BY_PREFIX, Kind, Lifecycle, RelationType, parse_id
 from metadata.store import Change, Store
 
 log = logging.getLogger("capahub.changes")
@@ -57,9 +57,12 @@ def operation_of(change: Change) -> ChangeOperation:
         return ChangeOperation.DELETE
     after, before = change.after or {}, change.before or {}
     retired = Lifecycle.RETIRED.value
-    if change.target == "node" and after.get("lifecycle") == retired:
-        if before.get("lifecycle") != retired:
-            return ChangeOperation.RETIRE
+    if (
+        change.target == "node"
+        and after.get("lifecycle") == retired
+        and before.get("lifecycle") != retired
+    ):
+        return ChangeOperation.RETIRE
     return ChangeOperation.UPDATE
 
 
@@ -83,11 +86,7 @@ def relation_type_of(change: Change) -> RelationType | None:
 
 
 def _kind_of(node_id: str) -> Kind | None:
-    prefix = node_id.partition(":")[0]
-    for kind in Kind:
-        if kind.prefix == prefix:
-            return kind
-    return None
+    return KIND_BY_PREFIX.get(node_id.partition(":")[0])
 
 
 def visible(change: Change) -> bool:
