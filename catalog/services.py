@@ -257,8 +257,8 @@ class Services:
             self.delivery.start()
 
     async def close(self) -> None:
-        """Stop the webhook worker and the graph workers' questions, release the database connections (the search's
-        own too), the source connectors and the JWKS client."""
+        """Stop the webhook worker and the graph workers' questions, release the database
+        connections (the search's own too), the source connectors and the JWKS client."""
         if self.delivery is not None:
             await self.delivery.stop()
         if self.analysis.workers is not None:

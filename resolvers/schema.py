@@ -36,12 +36,23 @@ from resolvers.search import SearchQuery
 from resolvers.subscriptions import CatalogSubscription
 from resolvers.timetravel import TimeTravelQuery
 from resolvers.types import NODE_TYPES
+from resolvers.webhooks import WebhookMutation, WebhookQuery
 
 Query = merge_types(
     "Query",
-    (CatalogQuery, GraphQuery, SearchQuery, RecordsQuery, AccessQuery, TimeTravelQuery),
+    (
+        CatalogQuery,
+        GraphQuery,
+        SearchQuery,
+        RecordsQuery,
+        AccessQuery,
+        TimeTravelQuery,
+        WebhookQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (CatalogMutation, HarvestMutation, AccessMutation))
+Mutation = merge_types(
+    "Mutation", (CatalogMutation, HarvestMutation, AccessMutation, WebhookMutation)
+)
 Subscription = merge_types("Subscription", (CatalogSubscription,))
 
 

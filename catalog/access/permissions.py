@@ -86,6 +86,12 @@ PERMISSIONS: dict[str, Rule] = {
     "Mutation.harvest": _ADMIN,
     "Mutation.createApiToken": _ADMIN,
     "Mutation.revokeApiToken": _ADMIN,
+    "Query.webhooks": Rule(Role.ADMIN, scope="registered webhooks (never their secrets)"),
+    "Query.webhookDeliveries": Rule(Role.ADMIN, scope="a webhook's delivery log"),
+    "Mutation.registerWebhook": _ADMIN,
+    "Mutation.pauseWebhook": _ADMIN,
+    "Mutation.resumeWebhook": _ADMIN,
+    "Mutation.deleteWebhook": _ADMIN,
     "Subscription.catalogChanged": Rule(
         Role.VIEWER,
         scope="catalog metadata: committed node and relation changes with their actor; the "

@@ -283,11 +283,10 @@ class DeliveryWorker:
         """How long a claimed delivery is this worker's (then another may send it again)."""
         return timedelta(seconds=2 * self.settings.webhook_timeout + 5)
 
-    def start(self) -> None:
-        """Start working; changes this process commits wake the worker at once."""
-        if self._task is not None:
+    def open(self) -> None:
+        """Make the HTTP client (``start`` does; tests that drive ``step`` themselves too)."""
+        if self._client is not None:
             return
-        self._wake = asyncio.Event()
         from catalog.harvest.fetch import FetchPolicy
 
         policy = FetchPolicy.from_settings(self.settings, trusted=False)
@@ -299,8 +298,20 @@ class DeliveryWorker:
             follow_redirects=False,
             trust_env=False,
         )
+
+    def start(self) -> None:
+        """Start working; changes this process commits wake the worker at once."""
+        if self._task is not None:
+            return
+        self._wake = asyncio.Event()
+        self.open()
         self.store.subscribe(lambda _changes: self._wake.set())
         self._task = asyncio.create_task(self._run(), name="capahub-webhooks")
+
+    async def drain(self) -> None:
+        """Wait for the sends in flight (tests that drive ``step`` themselves)."""
+        while self._sending:
+            await asyncio.gather(*self._sending.values(), return_exceptions=True)
 
     async def stop(self) -> None:
         """Stop: sends in flight are cancelled (their leases expire; they are sent again)."""
