@@ -2,11 +2,14 @@
 
 Each operation becomes a capability the system PROVIDES, PART_OF the capability of its first
 tag. Each component schema (``definitions`` in Swagger 2.0) becomes a data entity with its
-properties as attributes. An operation WRITES what its request body holds (for POST, PUT,
-PATCH, DELETE) and READS what its successful responses hold. ``$ref``s are followed through
-nested and circular schemas: what a payload only contains through another schema is READ,
-marked ``nested: true`` on the relation (never WRITTEN: a new order embeds its products but
-does not change them).
+properties as attributes. An operation WRITES the schemas its request body names (for POST,
+PUT, PATCH, DELETE) and READS the schemas its successful responses name: directly, through
+inline schemas, arrays, maps and ``allOf``/``oneOf``/``anyOf`` compositions, but never
+through the properties of another named schema. What one schema's properties reference
+becomes a REFERENCES relation between the two entities, naming those properties (its
+``attributes``); what a schema is composed of (its ``allOf``/``oneOf``/``anyOf`` members,
+what it is an array or map of) a REFERENCES naming the ``composition``. So an operation
+touches the few entities its payloads name, and the schema graph stays in the entities.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
@@ -27,7 +31,11 @@ from metadata.model import Kind, Lifecycle, RelationType
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 #: Keys whose values are sample data, not schema: a "$ref" inside them is not a reference.
-_NOT_SCHEMA = frozenset({"example", "examples", "default", "enum", "const"})
+#: (``not`` is schema, but what a payload must not be is not data it carries.)
+_NOT_SCHEMA = frozenset({"example", "examples", "default", "enum", "const", "not"})
+#: What a value *is* rather than what it *has*: a composition of, an array of, a map of.
+_COMPOSITIONS = ("allOf", "oneOf", "anyOf")
+_COLLECTIONS = ("items", "prefixItems", "additionalProperties")
 
 
 class OpenAPIHarvester:
@@ -89,7 +97,7 @@ class _Spec:
             if not isinstance(value, dict):
                 b.warn(f"schema {name}: not an object; skipped")
         self.entity_ids: dict[str, str] = {}
-        self._direct: dict[str, dict[str, None]] = {}
+        self._shapes: dict[str, _Shape] = {}
         self._external: set[str] = set()
 
     # -- $refs ---------------------------------------------------------------------------
@@ -124,7 +132,8 @@ class _Spec:
         return None
 
     def refs_in(self, obj: Any, where: str) -> dict[str, None]:
-        """Component schemas referenced from ``obj``, looking through other local refs."""
+        """Component schemas ``obj`` names, looking through inline schemas and other local
+        refs (``components/requestBodies``, ``responses``...), but not into named schemas."""
         found: dict[str, None] = {}
         seen_refs: set[str] = set()
         seen_objs: set[int] = set()
@@ -139,11 +148,7 @@ class _Spec:
                 if isinstance(ref, str):
                     name = self.schema_name(ref)
                     if name is not None:
-                        if name not in self.schemas:
-                            raise BadSourceDataError(
-                                f"{self.location}: broken $ref {ref!r} at {at}: no such schema",
-                                field="location",
-                            )
+                        self._check_schema(name, ref, at)
                         found[name] = None
                     elif ref not in seen_refs:
                         seen_refs.add(ref)
@@ -157,22 +162,94 @@ class _Spec:
                 stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
         return found
 
-    def direct(self, name: str) -> dict[str, None]:
-        """Schemas one schema references directly (memoized)."""
-        if name not in self._direct:
-            self._direct[name] = {}  # guards against re-entry on circular refs
-            self._direct[name] = self.refs_in(self.schemas[name], f"{self.schema_prefix[2:]}{name}")
-        return self._direct[name]
+    def shape(self, name: str) -> _Shape:
+        """What a named schema is made of and what its properties reference (memoized)."""
+        shape = self._shapes.get(name)
+        if shape is None:
+            shape = self._shapes[name] = self._walk_shape(
+                self.schemas[name], f"{self.schema_prefix[2:]}{name}"
+            )
+        return shape
 
-    def closure(self, roots: dict[str, None]) -> dict[str, bool]:
-        """Schemas reachable from ``roots``: name -> True when reached only through others."""
-        out: dict[str, bool] = {n: False for n in roots}
+    def _walk_shape(self, schema: dict[str, Any], where: str) -> _Shape:
+        """Walk a schema's compositions, items and maps (not its properties' schemas).
+
+        Named schemas met on the way are what the schema is composed of; the properties of the
+        schema and of its inline ``allOf`` members are its attributes, whose references are
+        collected per property; properties of other inline parts (a ``oneOf`` option, an
+        array's inline items) count towards the composition keyword that led there.
+        """
+        shape = _Shape()
+        seen: set[int] = set()
+        seen_refs: set[str] = set()
+        queue: deque[tuple[Any, str, str | None]] = deque([(schema, where, None)])
+        while queue:
+            node, at, via = queue.popleft()
+            if not isinstance(node, dict) or id(node) in seen:
+                continue
+            seen.add(id(node))
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = self.schema_name(ref)
+                if name is not None:
+                    self._check_schema(name, ref, at)
+                    shape.members.setdefault(name, via or "$ref")
+                elif ref not in seen_refs:
+                    seen_refs.add(ref)
+                    target = self.resolve(ref, at)
+                    if target is not None:
+                        queue.append((target, ref, via))
+            own = node.get("properties")
+            if isinstance(own, dict):
+                for pname, pschema in own.items():
+                    for target in self.refs_in(pschema, f"{at}.properties.{pname}"):
+                        if via is None or via == "allOf":
+                            names = shape.attributes.setdefault(target, [])
+                            if str(pname) not in names:
+                                names.append(str(pname))
+                        else:
+                            shape.inner.setdefault(target, via)
+            for key in _COMPOSITIONS:
+                options = node.get(key)
+                if isinstance(options, list):
+                    queue.extend((m, f"{at}.{key}[{i}]", via or key) for i, m in enumerate(options))
+            for key in _COLLECTIONS:
+                value = node.get(key)
+                if isinstance(value, list):
+                    queue.extend((m, f"{at}.{key}[{i}]", via or key) for i, m in enumerate(value))
+                elif isinstance(value, dict):
+                    queue.append((value, f"{at}.{key}", via or key))
+        return shape
+
+    def _check_schema(self, name: str, ref: str, at: str) -> None:
+        if name not in self.schemas:
+            raise BadSourceDataError(
+                f"{self.location}: broken $ref {ref!r} at {at}: no such schema",
+                field="location",
+            )
+
+    def payload(self, roots: dict[str, None]) -> dict[str, None]:
+        """The schemas a payload naming ``roots`` carries: the roots and, transitively, what
+        they are composed of (never what their properties reference)."""
+        out = dict(roots)
         queue = deque(roots)
         while queue:
-            for ref in self.direct(queue.popleft()):
-                if ref not in out:
-                    out[ref] = True
-                    queue.append(ref)
+            for member in self.shape(queue.popleft()).members:
+                if member not in out:
+                    out[member] = None
+                    queue.append(member)
+        return out
+
+    def references(self, name: str) -> dict[str, dict[str, list[str]]]:
+        """REFERENCES of one schema: target -> ``{attributes: [...], composition: [...]}``."""
+        shape = self.shape(name)
+        out: dict[str, dict[str, list[str]]] = {}
+        for target, keyword in [*shape.members.items(), *shape.inner.items()]:
+            kinds = out.setdefault(target, {}).setdefault("composition", [])
+            if keyword not in kinds:
+                kinds.append(keyword)
+        for target, names in shape.attributes.items():
+            out.setdefault(target, {})["attributes"] = names
         return out
 
     # -- mapping -------------------------------------------------------------------------
@@ -234,6 +311,10 @@ class _Spec:
             attributes=attributes,
         )
         self.b.relate(self.ctx.system, RelationType.STORES, self.entity_ids[name])
+        for target, how in self.references(name).items():
+            self.b.relate(
+                self.entity_ids[name], RelationType.REFERENCES, self.entity_ids[target], how
+            )
 
     def flatten(
         self, schema: dict[str, Any], where: str, depth: int = 0
@@ -504,21 +585,25 @@ class _Spec:
             codes = [c for c in responses if str(c)[:1] in "123"] or list(responses)
             for code in codes:
                 response.update(self.refs_in(responses[code], f"{where}.responses.{code}"))
-        direct_writes = request if method in WRITE_METHODS else {}
-        direct_reads = {n: None for n in [*response, *([] if method in WRITE_METHODS else request)]}
-        for name in direct_writes:
+        writes = self.payload(request) if method in WRITE_METHODS else {}
+        reads = self.payload({**response, **({} if method in WRITE_METHODS else request)})
+        for name in writes:
             self.b.relate(cap_id, RelationType.WRITES, self.entity_ids[name])
-        for name in direct_reads:
-            if name not in direct_writes:
+        for name in reads:
+            if name not in writes:
                 self.b.relate(cap_id, RelationType.READS, self.entity_ids[name])
-        # What the payloads merely contain (through other schemas) is read, never written.
-        for name, nested in self.closure({**request, **response}).items():
-            if nested and name not in direct_writes and name not in direct_reads:
-                self.b.relate(cap_id, RelationType.READS, self.entity_ids[name], _nested(nested))
 
 
-def _nested(nested: bool) -> dict[str, Any] | None:
-    return {"nested": True} if nested else None
+@dataclass
+class _Shape:
+    """One named schema's references (see ``_Spec._walk_shape``)."""
+
+    #: named schemas it is composed of -> the keyword (allOf, oneOf, anyOf, items...)
+    members: dict[str, str] = field(default_factory=dict)
+    #: named schemas its attributes reference -> the attributes' names
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    #: named schemas referenced by properties of inline options/items -> the keyword
+    inner: dict[str, str] = field(default_factory=dict)
 
 
 def _tags(op: dict[str, Any]) -> list[str]:
