@@ -1,0 +1,275 @@
+"""Webhooks in one process: a real receiver on 127.0.0.1 that fails, hangs, closes the
+connection and recovers; signatures checked with the reference implementation
+(``standardwebhooks``); ordering per webhook; a slow receiver beside a fast one; the retry
+schedule; hostile registration input."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from standardwebhooks import Webhook as Verifier
+
+from catalog.changes.delivery import Backoff, DeliveryWorker
+from catalog.services import Services
+from catalog.settings import Settings
+from catalog.specs import parse_document
+from tests.conftest import GraphQLClient
+
+FAST = {
+    "harvest_allowed_hosts": "127.0.0.1",
+    "webhook_timeout": 1.0,
+    "webhook_retry_base": 0.1,
+    "webhook_retry_max_delay": 0.3,
+    "webhook_poll_interval": 0.05,
+}
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1; each path answers by a script of behaviours (``500``,
+    ``hang``, ``close``, ``ok``), then ``ok``; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[str]] = {}
+        self.always: dict[str, str] = {}
+        self.received: list[tuple[str, dict[str, str], bytes, float]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with outer.lock:
+                    script = outer.scripts.get(self.path, [])
+                    action = script.pop(0) if script else outer.always.get(self.path, "ok")
+                    outer.received.append(
+                        (self.path, dict(self.headers.items()), body, time.monotonic())
+                    )
+                if action == "hang":
+                    time.sleep(3)
+                    return
+                if action == "close":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                code = 500 if action == "500" else 200
+                self.send_response(code)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"no" if code == 500 else b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def delivered(self, path: str, secret: str) -> list[dict[str, Any]]:
+        """The events that reached ``path`` with a 2xx answer, deduplicated by webhook-id,
+        each verified with the reference implementation (raises on a bad signature)."""
+        verifier = Verifier(secret)
+        with self.lock:
+            got = [r for r in self.received if r[0] == path]
+        seen: dict[str, dict[str, Any]] = {}
+        for _, headers, body, _at in got:
+            event = verifier.verify(body, headers)
+            seen.setdefault(headers["webhook-id"], event)
+        return list(seen.values())
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+REGISTER = """mutation($input: WebhookInput!) { registerWebhook(input: $input) {
+  secret webhook { id url status kinds operations } } }"""
+UPSERT = """mutation($id: ID!, $name: String!) { upsertNode(input: {id: $id, name: $name}) { id version } }"""
+DELIVERIES = """query($w: ID!) { webhookDeliveries(webhook: $w, first: 100) {
+  edges { node { id changeId status attempts lastError lastStatusCode nextAttemptAt } } } }"""
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _ok_events(receiver: Receiver, path: str, secret: str) -> list[dict[str, Any]]:
+    # Only requests answered ok count as delivered; the script tells which were.
+    return receiver.delivered(path, secret)
+
+
+def test_webhook_receiver_fails_hangs_closes_then_recovers(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver
+) -> None:
+    gql = app_factory(**FAST)
+    receiver.scripts["/a"] = ["500", "hang", "close", "500"]
+    reg = gql.data(REGISTER, {"input": {"url": receiver.url("/a"), "kinds": ["SYSTEM"]}})[
+        "registerWebhook"
+    ]
+    secret, wid = reg["secret"], reg["webhook"]["id"]
+    assert secret.startswith("whsec_")
+    for i in range(5):
+        gql.data(UPSERT, {"id": f"system:s{i}", "name": f"S {i}"})
+    gql.data(UPSERT, {"id": "team:t", "name": "T"})  # filtered out (kind)
+
+    def all_delivered() -> bool:
+        log = gql.data(DELIVERIES, {"w": wid})["webhookDeliveries"]["edges"]
+        return len(log) == 5 and all(e["node"]["status"] == "DELIVERED" for e in log)
+
+    wait_for(all_delivered, what="five deliveries")
+    events = receiver.delivered("/a", secret)
+    ids = [e["data"]["id"] for e in events]
+    assert ids == [f"system:s{i}" for i in range(5)]  # in change order, none missing
+    assert [e["type"] for e in events] == ["node.created"] * 5
+    changes = [e["data"]["changeId"] for e in events]
+    assert changes == sorted(changes)
+    assert events[0]["data"]["after"]["name"] == "S 0" and events[0]["data"]["before"] is None
+    log = gql.data(DELIVERIES, {"w": wid})["webhookDeliveries"]["edges"]
+    first = log[-1]["node"]  # newest first
+    assert first["attempts"] == 5 and first["changeId"] == changes[0]
+    # The first event took the four failures; the ones behind it waited (per-webhook order).
+    with receiver.lock:
+        order = [json.loads(b)["data"]["id"] for p, _, b, _ in receiver.received if p == "/a"]
+    assert order[:5] == ["system:s0"] * 5
+    # Same webhook-id on every retry of one event.
+    with receiver.lock:
+        hdr = [h["webhook-id"] for p, h, _, _ in receiver.received if p == "/a"][:5]
+    assert len(set(hdr)) == 1 and hdr[0] == first["id"]
+
+
+def test_a_slow_receiver_does_not_delay_another_webhook(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver
+) -> None:
+    gql = app_factory(**FAST)
+    receiver.always["/slow"] = "hang"
+    slow = gql.data(REGISTER, {"input": {"url": receiver.url("/slow")}})["registerWebhook"]
+    fast = gql.data(REGISTER, {"input": {"url": receiver.url("/fast")}})["registerWebhook"]
+    gql.data(UPSERT, {"id": "system:first", "name": "one"})
+    wait_for(lambda: len(receiver.delivered("/fast", fast["secret"])) == 1, what="fast 1")
+    wait_for(
+        lambda: any(r[0] == "/slow" for r in receiver.received), what="slow receiver called"
+    )
+    # While the slow receiver hangs on its first event, the fast one gets each change quickly.
+    for i in range(3):
+        t0 = time.monotonic()
+        gql.data(UPSERT, {"id": f"system:n{i}", "name": "n"})
+        wait_for(
+            lambda i=i: len(receiver.delivered("/fast", fast["secret"])) == i + 2,
+            what="fast delivery",
+        )
+        assert time.monotonic() - t0 < 1.0
+    pending = gql.data(DELIVERIES, {"w": slow["webhook"]["id"]})["webhookDeliveries"]["edges"]
+    assert {e["node"]["status"] for e in pending} == {"PENDING"}
+    errors = [e["node"]["lastError"] for e in pending if e["node"]["lastError"]]
+    assert all("no answer within" in e for e in errors)
+
+
+def test_pause_queues_and_resume_delivers_in_order(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver
+) -> None:
+    gql = app_factory(**FAST)
+    reg = gql.data(REGISTER, {"input": {"url": receiver.url("/p"), "operations": ["UPDATE"]}})[
+        "registerWebhook"
+    ]
+    wid = reg["webhook"]["id"]
+    gql.data(UPSERT, {"id": "system:a", "name": "a0"})  # a create: filtered out
+    assert gql.data("mutation($id: ID!) { pauseWebhook(id: $id) { status } }", {"id": wid}) == {
+        "pauseWebhook": {"status": "PAUSED"}
+    }
+    for i in range(3):
+        gql.data(UPSERT, {"id": "system:a", "name": f"a{i + 1}"})
+    wait_for(
+        lambda: gql.data("{ webhooks { pendingDeliveries } }")["webhooks"][0]["pendingDeliveries"]
+        == 3,
+        what="three queued",
+    )
+    time.sleep(0.3)
+    assert receiver.received == []
+    gql.data("mutation($id: ID!) { resumeWebhook(id: $id) { status } }", {"id": wid})
+    wait_for(lambda: len(receiver.delivered("/p", reg["secret"])) == 3, what="resumed")
+    names = [e["data"]["after"]["name"] for e in receiver.delivered("/p", reg["secret"])]
+    assert names == ["a1", "a2", "a3"]
+    assert [e["type"] for e in receiver.delivered("/p", reg["secret"])] == ["node.updated"] * 3
+    assert gql.data("mutation($id: ID!) { deleteWebhook(id: $id) }", {"id": wid}) == {
+        "deleteWebhook": True
+    }
+    err = gql.error(DELIVERIES, {"w": wid})
+    assert err["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_backoff_schedule_retries_at_least_24_hours() -> None:
+    backoff = Backoff()  # the defaults: 5 s doubling to 1 h, 24 h window
+    rng = random.Random(7)
+    times = backoff.schedule(rng)
+    assert times[-1] >= 24 * 3600
+    assert times[-2] < 24 * 3600  # the last retry is the first past the window
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    for n, gap in enumerate(gaps, start=1):
+        full = min(3600.0, 5.0 * 2 ** (n - 1))
+        assert full / 2 <= gap <= full
+    assert 25 <= len(times) <= 60
+    # Jitter: two schedules differ.
+    assert backoff.schedule(random.Random(1))[:8] != backoff.schedule(random.Random(2))[:8]
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert not backoff.gives_up(t0, t0 + timedelta(hours=23, minutes=59))
+    assert backoff.gives_up(t0, t0 + timedelta(hours=24))
+
+
+async def test_delivery_marked_failed_after_the_retry_window(
+    settings: Settings, receiver: Receiver
+) -> None:
+    receiver.always["/dead"] = "500"
+    s = settings.model_copy(update=FAST)
+    services = await Services.start(s)
+    now = [datetime(2030, 1, 1, tzinfo=UTC)]
+    worker = DeliveryWorker(
+        services.store, s, clock=lambda: now[0], backoff=Backoff(60, 3600, 86400)
+    )
+    worker.open()
+    try:
+        rec, _ = await services.webhooks.register(receiver.url("/dead"), created_by="tests")
+        await services.registry.apply_document(
+            parse_document("nodes: [{id: 'system:x', name: X}]")
+        )
+        attempts = 0
+        while True:
+            started = await worker.step()
+            await worker.drain()
+            recs, _ = await services.webhooks.deliveries(rec.id)
+            d = recs[0]
+            if started:
+                attempts += 1
+            if d.status != "pending":
+                break
+            assert d.next_attempt_at is not None
+            now[0] = d.next_attempt_at  # jump the clock to the next attempt: no waiting
+            assert attempts < 100
+        assert d.status == "failed" and d.attempts == attempts
+        assert d.last_status == 500 and d.last_error is not None and "HTTP 500" in d.last_error
+        assert attempts >= 20  # 60 s doubling to 1 h over 24 h
+    finally:
+        await worker.stop()
+        await services.close()
