@@ -15,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from standardwebhooks import Webhook as Verifier
 
 from catalog.changes.delivery import Backoff, DeliveryWorker
@@ -169,9 +171,7 @@ def test_a_slow_receiver_does_not_delay_another_webhook(
     fast = gql.data(REGISTER, {"input": {"url": receiver.url("/fast")}})["registerWebhook"]
     gql.data(UPSERT, {"id": "system:first", "name": "one"})
     wait_for(lambda: len(receiver.delivered("/fast", fast["secret"])) == 1, what="fast 1")
-    wait_for(
-        lambda: any(r[0] == "/slow" for r in receiver.received), what="slow receiver called"
-    )
+    wait_for(lambda: any(r[0] == "/slow" for r in receiver.received), what="slow receiver called")
     # While the slow receiver hangs on its first event, the fast one gets each change quickly.
     for i in range(3):
         t0 = time.monotonic()
@@ -202,8 +202,9 @@ def test_pause_queues_and_resume_delivers_in_order(
     for i in range(3):
         gql.data(UPSERT, {"id": "system:a", "name": f"a{i + 1}"})
     wait_for(
-        lambda: gql.data("{ webhooks { pendingDeliveries } }")["webhooks"][0]["pendingDeliveries"]
-        == 3,
+        lambda: (
+            gql.data("{ webhooks { pendingDeliveries } }")["webhooks"][0]["pendingDeliveries"] == 3
+        ),
         what="three queued",
     )
     time.sleep(0.3)
@@ -251,9 +252,7 @@ async def test_delivery_marked_failed_after_the_retry_window(
     worker.open()
     try:
         rec, _ = await services.webhooks.register(receiver.url("/dead"), created_by="tests")
-        await services.registry.apply_document(
-            parse_document("nodes: [{id: 'system:x', name: X}]")
-        )
+        await services.registry.apply_document(parse_document("nodes: [{id: 'system:x', name: X}]"))
         attempts = 0
         while True:
             started = await worker.step()
@@ -273,3 +272,132 @@ async def test_delivery_marked_failed_after_the_retry_window(
     finally:
         await worker.stop()
         await services.close()
+
+
+HOSTS = st.sampled_from(
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "[::1]",
+        "0.0.0.0",
+        "",
+        "u:p@127.0.0.1",
+        "[::ffff:10.0.0.1]",
+        "8.8.8.8:99999",
+        "127.0.0.1:0",
+        "[zz]",
+    ]
+)
+SCHEMES = st.sampled_from(["http", "https", "ftp", "file", "javascript", "HTTP", "gopher", ""])
+URLS = st.one_of(
+    st.builds(lambda s, h, p: f"{s}://{h}/{p}", SCHEMES, HOSTS, st.text(max_size=30)),
+    st.text(max_size=60),
+    st.just("http://127.0.0.1/" + "x" * 3000),
+)
+SECRETS = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.just("whsec_" + "A" * 20),
+    st.just("whsec_!!!!"),
+    st.just("whsec_" + "QUFB" * 40),
+)
+IDS = st.one_of(
+    st.none(),
+    st.lists(st.sampled_from(["system:crm", "nope", "x:y", "system:UPPER", ""]), max_size=3),
+    st.just([f"system:s{i}" for i in range(101)]),
+)
+
+
+@hsettings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    url=URLS,
+    secret=SECRETS,
+    ids=IDS,
+    description=st.one_of(st.none(), st.text(max_size=10), st.just("d" * 501)),
+    ops=st.one_of(st.none(), st.lists(st.sampled_from(["CREATE", "DELETE", "MOVE"]))),
+)
+def test_hostile_registration_is_coded_and_writes_nothing(
+    hostile_gql: GraphQLClient,
+    url: str,
+    secret: str | None,
+    ids: list[str] | None,
+    description: str | None,
+    ops: list[str] | None,
+) -> None:
+    before = len(hostile_gql.data("{ webhooks { id } }")["webhooks"])
+    body = hostile_gql.post(
+        REGISTER,
+        {
+            "input": {
+                "url": url,
+                "secret": secret,
+                "ids": ids,
+                "description": description,
+                "operations": ops,
+            }
+        },
+    )
+    after = len(hostile_gql.data("{ webhooks { id } }")["webhooks"])
+    if body.get("errors"):
+        err = body["errors"][0]
+        assert err["extensions"]["code"] in ("BAD_USER_INPUT", "FORBIDDEN"), err
+        assert after == before
+    else:
+        assert after == before + 1
+        hostile_gql.data(
+            "mutation($id: ID!) { deleteWebhook(id: $id) }",
+            {"id": body["data"]["registerWebhook"]["webhook"]["id"]},
+        )
+
+
+def test_registration_errors_name_the_field(gql: GraphQLClient) -> None:
+    cases = {
+        "ftp://example.com/x": ("BAD_USER_INPUT", "url"),
+        "http://127.0.0.1:9/x": ("FORBIDDEN", "url"),
+        "http://169.254.169.254/latest": ("FORBIDDEN", "url"),
+        "http://u:p@93.184.215.14/": ("BAD_USER_INPUT", "url"),
+    }
+    for url, (code, field) in cases.items():
+        err = gql.error(REGISTER, {"input": {"url": url}})
+        assert err["extensions"]["code"] == code, (url, err)
+        assert err["extensions"]["field"] == field and err["message"].startswith(f"{field}:")
+    err = gql.error(REGISTER, {"input": {"url": "http://93.184.215.14/", "secret": "whsec_abc"}})
+    assert err["extensions"]["field"] == "secret"
+    err = gql.error(REGISTER, {"input": {"url": "http://93.184.215.14/", "ids": ["nope"]}})
+    assert err["extensions"]["field"] == "ids"
+    err = gql.error(REGISTER, {"input": {"url": "http://93.184.215.14/", "kinds": ["PLANET"]}})
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and "PLANET" in err["message"]
+    assert gql.data("{ webhooks { id } }") == {"webhooks": []}
+
+
+def test_webhook_count_is_bounded(app_factory: Callable[..., GraphQLClient]) -> None:
+    gql = app_factory(webhook_max_count=2, harvest_allowed_hosts="127.0.0.1")
+    for _ in range(2):
+        gql.data(REGISTER, {"input": {"url": "http://127.0.0.1:9/h"}})
+    err = gql.error(REGISTER, {"input": {"url": "http://127.0.0.1:9/h"}})
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and "at most 2" in err["message"]
+
+
+def test_large_events_are_sent_without_their_images(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver
+) -> None:
+    gql = app_factory(**FAST, webhook_max_body_bytes=4096)
+    reg = gql.data(REGISTER, {"input": {"url": receiver.url("/big")}})["registerWebhook"]
+    gql.data(
+        'mutation($p: JSON) { upsertNode(input: {id: "system:big", name: "b", properties: $p}) { id } }',
+        {"p": {"blob": "x" * 10_000}},
+    )
+    wait_for(lambda: len(receiver.delivered("/big", reg["secret"])) == 1, what="big event")
+    (event,) = receiver.delivered("/big", reg["secret"])
+    assert event["data"]["truncated"] is True and event["data"]["after"] is None
+    assert event["data"]["id"] == "system:big"
+
+
+@pytest.fixture
+def hostile_gql(app_factory: Callable[..., GraphQLClient]) -> GraphQLClient:
+    return app_factory()
