@@ -219,11 +219,49 @@ async def measure(path: Path) -> None:
     await store.close()
 
 
+async def measure_graphql(path: Path) -> None:
+    """The same questions through the GraphQL schema of a started hub (in-process execute)."""
+    from catalog.services import Services
+    from catalog.settings import Settings
+    from resolvers.context import make_context
+    from resolvers.schema import build_schema
+
+    t = time.perf_counter()
+    services = await Services.start(Settings(database_url=f"sqlite:///{path}", _env_file=None))
+    print(f"hub started in {time.perf_counter() - t:.1f} s (projection, search index)")
+    schema = build_schema()
+    month = (NOW - timedelta(days=30)).isoformat()
+    ids = [n for n in services.graph.g if n.startswith("system:")][:100]
+    for label, text in (
+        ("node now", '{ node(id: "%s") { id name lifecycle } }'),
+        ("node asOf", '{ node(id: "%s", asOf: "' + month + '") { id name lifecycle } }'),
+        ("impact now", '{ impact(id: "%s", depth: 3) { affected { distance node { id } } } }'),
+        (
+            "impact asOf",
+            '{ impact(id: "%s", depth: 3, asOf: "' + month + '") '
+            "{ affected { distance node { id } } } }",
+        ),
+    ):
+        samples = []
+        for node_id in ids:
+            t = time.perf_counter()
+            result = await schema.execute(text % node_id, context_value=make_context(services))
+            samples.append(time.perf_counter() - t)
+            assert not result.errors, result.errors
+        print(
+            f"GraphQL {label} ({len(ids)} ids; the first asOf builds the past graph): {_ms(samples)}"
+        )
+    await services.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument(
+        "--graphql", action="store_true", help="also through the schema of a started hub"
+    )
     args = parser.parse_args()
     path = args.db or Path(tempfile.mkdtemp()) / "asof.db"
     if not path.exists():
@@ -235,6 +273,8 @@ def main() -> None:
             f"{(after - before) / args.changes:.0f} bytes per change (SQLite, with its indexes)"
         )
     asyncio.run(measure(path))
+    if args.graphql:
+        asyncio.run(measure_graphql(path))
 
 
 if __name__ == "__main__":

@@ -538,3 +538,52 @@ def test_past_answers_obey_the_permission_table(
         ... on DataEntity { name records { totalCount } } } }"""
     err = gql.error(records)
     assert err["extensions"]["code"] == "FORBIDDEN", err
+
+
+async def test_root_fragments_are_checked_for_one_instant(services: Services) -> None:
+    await _write_history(services)
+    same = """query { ...Then b: node(id: "system:erp", asOf: "2026-01-11T00:00:00Z") { name } }
+      fragment Then on Query { a: node(id: "system:crm", asOf: "2026-01-11T00:00:00Z") { name } }"""
+    assert await _ask(services, same) == {"a": {"name": "CRM"}, "b": {"name": "ERP"}}
+    mixed = """query { ...Now b: node(id: "system:erp", asOf: "2026-01-11T00:00:00Z") { name } }
+      fragment Now on Query { a: node(id: "system:crm") { name } }"""
+    err = await _error(services, mixed)
+    assert err["code"] == "BAD_USER_INPUT" and err["field"] == "asOf"
+
+
+async def test_as_of_costs_more_than_the_present(services: Services) -> None:
+    await _write_history(services)
+    at = (T2 + DAY).isoformat()
+    for name in ("node", "impact", "nodes"):
+        now = await _schema().execute(_query(name, None), context_value=make_context(services))
+        then = await _schema().execute(_query(name, T2 + DAY), context_value=make_context(services))
+        assert now.extensions and then.extensions
+        assert then.extensions["cost"] > now.extensions["cost"], (name, at)
+
+
+async def test_the_serving_process_writes_snapshots_as_the_log_grows(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from catalog.changes.snapshots import last_snapshot_id
+
+    svc = await Services.start(settings.model_copy(update={"snapshot_every": 5}))
+    try:
+        await _write_history(svc)
+        await svc.sync()
+        for _ in range(100):
+            if await last_snapshot_id(svc.store):
+                break
+            await asyncio.sleep(0.05)
+        snap = await last_snapshot_id(svc.store)
+        async with svc.store.read() as r:
+            # at the change the projection stood at when it synced (another sync, e.g. on a
+            # PostgreSQL notification, may have started it before the last write)
+            assert 5 <= snap <= await r.last_change_id()
+        # A past state is then rebuilt from the nearest snapshot, and equals the replay.
+        tt = TimeTravel(svc.store)
+        mid = await tt.resolve(T2 + DAY)
+        assert (await tt.rebuild(mid, "snapshot")).nodes == (await tt.rebuild(mid, "replay")).nodes
+    finally:
+        await svc.close()
