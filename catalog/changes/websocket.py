@@ -23,7 +23,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 from graphql import GraphQLError, OperationDefinitionNode, parse
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -249,7 +252,11 @@ class CatalogTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             return
         try:
             async with asyncio.timeout(self.limits.send_timeout):
-                await super().send_message(message)
+                # Text frames, as the protocol requires (the view's JSON encoder gives bytes,
+                # which strawberry would send as binary frames).
+                await self.context.request.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
         except TimeoutError:
             await self.close(
                 FELL_BEHIND,
