@@ -51,6 +51,7 @@ BACKWARD = (
 LINEAGE = (R.FLOWS_TO, R.REPRESENTS)
 
 MAX_DEPTH = 10
+_IN_SERVICE = frozenset({Lifecycle.ACTIVE, Lifecycle.DEPRECATED})
 MAX_PATH_LENGTH = 12
 MAX_FIRST = 500
 TIME_BUDGET_S = 5.0
@@ -225,28 +226,98 @@ class GraphAnalysis:
         if graph.kind(n) is Kind.JOURNEY_STEP:
             yield from graph.steps(n, (R.PART_OF,), "out")
 
-    def impact(self, node_id: str, depth: int) -> ImpactResult:
-        """Everything that depends on a node, up to ``depth`` relations away."""
+    def impact(self, node_id: str, depth: int, *, direct_only: bool = False) -> ImpactResult:
+        """Everything that depends on a node, up to ``depth`` relations away (only what
+        depends on the node itself with ``direct_only``), and what it leaves without a
+        provider or a system of record (whatever the depth; docs/graph.md gives the rules)."""
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
         deadline = self._deadline("impact")
-        found = g.bfs(node_id, self.dependents, depth, deadline)
+        found = g.bfs(node_id, self.dependents, min(depth, 1) if direct_only else depth, deadline)
         affected = sorted(
             ((n, d, via) for n, (d, via) in found.items()), key=lambda x: (x[1], x[0])
         )
-        lost = {node_id, *found}
-
-        def lost_all(n: str, kind: Kind, rtype: RelationType) -> bool:
-            deadline.check()
-            if g.kind(n) is not kind:
-                return False
-            servers = g.into(n, rtype)
-            return bool(servers) and not any(s not in lost and g.active(s) for s in servers)
-
-        unprovided = sorted(c for c in found if lost_all(c, Kind.CAPABILITY, R.PROVIDES))
-        orphaned = sorted(e for e in found if lost_all(e, Kind.DATA_ENTITY, R.MASTERS))
+        gone = self._gone_with(node_id, deadline)
+        unprovided = self._unprovided(gone, deadline)
+        orphaned = sorted(
+            e
+            for e in {e for s in gone for e in g.out(s, R.MASTERS)} - gone
+            if g.kind(e) is Kind.DATA_ENTITY
+            and g.active(e)
+            and not any(self._serving(s) and s not in gone for s in g.into(e, R.MASTERS))
+        )
         return ImpactResult(node_id, affected, unprovided, orphaned)
+
+    def _serving(self, system: str) -> bool:
+        """Whether a system is in service: ACTIVE or DEPRECATED (PLANNED ones not yet)."""
+        return self.graph.g.nodes[system]["lifecycle"] in _IN_SERVICE
+
+    def _gone_with(self, root: str, deadline: Deadline) -> set[str]:
+        """What goes when ``root`` goes: itself and, for a system, its components (the
+        systems PART_OF it, transitively). Systems that merely depend on it stay."""
+        g = self.graph
+        gone = {root}
+        if g.kind(root) is not Kind.SYSTEM:
+            return gone
+        todo = [root]
+        while todo:
+            deadline.check()
+            for part in g.into(todo.pop(), R.PART_OF):
+                if part not in gone and g.kind(part) is Kind.SYSTEM and g.active(part):
+                    gone.add(part)
+                    todo.append(part)
+        return gone
+
+    def _unprovided(self, gone: set[str], deadline: Deadline) -> list[str]:
+        """Capabilities provided (themselves or through a sub-capability, as ``gaps`` counts)
+        by a system in service before ``gone`` goes, and by none after."""
+        g = self.graph
+        candidates: set[str] = set()
+        for n in gone:
+            if g.kind(n) is Kind.CAPABILITY:
+                candidates.update(self._ancestors(n))
+            for c in g.out(n, R.PROVIDES):
+                candidates.add(c)
+                candidates.update(self._ancestors(c))
+        memo_before: dict[str, bool] = {}
+        memo_after: dict[str, bool] = {}
+
+        def covered(c: str, without: set[str], memo: dict[str, bool]) -> bool:
+            if c not in memo:
+                deadline.check()
+                memo[c] = False  # a PART_OF cycle (refused on write) must not recurse forever
+                memo[c] = c not in without and (
+                    any(self._serving(s) and s not in without for s in g.into(c, R.PROVIDES))
+                    or any(
+                        covered(child, without, memo)
+                        for child in g.into(c, R.PART_OF)
+                        if g.kind(child) is Kind.CAPABILITY and g.active(child)
+                    )
+                )
+            return memo[c]
+
+        return sorted(
+            c
+            for c in candidates - gone
+            if g.active(c) and covered(c, set(), memo_before) and not covered(c, gone, memo_after)
+        )
+
+    def _ancestors(self, capability: str) -> list[str]:
+        """The capabilities above one (its PART_OF chain), nearest first."""
+        g = self.graph
+        out: list[str] = []
+        n = capability
+        while True:
+            parents = [
+                p
+                for p in g.out(n, R.PART_OF)
+                if g.kind(p) is Kind.CAPABILITY and g.active(p) and p not in out
+            ]
+            if not parents or parents[0] == capability:
+                return out
+            n = parents[0]
+            out.append(n)
 
     def path(self, src: str, dst: str, max_length: int) -> list[Step] | None:
         """A shortest connection (direction ignored for finding it, reported as stored)."""

@@ -141,11 +141,17 @@ class Impact:
             ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected
         ]
 
-    @strawberry.field(description="Capabilities that lose their last active provider.")
+    @strawberry.field(
+        description="Capabilities that no system in service provides (itself or through a "
+        "sub-capability) once the root and its components are gone."
+    )
     async def unprovided_capabilities(self, info: CatalogInfo) -> list[Capability]:
         return await _nodes(info, self.result.unprovided_capabilities)
 
-    @strawberry.field(description="Entities that lose their last system of record.")
+    @strawberry.field(
+        description="Entities that no system in service masters once the root and its "
+        "components are gone."
+    )
     async def orphaned_entities(self, info: CatalogInfo) -> list[DataEntity]:
         return await _nodes(info, self.result.orphaned_entities)
 
@@ -297,15 +303,29 @@ class GraphQuery:
     """Questions about the landscape as a graph."""
 
     @strawberry.field(
-        description="Everything that depends on a node, up to `depth` relations away."
+        description="Everything that depends on a node, up to `depth` relations away "
+        "(`directOnly`: only what depends on the node itself, distance 1), and the "
+        "capabilities and entities it leaves unserved (docs/graph.md)."
     )
     async def impact(
-        self, info: CatalogInfo, id: strawberry.ID, depth: int | None = 3, as_of: AsOf = UNSET
+        self,
+        info: CatalogInfo,
+        id: strawberry.ID,
+        depth: int | None = 3,
+        as_of: AsOf = UNSET,
+        direct_only: Annotated[
+            bool | None,
+            strawberry.argument(
+                description="Only the direct effects: the nodes that depend on the root "
+                "itself. The unprovided and orphaned lists are the same either way."
+            ),
+        ] = False,
     ) -> Impact:
         if as_of:
             await enter_past(info, as_of, graph=True)
         d = 3 if depth is None else depth
-        result = await _ask(info, lambda q: q.impact(str(id), d))
+        direct = bool(direct_only)
+        result = await _ask(info, lambda q: q.impact(str(id), d, direct_only=direct))
         # The affected nodes' records only when they are asked for: an impact can reach most
         # of the catalog, and loading it all (on the event loop) for `root { id }` took seconds.
         fields = info.selected_fields

@@ -74,8 +74,9 @@ async def test_impact_of_retiring_the_crm(small: Services) -> None:
     assert got["step:buy.choose"] == 2  # uses the profile capability
     assert got["journey:buy"] == 3
     assert got["entity:order"] == 2  # references the customer
-    # The shop provides profile too, but it is affected itself: profile loses every provider.
-    assert result.unprovided_capabilities == ["capability:profile"]
+    # The shop provides profile too: it depends on the CRM (so it is affected), but it stays in
+    # service, so profile keeps a provider.
+    assert result.unprovided_capabilities == []
     # The ERP also masters the customer: it is not orphaned.
     assert result.orphaned_entities == []
     via = dict((n, v) for n, _, v in result.affected)["system:bot"]
@@ -83,6 +84,96 @@ async def test_impact_of_retiring_the_crm(small: Services) -> None:
         ("system:shop", RelationType.DEPENDS_ON, "system:crm"),
         ("system:bot", RelationType.DEPENDS_ON, "system:shop"),
     ]
+
+
+LOSSES = """
+nodes:
+  - {id: system:crm, name: CRM}
+  - {id: system:crm.mail, name: CRM mailer}
+  - {id: system:erp, name: ERP}
+  - {id: system:shop, name: Shop}
+  - {id: system:crm2, name: New CRM, lifecycle: PLANNED}
+  - {id: system:legacy, name: Legacy, lifecycle: DEPRECATED}
+  - {id: capability:customer, name: Customer management}
+  - {id: capability:customer.profile, name: Profile}
+  - {id: capability:customer.consent, name: Consent}
+  - {id: capability:customer.mailing, name: Mailing}
+  - {id: capability:orders, name: Orders}
+  - {id: capability:orders.change, name: Change order}
+  - {id: capability:orders.track, name: Track order}
+  - {id: entity:customer, name: Customer}
+  - {id: entity:consent, name: Consent}
+  - {id: entity:lead, name: Lead}
+relations:
+  - {from: system:crm.mail, type: PART_OF, to: system:crm}
+  - {from: system:shop, type: DEPENDS_ON, to: system:crm}
+  - {from: capability:customer.profile, type: PART_OF, to: capability:customer}
+  - {from: capability:customer.consent, type: PART_OF, to: capability:customer}
+  - {from: capability:customer.mailing, type: PART_OF, to: capability:customer}
+  - {from: capability:orders.change, type: PART_OF, to: capability:orders}
+  - {from: capability:orders.track, type: PART_OF, to: capability:orders}
+  # Only the CRM and its parts provide the customer capabilities (a planned successor does
+  # not provide anything yet): all of them, and their parent, are left unprovided.
+  - {from: system:crm, type: PROVIDES, to: capability:customer.profile}
+  - {from: system:crm2, type: PROVIDES, to: capability:customer.profile}
+  - {from: system:crm, type: PROVIDES, to: capability:customer.consent}
+  - {from: system:crm.mail, type: PROVIDES, to: capability:customer.mailing}
+  # The ERP provides the parent, not the sub-capability: change order is left unprovided.
+  - {from: system:erp, type: PROVIDES, to: capability:orders}
+  - {from: system:crm, type: PROVIDES, to: capability:orders.change}
+  # A deprecated system is still in service.
+  - {from: system:crm, type: PROVIDES, to: capability:orders.track}
+  - {from: system:legacy, type: PROVIDES, to: capability:orders.track}
+  - {from: system:crm, type: MASTERS, to: entity:customer}
+  - {from: system:shop, type: MASTERS, to: entity:customer}
+  - {from: system:crm.mail, type: MASTERS, to: entity:consent}
+  - {from: system:crm2, type: MASTERS, to: entity:lead}
+  - {from: system:crm, type: MASTERS, to: entity:lead}
+"""
+
+
+async def test_impact_counts_as_unprovided_only_what_no_remaining_system_provides(
+    services: Services,
+) -> None:
+    await services.registry.apply_document(parse_document(LOSSES))
+    result = services.analysis.impact("system:crm", 1)
+    assert result.unprovided_capabilities == [
+        "capability:customer",  # nothing below it is provided any more (as gaps counts)
+        "capability:customer.consent",
+        "capability:customer.mailing",  # its provider is a component of the CRM
+        "capability:customer.profile",  # the planned successor does not count
+        "capability:orders.change",  # the ERP provides the parent only
+    ]
+    # The shop depends on the CRM but still masters the customer; the mailer goes with the
+    # CRM (it is PART_OF it), and a planned system is no system of record yet.
+    assert result.orphaned_entities == ["entity:consent", "entity:lead"]
+    # The verdicts do not depend on how far the affected nodes are listed.
+    assert services.analysis.impact("system:crm", 0).unprovided_capabilities == (
+        result.unprovided_capabilities
+    )
+    # A component going alone leaves only its own capability and entity unserved.
+    part = services.analysis.impact("system:crm.mail", 3)
+    assert part.unprovided_capabilities == ["capability:customer.mailing"]
+    assert part.orphaned_entities == ["entity:consent"]
+    # Retiring a provider first: what it provided is no longer the CRM's loss alone.
+    await services.registry.retire("system:legacy")
+    assert (
+        "capability:orders.track"
+        in services.analysis.impact("system:crm", 1).unprovided_capabilities
+    )
+
+
+async def test_impact_direct_only_lists_what_depends_on_the_root_itself(small: Services) -> None:
+    every = small.analysis.impact("system:crm", 3)
+    direct = small.analysis.impact("system:crm", 3, direct_only=True)
+    assert {n for n, d, _ in every.affected if d == 1} == {n for n, _, _ in direct.affected}
+    assert {d for _, d, _ in direct.affected} == {1}
+    assert len(every.affected) > len(direct.affected)
+    assert (direct.unprovided_capabilities, direct.orphaned_entities) == (
+        every.unprovided_capabilities,
+        every.orphaned_entities,
+    )
+    assert small.analysis.impact("system:crm", 0, direct_only=True).affected == []
 
 
 async def test_impact_depth_limits_and_skips_retired(small: Services) -> None:

@@ -24,6 +24,28 @@ def test_what_breaks_if_we_retire_the_crm(demo_gql: GraphQLClient) -> None:
     assert data["unprovidedCapabilities"], "the CRM is the only provider of some capabilities"
 
 
+def test_impact_direct_only_through_the_api(demo_gql: GraphQLClient) -> None:
+    q = """query($direct: Boolean) { impact(id: "system:crm", depth: 3, directOnly: $direct) {
+             affected { node { id } distance }
+             unprovidedCapabilities { id }
+             orphanedEntities { id }
+        } }"""
+    every = demo_gql.data(q, {"direct": False})["impact"]
+    direct = demo_gql.data(q, {"direct": True})["impact"]
+    assert {a["distance"] for a in direct["affected"]} == {1}
+    assert direct["affected"] == [a for a in every["affected"] if a["distance"] == 1]
+    assert len(every["affected"]) > len(direct["affected"])
+    for key in ("unprovidedCapabilities", "orphanedEntities"):
+        assert direct[key] == every[key]
+    unprovided = {c["id"] for c in every["unprovidedCapabilities"]}
+    # Only the CRM provides case handling; marketing automation, which depends on the CRM
+    # (through the CDP), is affected but still provides recording consent and sending email.
+    assert "capability:case-management.case-handling.open-case" in unprovided
+    assert "capability:consent-management.consent-capture.record-consent" not in unprovided
+    assert "capability:campaign-management.campaign-execution.send-email" not in unprovided
+    assert "system:marketing-automation" in {a["node"]["id"] for a in every["affected"]}
+
+
 def test_read_your_writes_in_the_projection(demo_gql: GraphQLClient) -> None:
     q = '{ path(from: "system:bi", to: "system:chatbot", maxLength: 1) { type } }'
     assert demo_gql.data(q)["path"] is None
