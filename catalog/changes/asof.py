@@ -284,7 +284,8 @@ class TimeTravel:
         self.live = graph
         self.snapshot_every = snapshot_every
         self._graphs: LRUCache[int, GraphView] = LRUCache(maxsize=max(1, cache_size))
-        self._states: LRUCache[int, CatalogState] = LRUCache(maxsize=max(1, cache_size))
+        # Whole states hold every node's record (hundreds of MB at 100,000 nodes): half as many.
+        self._states: LRUCache[int, CatalogState] = LRUCache(maxsize=max(1, cache_size // 2))
         self._building: dict[tuple[str, int], asyncio.Future[Any]] = {}
         #: How past graphs and states were rebuilt, for tests and benchmarks to check.
         self.built: list[tuple[str, int, str]] = []

@@ -587,3 +587,21 @@ async def test_the_serving_process_writes_snapshots_as_the_log_grows(
         assert (await tt.rebuild(mid, "snapshot")).nodes == (await tt.rebuild(mid, "replay")).nodes
     finally:
         await svc.close()
+
+
+async def test_past_listings_read_a_fixed_number_of_statements(
+    services: Services, count_statements: Callable[[Any], Any]
+) -> None:
+    await _write_history(services)
+    at = (T2 + DAY).isoformat()
+    query = """{ nodes(first: %d, asOf: "%s") { edges { node { id name owner { id name }
+        ... on System { provides { id name providers { id name } } } } } } }"""
+    await _ask(services, query % (1, at))  # builds the past graph once
+    counts = []
+    for first in (1, 3, 8):
+        counter = count_statements(services.store.engine)
+        await _ask(services, query % (first, at))
+        counts.append(counter.count)
+    # One statement per level of records (page, owners and providers, their providers) and
+    # the instant: never one per item (at 8 the page already holds the next level's nodes).
+    assert max(counts) == counts[0] <= 4, counts
