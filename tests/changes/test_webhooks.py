@@ -5,6 +5,7 @@ schedule; hostile registration input."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import threading
@@ -18,9 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook as Verifier
 
 from catalog.changes.delivery import Backoff, DeliveryWorker
+from catalog.changes.signing import SecretBox
 from catalog.services import Services
 from catalog.settings import Settings
 from catalog.specs import parse_document
@@ -401,3 +406,34 @@ def test_large_events_are_sent_without_their_images(
 @pytest.fixture
 def hostile_gql(app_factory: Callable[..., GraphQLClient]) -> GraphQLClient:
     return app_factory()
+
+
+def test_secrets_are_sealed_with_the_configured_key(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver, settings: Settings
+) -> None:
+    gql = app_factory(**FAST, webhook_secret_key=SecretStr("correct horse battery staple"))
+    given_secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    reg = gql.data(
+        REGISTER,
+        {"input": {"url": receiver.url("/r"), "types": ["OWNS"], "secret": given_secret}},
+    )["registerWebhook"]
+    assert reg["secret"] == given_secret
+    gql.data(UPSERT, {"id": "team:a", "name": "A"})  # a node event: filtered out by types
+    gql.data(UPSERT, {"id": "system:b", "name": "B"})
+    gql.data('mutation { relate(input: {from: "team:a", type: OWNS, to: "system:b"}) { type } }')
+    wait_for(lambda: len(receiver.delivered("/r", given_secret)) == 1, what="relation event")
+    (event,) = receiver.delivered("/r", given_secret)
+    assert event["type"] == "relation.created"
+    assert event["data"]["from"] == "team:a" and event["data"]["type"] == "OWNS"
+    engine = create_engine(make_url(settings.database_url).set(drivername=_sync_driver(settings)))
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT secret FROM webhooks")).scalar_one()
+    engine.dispose()
+    assert stored.startswith("fernet:") and given_secret not in stored
+    with pytest.raises(ValueError, match="another CAPAHUB_WEBHOOK_SECRET_KEY"):
+        SecretBox("another key").open(stored)
+    assert SecretBox("correct horse battery staple").open(stored) == given_secret
+
+
+def _sync_driver(settings: Settings) -> str:
+    return "sqlite" if settings.database_url.startswith("sqlite") else "postgresql+psycopg"
