@@ -298,6 +298,8 @@ async def test_bad_instants_are_coded_errors_naming_the_argument(services: Servi
             "in the future",
         ),
         '{ nodes(asOf: "2026-02-01T00:00:00") { totalCount } }': ("asOf", "no timezone offset"),
+        '{ search(query: "crm", asOf: "2026-02-01T00:00:00+05:00") { totalCount } '
+        'gaps(asOf: "2026-02-01T00:00:00") { reason } }': ("asOf", "one instant"),
         '{ catalogDiff(from: "2026-03-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { totalCount } }': (
             "from",
             "is after to",
@@ -317,6 +319,9 @@ async def test_bad_instants_are_coded_errors_naming_the_argument(services: Servi
         assert err["code"] == "BAD_USER_INPUT", (query, err)
         assert err.get("field") == field, (query, err)
         assert words in err["message"], (query, err)
+    # Text that is no DateTime at all is the scalar's own coded refusal.
+    err = await _error(services, '{ node(id: "system:crm", asOf: "yesterday") { id } }')
+    assert err["code"] == "BAD_USER_INPUT" and "DateTime" in err["message"]
     # The same instant through a variable and a literal is one instant.
     ok = await _schema().execute(
         """query($t: DateTime) { a: node(id: "system:crm", asOf: $t) { name }
