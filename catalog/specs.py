@@ -362,14 +362,24 @@ class NodeSpec(_Spec):
 
     id: str = Field(max_length=200)
     #: Needed for a new node; left out, an existing node keeps its name (null is refused).
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME,
+        description="Needed for a new node; left out, an existing node keeps its name.",
+    )
     description: str | None = Field(default=None, max_length=MAX_TEXT)
     tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
     lifecycle: Lifecycle | None = None
     owner: str | None = Field(default=None, max_length=200)
     properties: dict[str, Any] | None = None
     attributes: list[Attribute] | None = Field(default=None, max_length=2000)
-    expected_version: int | None = Field(default=None, alias="expectedVersion", ge=0)
+    expected_version: int | None = Field(
+        default=None,
+        alias="expectedVersion",
+        ge=0,
+        description="Refuse the write (CONFLICT) unless the node is at this version (0: new).",
+    )
 
     @field_validator("name")
     @classmethod

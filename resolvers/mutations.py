@@ -10,8 +10,10 @@ from strawberry.scalars import JSON
 
 from catalog import changeset, registry
 from catalog.specs import CapabilitySpec, NodeSpec, RelationSpec, build, parse_document
+from metadata.model import Attribute
+from resolvers._inputs import spec_input
 from resolvers.context import CatalogInfo
-from resolvers.enums import Lifecycle, RelationType
+from resolvers.enums import RelationType
 from resolvers.types import Capability, CatalogNode, Relation, as_node
 
 
@@ -27,54 +29,28 @@ def _given(obj: object) -> dict[str, Any]:
     return out
 
 
-@strawberry.input(description="One attribute of a data entity.")
-class AttributeInput:
-    name: str
-    type: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
-    classification: str | None = strawberry.UNSET
-
-
-@strawberry.input(description="A node to create or update; fields left out keep their value.")
-class NodeInput:
-    id: strawberry.ID
-    name: str | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Needed for a new node; left out, an existing node keeps its name.",
-    )
-    description: str | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    lifecycle: Lifecycle | None = strawberry.UNSET
-    owner: strawberry.ID | None = strawberry.UNSET
-    properties: JSON | None = strawberry.UNSET
-    attributes: list[AttributeInput] | None = strawberry.UNSET
-    expected_version: int | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Refuse the write (CONFLICT) unless the node is at this version (0: new).",
-    )
-
-
-@strawberry.input(description="A relation between two existing nodes.")
-class RelationInput:
-    from_: strawberry.ID = strawberry.field(name="from")
-    type: RelationType
-    to: strawberry.ID
-    properties: JSON | None = strawberry.UNSET
-
-
-@strawberry.input(description="A capability with its parent, domain, providers and data.")
-class CapabilityInput:
-    key: str
-    name: str
-    description: str | None = strawberry.UNSET
-    parent: strawberry.ID | None = strawberry.UNSET
-    domain: strawberry.ID | None = strawberry.UNSET
-    owner: strawberry.ID | None = strawberry.UNSET
-    provided_by: list[strawberry.ID] | None = strawberry.UNSET
-    reads: list[strawberry.ID] | None = strawberry.UNSET
-    writes: list[strawberry.ID] | None = strawberry.UNSET
-    tags: list[str] | None = strawberry.UNSET
-    properties: JSON | None = strawberry.UNSET
+AttributeInput = spec_input(
+    Attribute, name="AttributeInput", description="One attribute of a data entity."
+)
+NodeInput = spec_input(
+    NodeSpec,
+    name="NodeInput",
+    description="A node to create or update; fields left out keep their value.",
+    ids=frozenset({"id", "owner"}),
+    nested={Attribute: AttributeInput},
+)
+RelationInput = spec_input(
+    RelationSpec,
+    name="RelationInput",
+    description="A relation between two existing nodes.",
+    ids=frozenset({"from_", "to"}),
+)
+CapabilityInput = spec_input(
+    CapabilitySpec,
+    name="CapabilityInput",
+    description="A capability with its parent, domain, providers and data.",
+    ids=frozenset({"parent", "domain", "owner", "provided_by", "reads", "writes"}),
+)
 
 
 def _relation_data(value: RelationInput) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from catalog.cli._common import (
     DatabaseOption,
     local_caller,
     print_counts,
+    progress,
     run_with_write_services,
     settings_for,
 )
@@ -45,26 +46,32 @@ def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Calle
     merged = CatalogDocument()
     max_items = settings_for(database).max_document_items
     problems: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise CliError(f"{path}: cannot read ({err.strerror})") from None
-        try:
-            doc = parse_document(text, prefix=f"{path}:", max_items=max_items)
-        except CatalogError as err:
-            # Every file is read: the problems of all of them are shown at once.
-            problems.extend(_located(err, path))
-            continue
-        merged.nodes.extend(doc.nodes)
-        merged.relations.extend(doc.relations)
-        merged.prune = merged.prune or doc.prune
+    with progress("reading catalog files", total=len(files)) as task:
+        for path in files:
+            task.update(description=f"reading {path}")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as err:
+                raise CliError(f"{path}: cannot read ({err.strerror})") from None
+            try:
+                doc = parse_document(text, prefix=f"{path}:", max_items=max_items)
+            except CatalogError as err:
+                # Every file is read: the problems of all of them are shown at once.
+                problems.extend(_located(err, path))
+                task.advance()
+                continue
+            merged.nodes.extend(doc.nodes)
+            merged.relations.extend(doc.relations)
+            merged.prune = merged.prune or doc.prune
+            task.advance()
     if problems:
         _refuse(problems)
 
     async def work(services: WriteServices) -> ApplyReport:
+        what = f"{len(merged.nodes)} nodes and {len(merged.relations)} relations"
         try:
-            return await services.registry.apply_document(merged, dry_run=dry_run, by=caller)
+            with progress(f"{'checking' if dry_run else 'applying'} {what}"):
+                return await services.registry.apply_document(merged, dry_run=dry_run, by=caller)
         except CatalogError as err:
             _refuse(problems_of(err))
 
@@ -84,22 +91,26 @@ def _located(err: CatalogError, path: Path) -> list[dict[str, Any]]:
 
 def _refuse(problems: list[dict[str, Any]]) -> NoReturn:
     """Print every problem on a line of its own (``FILE:LINE:COLUMN: field: message``) on
-    stderr, then the one-line summary (exit status 1)."""
-    for p in problems:
-        message = str(p["message"])
-        line, column, file = p.get("line"), p.get("column"), p.get("file")
-        if line is not None:
-            message = message.removesuffix(f" (line {line}, column {column})")
-            if file and message.startswith(f"{file}:"):
-                message = message[len(file) + 1 :]
-            message = f"{file}:{line}:{column}: {message}"
-        typer.echo(message, err=True)
-    count = len(problems)
-    raise CliError(
-        f"{count} problem{'s' if count != 1 else ''} (listed above); nothing was written"
-        if count > 1
-        else str(problems[0]["message"])
-    )
+    stderr, then the one-line summary (exit status 1); a single problem is that line alone."""
+    lines = [_line(p) for p in problems]
+    if len(lines) == 1:
+        raise CliError(lines[0])
+    for line in lines:
+        typer.echo(line, err=True)
+    raise CliError(f"{len(lines)} problems (listed above); nothing was written")
+
+
+def _line(p: dict[str, Any]) -> str:
+    """One problem as ``FILE:LINE:COLUMN: field: message`` (the message alone without a
+    position)."""
+    message = str(p["message"])
+    line, column, file = p.get("line"), p.get("column"), p.get("file")
+    if line is not None:
+        message = message.removesuffix(f" (line {line}, column {column})")
+        if file and message.startswith(f"{file}:"):
+            message = message[len(file) + 1 :]
+        message = f"{file}:{line}:{column}: {message}"
+    return message
 
 
 #: Rows of the diff a dry run prints (the counts above it cover everything).

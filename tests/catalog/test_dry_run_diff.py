@@ -93,6 +93,9 @@ def test_capahub_apply_dry_run_prints_the_diff_table(tmp_path: Path) -> None:
     proc = run(str(change), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
+    # Progress as plain lines on stderr (not a terminal), never on stdout.
+    assert "checking 3 nodes and 1 relations" in proc.stderr
+    assert "checking" not in out
     assert "dry run: nothing written" in out
     rows = [" ".join(line.strip("│┃ ").split()) for line in out.splitlines()]
     assert any(
