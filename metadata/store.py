@@ -793,7 +793,7 @@ class ChangeNotifications:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         log = logging.getLogger("capahub.store")
         pause = 1.0

@@ -23,7 +23,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -339,7 +339,7 @@ class Subscription:
         self._ended = True
         self._ready.set()
 
-    async def changes(self) -> AsyncIterator[Change]:
+    async def changes(self) -> AsyncGenerator[Change, None]:
         """The subscriber's changes, from ``delivered`` on, live for as long as it iterates."""
         try:
             while not self._ended:

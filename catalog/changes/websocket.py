@@ -172,7 +172,8 @@ class CatalogTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             await self.close(4400, "connection_init: payload.Authorization must be a string")
             return
         request = self.context.request
-        self.authorization = given[0] if given else request.headers.get("authorization")
+        header: str | None = request.headers.get("authorization")
+        self.authorization = str(given[0]) if given else header
         try:
             principal = await self.context.services.auth.authenticate(self.authorization)
             check(principal, COORDINATE)
