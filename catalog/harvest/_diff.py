@@ -309,6 +309,11 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
         if spec.owner is not None and known.get(spec.owner) is not Kind.TEAM:
             result.warnings.append(f"{spec.id}: owner {spec.owner} is not a known team; left out")
             spec = spec.model_copy(update={"owner": None})
+        if spec.attributes and kinds[spec.id] is not Kind.DATA_ENTITY:
+            result.warnings.append(
+                f"{spec.id}: only data entities have attributes; its attributes were left out"
+            )
+            spec = spec.model_copy(update={"attributes": None})
         snap = _snapshot(spec, holders[spec.id])
         old = stored_nodes.get(spec.id)
         new = merge_node(spec, kinds[spec.id], old, memory.get(spec.id), snap, now)

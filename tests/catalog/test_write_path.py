@@ -71,3 +71,34 @@ async def test_a_harvest_cannot_close_a_part_of_cycle_with_stored_relations(
         "capability:b PART_OF capability:a" in w and "cycle" in w for w in report.warnings
     ), report.warnings
     assert await _part_of(services) == {("capability:a", "capability:b")}
+
+
+async def test_a_harvester_cannot_store_what_the_metamodel_forbids(
+    services: Services, tmp_path: Path
+) -> None:
+    await services.registry.apply_document(
+        parse_document("nodes: [{id: system:portal, name: Portal}]")
+    )
+    batch = HarvestBatch(
+        nodes=[
+            NodeSpec.model_validate(
+                {"id": "system:portal.x", "name": "X", "attributes": [{"name": "a"}]}
+            )
+        ],
+        relations=[
+            RelationSpec.model_validate(
+                {"from": "system:portal.x", "type": "DEPENDS_ON", "to": "system:portal.x"}
+            )
+        ],
+    )
+    services.harvest.register_harvester(_Fixed(batch))
+    report = await services.harvest.harvest_location(_source(tmp_path))
+    text = " | ".join(report.warnings)
+    assert "only data entities have attributes" in text
+    assert "itself" in text
+    async with services.store.read() as r:
+        rec = (await r.get_nodes(["system:portal.x"]))["system:portal.x"]
+        assert rec.attributes == ()
+        assert [x.type for x in await r.relations_from(["system:portal.x"])] == [
+            RelationType.HARVESTED_FROM
+        ]
