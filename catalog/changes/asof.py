@@ -300,7 +300,9 @@ class TimeTravel:
         if not self.snapshot_every or live is None or self._snapshotting is not None:
             return
         due = max(self.snapshot_every, len(live.g))
-        if self._last_snapshot is not None and live.last_change - self._last_snapshot < due:
+        # Until the newest snapshot is known, count from 0: a log shorter than ``due`` needs no
+        # look at the snapshots table (so a hub with a short history never reads it).
+        if live.last_change - (self._last_snapshot or 0) < due:
             return
         self._snapshotting = asyncio.ensure_future(self._snapshot(live.last_change, due))
 
