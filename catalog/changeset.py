@@ -258,6 +258,11 @@ async def check(tx: Reader, changes: ChangeSet) -> None:
                 check_not_self(rel.type, rel.from_id, rel.to_id, field=entry.loc)
         except InvalidInputError as err:
             problems.error(err, entry.spec, "type")
+        if rel.type is RelationType.REPRESENTS and rel.properties:
+            check_field_map(rel.properties, entry, problems)
+    for _, rel, entry in changes.updated:
+        if rel.type is RelationType.REPRESENTS and rel.properties:
+            check_field_map(rel.properties, entry, problems)
     problems.raise_if_any()
     new_edges = [(r, e) for r, e in changes.added if r.type is RelationType.PART_OF]
     if new_edges:
@@ -265,6 +270,52 @@ async def check(tx: Reader, changes: ChangeSet) -> None:
         cycle = await part_of_cycle(tx, [r for r, _ in new_edges], removed)
         if cycle is not None:
             _refuse_cycle(cycle, {r.key: e for r, e in new_edges})
+
+
+def check_field_map(properties: dict[str, Any] | None, entry: Entry, problems: Problems) -> None:
+    """The rule of a REPRESENTS relation's properties: ``matchKey`` names one attribute,
+    ``fields`` maps attribute names to attribute names, ``source`` is a source id."""
+    props = properties or {}
+    spec, loc = entry.spec, entry.loc
+    match_key = props.get("matchKey")
+    if match_key is not None and not isinstance(match_key, str):
+        problems.at(
+            spec,
+            ("properties", "matchKey"),
+            f"{loc}.properties.matchKey: the match key names one canonical attribute "
+            f"(a string), got {match_key!r}",
+            "field-map",
+            field=f"{loc}.properties.matchKey",
+        )
+    fields = props.get("fields")
+    if fields is not None and (
+        not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values())
+    ):
+        problems.at(
+            spec,
+            ("properties", "fields"),
+            f"{loc}.properties.fields: the field map is an object of canonical attribute "
+            "-> physical attribute names",
+            "field-map",
+            field=f"{loc}.properties.fields",
+        )
+    source = props.get("source")
+    if source is not None:
+        where = f"{loc}.properties.source"
+        try:
+            is_source = isinstance(source, str) and parse_id(source, field=where)[0] is Kind.SOURCE
+        except InvalidInputError as err:
+            problems.error(err, spec, "properties", "source")
+            return
+        if not is_source:
+            problems.at(
+                spec,
+                ("properties", "source"),
+                f"{where}: the source that serves this mapping's records is a source id "
+                f"(source:KEY), got {repr(source)[:80]}",
+                "field-map",
+                field=where,
+            )
 
 
 async def part_of_cycle(
@@ -380,6 +431,7 @@ __all__ = [
     "NodeChange",
     "RelationChange",
     "check",
+    "check_field_map",
     "commit",
     "has_cycle",
     "node_change",

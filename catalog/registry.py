@@ -9,7 +9,7 @@ from typing import Any
 
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
-from catalog.changeset import ChangeReport, ChangeSet, Entry, commit, revise
+from catalog.changeset import ChangeReport, ChangeSet, Entry, check_field_map, commit, revise
 from catalog.problems import MAX_PROBLEMS, Problems, closest
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
 from metadata.errors import CatalogError, ConflictError, InvalidInputError, NotFoundError
@@ -280,48 +280,8 @@ def _check_ids(
         except InvalidInputError as err:
             problems.error(err, rspec, "type")
         if rspec.type is RelationType.REPRESENTS and rspec.properties:
-            _check_field_map(rspec, problems)
+            check_field_map(rspec.properties, Entry(rspec.loc, rspec), problems)
     return kinds
-
-
-def _check_field_map(spec: RelationSpec, problems: Problems) -> None:
-    props = spec.properties or {}
-    match_key = props.get("matchKey")
-    if match_key is not None and not isinstance(match_key, str):
-        problems.at(
-            spec,
-            ("properties", "matchKey"),
-            f"{spec.loc}.properties.matchKey: the match key names one canonical attribute "
-            f"(a string), got {match_key!r}",
-            "field-map",
-        )
-    fields = props.get("fields")
-    if fields is not None and (
-        not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values())
-    ):
-        problems.at(
-            spec,
-            ("properties", "fields"),
-            f"{spec.loc}.properties.fields: the field map is an object of canonical attribute "
-            "-> physical attribute names",
-            "field-map",
-        )
-    source = props.get("source")
-    if source is not None:
-        where = f"{spec.loc}.properties.source"
-        try:
-            is_source = isinstance(source, str) and parse_id(source, field=where)[0] is Kind.SOURCE
-        except InvalidInputError as err:
-            problems.error(err, spec, "properties", "source")
-            return
-        if not is_source:
-            problems.at(
-                spec,
-                ("properties", "source"),
-                f"{where}: the source that serves this mapping's records is a source id "
-                f"(source:KEY), got {repr(source)[:80]}",
-                "field-map",
-            )
 
 
 @dataclass
