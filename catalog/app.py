@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         gc.collect()
         gc.freeze()
         syncer = asyncio.create_task(_follow_other_processes(services))
-        services.start_delivery()  # webhooks: this server delivers; CLI commands never do
+        await services.start_delivery()  # webhooks: this server delivers; CLI commands never do
         try:
             yield
         finally:

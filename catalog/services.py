@@ -248,13 +248,13 @@ class Services:
             return 0
         return await self.sync()
 
-    def start_delivery(self) -> None:
+    async def start_delivery(self) -> None:
         """Start delivering webhooks from this process (the server's lifespan calls it)."""
         from catalog.changes.delivery import DeliveryWorker
 
         if self.delivery is None:
             self.delivery = DeliveryWorker.from_settings(self.store, self.settings)
-            self.delivery.start()
+            await self.delivery.start()
 
     async def close(self) -> None:
         """Stop the webhook worker and the graph workers' questions, release the database

@@ -168,6 +168,13 @@ async def dispatch(store: Store, settings: Settings, *, now: datetime | None = N
     deliveries were queued (0 when another replica is dispatching right now)."""
     now = now or _now()
     queued = 0
+    async with store.read() as r:  # most ticks: nothing new, and no write lock taken
+        low = (await r.conn.execute(select(func.min(webhooks.c.cursor)))).scalar()
+        if low is None:
+            return 0
+        last = (await r.conn.execute(select(func.max(history.c.id)))).scalar()
+        if int(last or 0) <= int(low):
+            return 0
     async with _writing(store) as conn:
         if store.dialect == "postgresql":
             got = (
@@ -272,6 +279,7 @@ class DeliveryWorker:
     _sending: dict[int, asyncio.Task[None]] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
     _last_prune: float = 0.0
+    _db: Store | None = None
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> DeliveryWorker:
@@ -283,10 +291,24 @@ class DeliveryWorker:
         """How long a claimed delivery is this worker's (then another may send it again)."""
         return timedelta(seconds=2 * self.settings.webhook_timeout + 5)
 
-    def open(self) -> None:
-        """Make the HTTP client (``start`` does; tests that drive ``step`` themselves too)."""
+    @property
+    def db(self) -> Store:
+        """The worker's own connections to the catalog database (``open`` makes them)."""
+        if self._db is None:
+            raise RuntimeError("DeliveryWorker.open() was not called")
+        return self._db
+
+    async def open(self) -> None:
+        """Make the HTTP client and the worker's own engine (``start`` does; tests that drive
+        ``step`` themselves too). Its own engine: the worker's polling never takes a
+        connection a request needs, nor counts among a request's statements."""
         if self._client is not None:
             return
+        self._db = await Store.open(
+            self.store.engine.url.render_as_string(hide_password=False),
+            migrate=False,
+            write_wait=self.store.write_wait,
+        )
         from catalog.harvest.fetch import FetchPolicy
 
         policy = FetchPolicy.from_settings(self.settings, trusted=False)
@@ -299,12 +321,12 @@ class DeliveryWorker:
             trust_env=False,
         )
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start working; changes this process commits wake the worker at once."""
         if self._task is not None:
             return
         self._wake = asyncio.Event()
-        self.open()
+        await self.open()
         self.store.subscribe(lambda _changes: self._wake.set())
         self._task = asyncio.create_task(self._run(), name="capahub-webhooks")
 
@@ -326,6 +348,9 @@ class DeliveryWorker:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
 
     async def _run(self) -> None:
         interval = self.settings.webhook_poll_interval
@@ -347,7 +372,7 @@ class DeliveryWorker:
     async def step(self) -> int:
         """One round: dispatch new changes, claim due deliveries, start sending them;
         returns how many sends it started."""
-        await dispatch(self.store, self.settings, now=self.clock())
+        await dispatch(self.db, self.settings, now=self.clock())
         free = self.settings.webhook_concurrency - len(self._sending)
         if free <= 0:
             return 0
@@ -372,7 +397,21 @@ class DeliveryWorker:
             .group_by(d.webhook_id)
             .scalar_subquery()
         )
-        async with _writing(self.store) as conn:
+        async with self.db.read() as r:  # most ticks: nothing due, and no write lock taken
+            due = (
+                await r.conn.execute(
+                    select(d.id)
+                    .where(
+                        d.status == "pending",
+                        d.next_attempt_at <= now,
+                        or_(d.lease_until.is_(None), d.lease_until < now),
+                    )
+                    .limit(1)
+                )
+            ).first()
+            if due is None:
+                return []
+        async with _writing(self.db) as conn:
             stmt = (
                 select(d.id, d.webhook_id)
                 .join(webhooks, webhooks.c.id == d.webhook_id)
@@ -500,7 +539,7 @@ class DeliveryWorker:
         d = webhook_deliveries.c
         for _ in range(5):  # the database may be busy with another writer for a moment
             try:
-                async with _writing(self.store) as conn:
+                async with _writing(self.db) as conn:
                     await conn.execute(
                         update(webhook_deliveries)
                         .where(d.id == item.id, d.lease_owner == self.owner)
@@ -519,7 +558,7 @@ class DeliveryWorker:
         self._last_prune = loop.time()
         cutoff = self.clock() - timedelta(days=self.settings.webhook_log_retention_days)
         d = webhook_deliveries.c
-        async with _writing(self.store) as conn:
+        async with _writing(self.db) as conn:
             await conn.execute(
                 delete(webhook_deliveries).where(
                     and_(d.status != "pending", d.last_attempt_at < cutoff)

@@ -255,7 +255,7 @@ async def test_delivery_marked_failed_after_the_retry_window(
     worker = DeliveryWorker(
         services.store, s, clock=lambda: now[0], backoff=Backoff(60, 3600, 86400)
     )
-    worker.open()
+    await worker.open()
     try:
         rec, _ = await services.webhooks.register(receiver.url("/dead"), created_by="tests")
         await services.registry.apply_document(parse_document("nodes: [{id: 'system:x', name: X}]"))
