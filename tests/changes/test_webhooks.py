@@ -5,6 +5,7 @@ schedule; hostile registration input."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -438,3 +439,35 @@ def test_secrets_are_sealed_with_the_configured_key(
 
 def _sync_driver(settings: Settings) -> str:
     return "sqlite" if settings.database_url.startswith("sqlite") else "postgresql+psycopg"
+
+
+async def test_two_workers_on_one_database_send_each_event_once_in_order(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """Two replicas' workers (each its own engine) share the queue: leases make each event go
+    out once, and a webhook's next event waits for the one before, whoever sends it."""
+    s = settings.model_copy(update=FAST)
+    services = await Services.start(s, projections=False)
+    workers = [DeliveryWorker.from_settings(services.store, s) for _ in range(2)]
+    try:
+        rec, secret = await services.webhooks.register(receiver.url("/two"), created_by="t")
+        for w in workers:
+            await w.start()
+        for i in range(20):
+            await services.registry.apply_document(
+                parse_document(f"nodes: [{{id: 'system:r{i}', name: R}}]")
+            )
+        deadline = time.monotonic() + 60
+        while len(receiver.delivered("/two", secret)) < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with receiver.lock:
+            sent = [h["webhook-id"] for p, h, _, _ in receiver.received if p == "/two"]
+        assert len(sent) == 20 and len(set(sent)) == 20  # none twice
+        ids = [e["data"]["id"] for e in receiver.delivered("/two", secret)]
+        assert ids == [f"system:r{i}" for i in range(20)]
+        recs, _ = await services.webhooks.deliveries(rec.id, first=50)
+        assert {r.status for r in recs} == {"delivered"}
+    finally:
+        for w in workers:
+            await w.stop()
+        await services.close()
