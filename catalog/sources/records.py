@@ -2,9 +2,10 @@
 
 For a canonical entity, every physical entity that REPRESENTS it (field map and match key on
 the relation) is read from its source, concurrently, and the rows are merged on the match key.
-Conflicting values are resolved by a fixed rule (docs/live-data.md): a system that MASTERS the
-canonical entity wins (the first by id when several do); otherwise the first contributing
-system by id. Every conflict is reported with what each system had. A source that fails
+Conflicting values are resolved by a fixed rule (docs/live-data.md): a null is no value; a
+system that MASTERS the canonical entity and has a value wins (the first by id when several
+do); otherwise the first contributing system by id that has one. Every conflict is reported
+with what each system had and a reason naming the rule that decided it. A source that fails
 yields an error entry and the others' data, never a failed request.
 """
 
@@ -507,12 +508,54 @@ def _merge_one(
         chooser, chosen = next(((s, v) for s, v in values if s in masters), values[0])
         data[f] = chosen
         if any(v != chosen for _, v in values):
-            if chooser in masters:
-                reason = f"{chooser} is the system of record (MASTERS {node.id})"
-            else:
-                reason = f"no system of record among the sources; first by id: {chooser}"
+            reason = _reason(node.id, f, contrib, values, masters, chooser, chosen)
             conflicts.append(FieldConflict(f, values, chosen, reason))
     return UnifiedRecord(key, data, systems, conflicts)
+
+
+def _reason(
+    entity: str,
+    f: str,
+    contrib: Sequence[Contribution],
+    values: Sequence[tuple[str, Any]],
+    masters: Sequence[str],
+    chooser: str,
+    chosen: Any,
+) -> str:
+    """Why ``chooser``'s value of ``f`` won, naming the rule (docs/live-data.md, Conflicts)."""
+    with_value = list(dict.fromkeys(s for s, _ in values))
+    contributing = list(dict.fromkeys(s for s, _ in contrib))
+    present = [m for m in masters if m in contributing]
+
+    def without(ms: Sequence[str], role: str) -> str:
+        # A master that maps the field but holds null, or does not map it at all.
+        mapped = {s for s, d in contrib if f in d}
+        return "; ".join(
+            f"{m} ({role}) {'has no value for' if m in mapped else 'does not map'} {f}" for m in ms
+        )
+
+    if chooser in masters:
+        rivals = [m for m, v in values if m in masters and m != chooser and v != chosen]
+        if rivals:
+            return (
+                f"first system of record by id: {', '.join([chooser, *rivals])} all MASTER "
+                f"{entity} and disagree; {chooser} comes first"
+            )
+        reason = f"system of record: {chooser} MASTERS {entity}"
+        idle = [m for m in present if m not in with_value]
+        return f"{reason}; {without(idle, 'also a system of record')}" if idle else reason
+    if present:
+        return (
+            f"first by id, no system of record has a value: "
+            f"{without(present, 'a system of record')}; {chooser} comes first of the others"
+        )
+    if masters:
+        verb = "MASTERS" if len(masters) == 1 else "MASTER"
+        return (
+            f"first by id, no system of record among the sources: {', '.join(masters)} {verb} "
+            f"{entity} but is not read here; {chooser} comes first"
+        )
+    return f"first by id, no system of record: nothing MASTERS {entity}; {chooser} comes first"
 
 
 def _position(cursor: str) -> int:
