@@ -9,6 +9,7 @@ module is what the admin API calls; docs/webhooks.md describes the whole.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import enum
 import secrets
@@ -37,6 +38,8 @@ from metadata.tables import history, webhook_deliveries, webhooks
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
 MAX_FILTER_IDS = 100
+#: Seconds a registration waits for the URL's host to resolve.
+RESOLVE_TIMEOUT = 5.0
 OPERATIONS = ("create", "update", "delete")
 
 
@@ -211,7 +214,13 @@ class WebhookService:
             )
         default = 443 if parts.scheme.lower() == "https" else 80
         try:
-            await resolve_host(parts.hostname, port or default, self.policy.allowed_hosts)
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                await resolve_host(parts.hostname, port or default, self.policy.allowed_hosts)
+        except TimeoutError:
+            raise InvalidInputError(
+                f"url: host {parts.hostname[:100]!r} did not resolve within {RESOLVE_TIMEOUT:g} s",
+                field="url",
+            ) from None
         except NotAllowedError:
             raise NotAllowedError(
                 f"url: host {parts.hostname[:100]!r} resolves to a loopback, private or "

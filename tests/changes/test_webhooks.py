@@ -471,3 +471,34 @@ async def test_two_workers_on_one_database_send_each_event_once_in_order(
         for w in workers:
             await w.stop()
         await services.close()
+
+
+def test_delivery_log_paging_and_bad_arguments(
+    app_factory: Callable[..., GraphQLClient], receiver: Receiver
+) -> None:
+    gql = app_factory(**FAST)
+    reg = gql.data(REGISTER, {"input": {"url": receiver.url("/pg")}})["registerWebhook"]
+    wid = reg["webhook"]["id"]
+    for i in range(5):
+        gql.data(UPSERT, {"id": f"system:p{i}", "name": "p"})
+    wait_for(lambda: len(receiver.delivered("/pg", reg["secret"])) == 5, what="five")
+    page = """query($w: ID!, $after: String, $first: Int) { webhookDeliveries(webhook: $w, first: $first, after: $after) {
+      edges { cursor node { changeId } } pageInfo { hasNextPage endCursor } } }"""
+    seen: list[int] = []
+    after = None
+    while True:
+        conn = gql.data(page, {"w": wid, "after": after, "first": 2})["webhookDeliveries"]
+        seen += [e["node"]["changeId"] for e in conn["edges"]]
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        after = conn["pageInfo"]["endCursor"]
+    assert len(seen) == 5 and seen == sorted(seen, reverse=True)
+    for variables, field in (
+        ({"w": wid, "after": "nope", "first": 2}, "after"),
+        ({"w": wid, "first": -1}, "first"),
+        ({"w": wid, "first": 100_000}, "first"),
+        ({"w": "wh_missing", "first": 2}, "webhook"),
+    ):
+        err = gql.error(page, variables)
+        assert err["extensions"]["code"] in ("BAD_USER_INPUT", "NOT_FOUND"), err
+        assert err["extensions"].get("field") == field, err
