@@ -280,27 +280,42 @@ class GraphAnalysis:
             for c in g.out(n, R.PROVIDES):
                 candidates.add(c)
                 candidates.update(self._ancestors(c))
-        memo_before: dict[str, bool] = {}
-        memo_after: dict[str, bool] = {}
 
-        def covered(c: str, without: set[str], memo: dict[str, bool]) -> bool:
-            if c not in memo:
-                deadline.check()
-                memo[c] = False  # a PART_OF cycle (refused on write) must not recurse forever
-                memo[c] = c not in without and (
-                    any(self._serving(s) and s not in without for s in g.into(c, R.PROVIDES))
-                    or any(
-                        covered(child, without, memo)
-                        for child in g.into(c, R.PART_OF)
-                        if g.kind(child) is Kind.CAPABILITY and g.active(child)
-                    )
-                )
-            return memo[c]
+        def coverage(without: set[str]) -> dict[str, bool]:
+            # Post-order down the hierarchy, each capability once (iterative: hierarchies may
+            # be deep); a node in ``without`` neither provides nor passes on what is below it.
+            memo: dict[str, bool] = {}
+            visiting: set[str] = set()  # guards a PART_OF cycle (refused on write anyway)
+            for root in candidates:
+                todo: list[tuple[str, bool]] = [(root, False)]
+                while todo:
+                    deadline.check()
+                    n, expanded = todo.pop()
+                    children = [
+                        c
+                        for c in g.into(n, R.PART_OF)
+                        if g.kind(c) is Kind.CAPABILITY and g.active(c) and c not in visiting
+                    ]
+                    if expanded:
+                        visiting.discard(n)
+                        memo[n] = any(memo.get(c, False) for c in children)
+                    elif n in memo:
+                        continue
+                    elif n in without:
+                        memo[n] = False
+                    elif any(self._serving(s) and s not in without for s in g.into(n, R.PROVIDES)):
+                        memo[n] = True
+                    else:
+                        visiting.add(n)
+                        todo.append((n, True))
+                        todo.extend((c, False) for c in children if c not in memo)
+            return memo
 
+        before, after = coverage(set()), coverage(gone)
         return sorted(
             c
             for c in candidates - gone
-            if g.active(c) and covered(c, set(), memo_before) and not covered(c, gone, memo_after)
+            if g.active(c) and before.get(c, False) and not after.get(c, False)
         )
 
     def _ancestors(self, capability: str) -> list[str]:

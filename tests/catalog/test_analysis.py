@@ -163,6 +163,23 @@ async def test_impact_counts_as_unprovided_only_what_no_remaining_system_provide
     )
 
 
+async def test_unprovided_capabilities_in_a_deep_hierarchy(services: Services) -> None:
+    # Deeper than Python's recursion limit: the hierarchy is walked without recursion.
+    n = 1500
+    nodes = "".join(f"  - {{id: capability:c{i}, name: C{i}}}\n" for i in range(n))
+    chain = "".join(
+        f"  - {{from: capability:c{i + 1}, type: PART_OF, to: capability:c{i}}}\n"
+        for i in range(n - 1)
+    )
+    doc = (
+        f"nodes:\n  - {{id: system:crm, name: CRM}}\n{nodes}relations:\n{chain}"
+        f"  - {{from: system:crm, type: PROVIDES, to: capability:c{n - 1}}}\n"
+    )
+    await services.registry.apply_document(parse_document(doc))
+    result = services.analysis.impact("system:crm", 1)
+    assert len(result.unprovided_capabilities) == n  # the leaf and every capability above it
+
+
 async def test_impact_direct_only_lists_what_depends_on_the_root_itself(small: Services) -> None:
     every = small.analysis.impact("system:crm", 3)
     direct = small.analysis.impact("system:crm", 3, direct_only=True)
