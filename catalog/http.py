@@ -34,7 +34,12 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
-from catalog.changes.websocket import CatalogTransportWS, SocketLimits, close_reason
+from catalog.changes.websocket import (
+    CatalogTransportWS,
+    SocketLimits,
+    close_reason,
+    operation_type,
+)
 from catalog.operations import operation_name as metrics_operation
 from catalog.playground import playground_html
 from catalog.specs import MAX_NESTING, json_too_deep
@@ -448,6 +453,18 @@ class CatalogGraphQL(GraphQL[Any, None]):
         request.scope.setdefault("state", {})["graphql_operation"] = metrics_operation(
             request_data.query, request_data.operation_name
         )
+        query = request_data.query
+        if (
+            isinstance(query, str)
+            and "subscription" in query
+            and operation_type(query, request_data.operation_name) == "subscription"
+        ):
+            raise GraphQLHTTPError(
+                400,
+                "Subscriptions run over WebSocket: open ws://.../graphql with the "
+                "graphql-transport-ws protocol (docs/subscriptions.md).",
+                extensions={"code": "BAD_USER_INPUT", "field": "query"},
+            )
         deadline = _deadline.get()
         if deadline is not None and _is_mutation(request_data.query, request_data.operation_name):
             deadline.reschedule(None)

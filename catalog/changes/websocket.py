@@ -210,7 +210,7 @@ class CatalogTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         """Run one subscription (strawberry 0.341's ``run_operation`` with subscriptions
         only: a query or mutation sent here is refused with a coded error)."""
-        if _operation_type(operation.query, operation.operation_name) in ("query", "mutation"):
+        if operation_type(operation.query, operation.operation_name) in ("query", "mutation"):
             error = GraphQLError(
                 "Only subscriptions run over the WebSocket: send queries and mutations to "
                 "/graphql over HTTP (POST)",
@@ -266,7 +266,7 @@ class CatalogTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             )
 
 
-def _operation_type(query: Any, operation_name: Any) -> str | None:
+def operation_type(query: Any, operation_name: Any) -> str | None:
     """The type of the operation a subscribe message runs, or None when that is unclear (a
     syntax error, no such operation: strawberry then answers as the protocol says)."""
     if not isinstance(query, str):
@@ -294,4 +294,4 @@ def _code(error: GraphQLError) -> None:
     error.extensions = ext
 
 
-__all__ = ["NOBODY", "CatalogTransportWS", "SocketLimits", "close_reason"]
+__all__ = ["NOBODY", "CatalogTransportWS", "SocketLimits", "close_reason", "operation_type"]

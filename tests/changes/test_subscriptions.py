@@ -17,7 +17,6 @@ from tests.changes.ws import (
     acked,
     cli,
     closed,
-    connect,
     events,
     quiet,
     recv,
@@ -248,4 +247,14 @@ async def test_unknown_subprotocol_is_refused(served: Served) -> None:
     assert (await closed(ws))[0] == 4406
 
 
-__all__ = ["connect"]
+def test_a_subscription_sent_over_http_is_refused_with_a_code(served: Served) -> None:
+    for headers in ({}, {"Accept": "application/graphql-response+json"}):
+        answer = httpx.post(
+            f"{served.base}/graphql",
+            json={"query": "subscription { catalogChanged { version } }"},
+            headers=headers,
+            trust_env=False,
+        )
+        assert answer.status_code == 400
+        (error,) = answer.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT" and "WebSocket" in error["message"]
