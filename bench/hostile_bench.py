@@ -73,6 +73,8 @@ def attacks(
         "200 aliased impacts": {"query": "{ " + impacts + " }"},
         "nested relations x500": {"query": nested},
         "wide listing x500": {"query": wide},
+        # every gap of the catalog: what the limit still admits of the three below
+        "gaps alone": {"query": "{ gaps { node { id } reason } }"},
         "gaps+redundancies+hotspots": {
             "query": "{ gaps { node { id } reason } redundancies { node { id } involved { id } } hotspots(first: 100) { node { id } } }"
         },

@@ -195,6 +195,14 @@ QUESTION_COSTS: Mapping[str, Question] = {
 #: traversal of ``depth`` relations can reach in it (``ReachBounds``: from the catalog's degrees,
 #: once per version) instead of the per-level estimate of ``QUESTION_COSTS``.
 REACH_QUESTIONS = frozenset({"Query.impact", "Query.neighborhood", "Query.lineage"})
+#: Questions over the whole catalog whose answer (a list) is bounded by what it holds, once a
+#: catalog is bound (``ReachBounds.findings``), instead of ``DEFAULT_LIST_SIZE``.
+CATALOG_QUESTIONS = frozenset({"Query.gaps", "Query.redundancies"})
+#: The lists of an answer's items that the question sizes too: list field -> those lists.
+ITEM_LISTS: Mapping[str, tuple[str, ...]] = {
+    "Impact.affected": ("via",),  # the path to an affected node: at most the depth
+    "Query.redundancies": ("involved",),  # the providers or masters of one node
+}
 
 #: What ``asOf`` adds to a read (``AS_OF_COST``: its past records are read from the history)
 #: or to a graph question, listing or search (a past graph, or a whole past state, is rebuilt
@@ -219,7 +227,8 @@ COST_CEILING = 10**15
 #: A compiled cost: an int, or an expression over the request's variables and the catalog:
 #: ("var", name, when missing, when null, largest), ("len", name), ("+", terms),
 #: ("*", a, b), ("max", terms), ("list", coordinate, CatalogListSizes),
-#: ("reach", question, list, depth, narrowing, per level without a catalog, CatalogListSizes).
+#: ("reach", question, list, depth, narrowing, per level without a catalog, CatalogListSizes),
+#: ("findings", question, narrowing, CatalogListSizes).
 Cost: TypeAlias = int | tuple[Any, ...]
 
 #: Lists a parent sizes for its children: (name, size) pairs (``ITSELF``: the parent's own).
@@ -289,6 +298,9 @@ def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
     if op == "list":
         sizes: CatalogListSizes = cost[2]
         return sizes.size(cost[1])
+    if op == "findings":
+        found: CatalogListSizes = cost[3]
+        return found.findings(cost[1], cost[2])
     if op == "reach":
         _, question, name, depth, narrowing, per, catalog = cost
         units = _evaluate(depth, variables)
@@ -319,6 +331,8 @@ def cost_size(cost: Cost) -> int:
         return 64
     if cost[0] == "reach":
         return 128 + cost_size(cost[3])
+    if cost[0] == "findings":
+        return 128
     return 64 + sum(cost_size(t) for t in cost[1:] if isinstance(t, int | tuple))
 
 
@@ -377,6 +391,14 @@ class CatalogListSizes:
             return per * max(depth, 1)
         return self._reach.answer(question, name, depth, narrowing)
 
+    def findings(self, question: str, kinds: tuple[str, ...] | None) -> int:
+        """How many items ``gaps`` (of these ``kinds``, None: all) or ``redundancies`` can
+        answer in the catalog's current version; ``DEFAULT_LIST_SIZE`` while none is bound."""
+        self._refresh()
+        if self._reach is None:
+            return DEFAULT_LIST_SIZE
+        return self._reach.findings(question, kinds)
+
 
 @dataclass
 class ReachBounds:
@@ -392,6 +414,8 @@ class ReachBounds:
     """
 
     nodes: int = 0
+    #: Capabilities with two providers or more, entities with two systems of record or more.
+    served_twice: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     relations: Counter[str] = field(default_factory=Counter)
     #: (relation type, "*" for all, or "impact"; "out", "in" or "both") -> sums of the largest
@@ -425,6 +449,24 @@ class ReachBounds:
         """At most how many relations of ``types`` join ``count`` nodes."""
         held = sum(self.relations[t] for t in types)
         return min(held, (self._degrees(types, "both", count) + 1) // 2)
+
+    def findings(self, question: str, kinds: tuple[str, ...] | None) -> int:
+        """The most items ``gaps`` (of ``kinds``, None: all) or ``redundancies`` can answer,
+        by the rules of ``catalog.analysis``: a capability misses a provider and an owner, a
+        system an owner, an entity a system of record and a steward, a journey step one
+        capability per USES relation, a touchpoint a system; a capability or an entity with two
+        providers or systems of record (active or not) is redundant once."""
+        k = self.kinds
+        if question == "Query.redundancies":
+            return self.served_twice
+        per_kind = {
+            "CAPABILITY": 2 * k["CAPABILITY"],
+            "SYSTEM": k["SYSTEM"],
+            "DATA_ENTITY": 2 * k["DATA_ENTITY"],
+            "JOURNEY_STEP": self.relations["USES"],
+            "TOUCHPOINT": k["TOUCHPOINT"],
+        }
+        return sum(c for kind, c in per_kind.items() if kinds is None or kind in kinds)
 
     def answer(
         self, question: str, name: str, depth: int, narrowing: tuple[str, ...] | str | None
@@ -473,6 +515,8 @@ def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
     impact: list[int] = []
     forward, backward, part_of = frozenset(FORWARD), frozenset(BACKWARD), RelationType.PART_OF
     step_kind = Kind.JOURNEY_STEP
+    twice = {Kind.CAPABILITY: RelationType.PROVIDES, Kind.DATA_ENTITY: RelationType.MASTERS}
+    served_twice = 0
     succ, pred = g.succ, g.pred
     for n, data in g.nodes(data=True):
         kind = data["kind"]
@@ -491,6 +535,8 @@ def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
         for d in pred[n].values():
             for t in d["rels"]:
                 into[t] = into.get(t, 0) + 1
+        if into.get(twice.get(kind), 0) >= 2:
+            served_twice += 1
         dependents = 0
         for t, c in out.items():
             key = (kind, t, "out")
@@ -529,6 +575,9 @@ def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
         coordinate: max(DEFAULT_LIST_SIZE, by_name.get(key, 0))
         for coordinate, key in RELATION_LISTS.items()
     }
+    sizes["Redundancy.involved"] = max(
+        sizes["Capability.providers"], sizes["DataEntity.masteredBy"]
+    )
     prefix = {(t.name, way): _prefix_sums(values) for (t, way), values in degrees.items()}
     prefix["*", "both"] = _prefix_sums(everything)
     prefix["impact", "out"] = _prefix_sums(impact)
@@ -536,6 +585,7 @@ def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
     relations["*"] = sum(held.values())  # relations, not node pairs: a pair holds its types
     reach = ReachBounds(
         nodes=g.number_of_nodes(),
+        served_twice=served_twice,
         kinds=Counter({k.name: c for k, c in kinds.items()}),
         relations=relations,
         prefix=prefix,
@@ -665,8 +715,8 @@ class _Compiler:
             size = self._list_size(coordinate, args, sized, answers, first)
             for _ in range(levels - 1):  # a list of lists: each inner list its default size
                 size = _mul(size, DEFAULT_LIST_SIZE)
-            # an impact's affected nodes: their paths are as long as the question's depth
-            inner = tuple(x for x in sized if x[0] == "via") if name == "affected" else ()
+            inside = ITEM_LISTS.get(coordinate, ())
+            inner = tuple(x for x in (*sized, *answers) if x[0] in inside) if inside else ()
             below = self._selection(named, nodes, inner)
             return _add([base, _mul(size, _add([OBJECT_COST, below]))])
         below = self._selection(named, nodes, answers)
@@ -707,6 +757,12 @@ class _Compiler:
         question = QUESTION_COSTS.get(coordinate)
         if question is None:
             return 0, ()
+        if self.sizes is not None and coordinate in CATALOG_QUESTIONS:
+            kinds = self._names(args.get("kinds"))
+            found: _Sized = ((ITSELF, ("findings", coordinate, kinds, self.sizes)),)
+            if coordinate == "Query.redundancies":
+                found += (("involved", ("list", "Redundancy.involved", self.sizes)),)
+            return question.base, found
         if question.argument is None:
             return question.base, ()
         units = self._int_argument(field, args, question.argument, question.largest)
@@ -718,7 +774,7 @@ class _Compiler:
                 (n, ("reach", coordinate, n, units, narrowing, per, self.sizes))
                 for n, per in question.answers
             )
-            if coordinate == "Query.impact":  # the path to an affected node: at most depth
+            if coordinate == "Query.impact":
                 sized += (("via", units),)
             return base, sized
         at_least_one = _max([units, 1])
@@ -734,6 +790,11 @@ class _Compiler:
             if isinstance(value, EnumValueNode) and value.value in ("IN", "OUT"):
                 return value.value.lower()
             return None
+        return self._names(value)
+
+    def _names(self, value: ValueNode | None) -> tuple[str, ...] | None:
+        """The enum values of a literal list argument (or of a single one); None for anything
+        else (a variable, null, an empty list: every value)."""
         if isinstance(value, EnumValueNode):
             return (value.value,)
         if isinstance(value, ListValueNode) and value.values:

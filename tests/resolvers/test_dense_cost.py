@@ -77,3 +77,21 @@ def test_the_prepared_lane_counts_the_same_and_follows_the_catalog(
     dense.data(APPLY, {"d": hub_document(100)})
     assert on_lane({"n": 2})["extensions"] == {"cost": listing_cost(100, 2)}
     assert on_lane({"n": 200})["errors"][0]["extensions"]["cost"] == listing_cost(100, 200)
+
+
+def test_graph_answers_are_costed_by_what_the_catalog_can_hold(dense: GraphQLClient) -> None:
+    """60 capabilities around one system: a neighbourhood holds at most the 61 nodes, whatever
+    its depth; the gaps at most 2 per capability and 1 for the system; no redundancy at all."""
+    near = '{ neighborhood(id: "system:hub", depth: %d) { nodes { id } } }'
+    for depth in (1, 2, 5):
+        body = dense.post(near % depth)
+        assert len(body["data"]["neighborhood"]["nodes"]) == 61
+        assert body["extensions"]["cost"] == 50 + 50 * depth + 1 + 61
+    # without a catalog, 20 nodes a level
+    assert evaluate(compile_cost(SCHEMA, parse(near % 5), None), None) == 300 + 1 + 100
+    gaps = dense.post("{ gaps { reason } }")
+    assert len(gaps["data"]["gaps"]) <= 2 * 60 + 1
+    assert gaps["extensions"]["cost"] == 500 + 2 * 60 + 1
+    only = dense.post("{ gaps(kinds: [SYSTEM]) { reason } }")
+    assert only["extensions"]["cost"] == 500 + 1 and len(only["data"]["gaps"]) == 1
+    assert dense.post("{ redundancies { reason } }")["extensions"]["cost"] == 500
