@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,7 +56,7 @@ async def test_events_from_this_process_and_from_capahub_apply_in_order_once(
     )
     cli("apply", str(doc), "--database", served.db, "--as", "local:tester")  # type: ignore[attr-defined]
     got = await events(ws, 5 + 4 + 3 + 1, timeout=20)
-    by_op: dict[str, list[dict[str, object]]] = {}
+    by_op: dict[str, list[dict[str, Any]]] = {}
     for event in got:
         by_op.setdefault(str(event["_op"]), []).append(event)
     everything = by_op["all"]
