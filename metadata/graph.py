@@ -337,12 +337,20 @@ class CatalogGraph(GraphView):
                 if not changes:
                     return applied
                 self.apply(changes)
-                self.last_change = changes[-1].id
+                # max: this process's commits may have moved it on meanwhile (``attach``)
+                self.last_change = max(self.last_change, changes[-1].id)
                 applied += len(changes)
 
     def attach(self, store: Store) -> None:
         """Follow this process's commits as they happen (read-your-writes)."""
-        store.subscribe(self.apply)
+        store.subscribe(self._committed_here)
+
+    def _committed_here(self, changes: Sequence[Change]) -> None:
+        """Apply this process's commit; when it follows on the last change applied with no
+        gap (no other process wrote in between), the projection is at its version at once."""
+        self.apply(changes)
+        if changes and changes[0].id == self.last_change + 1:
+            self.last_change = changes[-1].id
 
     # -- snapshots (copy on write) ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,15 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+@dataclass
+class SourceStat:
+    """Live-record fetches from one source since start (``/metrics``)."""
+
+    ok: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
 class RecordService:
     """Plans, fetches and merges live records; owns the connectors."""
 
@@ -129,6 +139,12 @@ class RecordService:
             "GRAPHQL": GraphQLConnector(timeout=timeout, policy=policy),
         }
         self.connectors["OPENAPI"] = self.connectors["REST"]
+        #: source id -> its fetches so far (one small record per source node ever asked)
+        self.stats: dict[str, SourceStat] = {}
+
+    def source_stats(self) -> dict[str, SourceStat]:
+        """Fetches per source since start, for the metrics."""
+        return dict(self.stats)
 
     async def close(self) -> None:
         """Close every connector."""
@@ -303,11 +319,16 @@ class RecordService:
                     )
                 )
                 return
+            stat = self.stats.setdefault(plan.target.source.id, SourceStat())
+            started = time.perf_counter()
             try:
                 rows[plan.target.entity] = await connector.fetch(plan.target, query)
+                stat.ok += 1
             except CatalogError as err:
+                stat.errors += 1
                 errors.append(SourceFailure(plan.target.source.id, err.code, err.message))
             except Exception as err:  # a source must never fail the whole query
+                stat.errors += 1
                 log.warning("source %s failed", plan.target.source.id, exc_info=True)
                 errors.append(
                     SourceFailure(
@@ -316,6 +337,8 @@ class RecordService:
                         f"{plan.target.source.id}: cannot be read ({type(err).__name__})",
                     )
                 )
+            finally:
+                stat.seconds += time.perf_counter() - started
 
         if not where:
             await asyncio.gather(*(run(p, Query(limit=self.max_rows)) for p in plans))
