@@ -40,7 +40,7 @@ def answer(resp: httpx.Response) -> dict[str, Any]:
     """The body of an answered request without ``extensions.cost`` (docs/limits.md)."""
     body: dict[str, Any] = resp.json()
     extensions = body.pop("extensions", {})
-    assert set(extensions) == {"cost"}, extensions
+    assert set(extensions) == {"cost", "catalogVersion"}, extensions
     return body
 
 
