@@ -232,6 +232,12 @@ class Services:
         seconds, so a request sees what another process committed before it started (to within
         that interval) and never a node without the relations committed with it.
         """
+        waking = self._waking
+        if waking is not None and not waking.done():
+            # another process's commit was announced (NOTIFY) and is being applied: one
+            # bounded sync, and this request sees that commit whole
+            await asyncio.shield(waking)
+            return
         # Under load a sync can outlast the interval: then requests go on with the state a
         # moment old rather than queue behind the one sync in progress.
         if (
