@@ -159,6 +159,12 @@ async def test_open_upgrades_a_database_behind_head(db_url: str) -> None:
         async with store.engine.begin() as conn:
             await conn.exec_driver_sql("DROP INDEX ix_nodes_kind_id")
             await conn.exec_driver_sql("CREATE INDEX ix_nodes_kind ON nodes (kind)")
+            # Undo 0006 and 0005 (history snapshots, webhooks).
+            await conn.exec_driver_sql("DROP INDEX ix_history_at")
+            await conn.exec_driver_sql("DROP TABLE history_snapshots")
+            await conn.exec_driver_sql("DROP INDEX ix_webhook_deliveries_due")
+            await conn.exec_driver_sql("DROP TABLE webhook_deliveries")
+            await conn.exec_driver_sql("DROP TABLE webhooks")
             # Undo 0004 too (access: api_tokens and the history columns).
             await conn.exec_driver_sql("DROP TABLE api_tokens")
             await conn.exec_driver_sql("DROP INDEX ix_history_actor")
