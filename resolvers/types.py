@@ -247,10 +247,14 @@ class CatalogNode:
         touching = await info.context.loaders.rels.load(self.rec.id)
         rels: list[RelationRecord] = []
         direction = direction or D.BOTH
+        # A stable order whatever the projection's insertion history (replicas, rebuilds and
+        # incremental updates answer alike): outgoing first, each by type and the other end.
         if direction in (D.OUT, D.BOTH):
-            rels.extend(touching.out)
+            rels.extend(sorted(touching.out, key=_out_order))
         if direction in (D.IN, D.BOTH):
-            rels.extend(r for r in touching.into if r.from_id != r.to_id)
+            rels.extend(
+                sorted((r for r in touching.into if r.from_id != r.to_id), key=_in_order)
+            )
         wanted = set(types) if types else None
         return [Relation(rec=r) for r in rels if wanted is None or r.type in wanted]
 
@@ -261,6 +265,14 @@ class CatalogNode:
         if rec is None or TYPE_BY_KIND[rec.kind] is not cls:
             return None
         return cls(rec=rec)
+
+
+def _out_order(r: RelationRecord) -> tuple[str, str]:
+    return (r.type.value, r.to_id)
+
+
+def _in_order(r: RelationRecord) -> tuple[str, str]:
+    return (r.type.value, r.from_id)
 
 
 def _key(cls: type[Any]) -> Any:
