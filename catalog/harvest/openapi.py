@@ -3,7 +3,9 @@
 Each operation becomes a capability the system PROVIDES, PART_OF the capability of its first
 tag. Each component schema (``definitions`` in Swagger 2.0) becomes a data entity with its
 properties as attributes. An operation WRITES the schemas its request body names (for POST,
-PUT, PATCH, DELETE) and READS the schemas its successful responses name: directly, through
+PUT, PATCH, DELETE; when the body names none, as with inline form bodies or a DELETE, the
+schemas its successful responses name, the resource it creates, changes or deletes) and READS
+the schemas its successful responses name: directly, through
 inline schemas, arrays, maps and ``allOf``/``oneOf``/``anyOf`` compositions, but never
 through the properties of another named schema. What one schema's properties reference
 becomes a REFERENCES relation between the two entities, naming those properties (its
@@ -586,6 +588,11 @@ class _Spec:
             for code in codes:
                 response.update(self.refs_in(responses[code], f"{where}.responses.{code}"))
         writes = self.payload(request) if method in WRITE_METHODS else {}
+        if method in WRITE_METHODS and not request:
+            # A write whose body names no schema (an inline form, as in Stripe's API, or no
+            # body at all: DELETE) writes the resource it answers with: POST /v1/customers
+            # creates the `customer` its response returns.
+            writes = self.payload(response)
         reads = self.payload({**response, **({} if method in WRITE_METHODS else request)})
         for name in writes:
             self.b.relate(cap_id, RelationType.WRITES, self.entity_ids[name])

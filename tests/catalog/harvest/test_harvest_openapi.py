@@ -433,3 +433,48 @@ async def test_reharvest_of_a_closure_harvest_converts_it_as_a_minimal_diff(
     # And once converted, the source re-harvests with no writes at all.
     again = await new.harvest_location(spec(FIXTURES / fixture, key=key))
     assert (again.relations_added, again.relations_removed, again.relations_updated) == (0, 0, 0)
+
+
+async def test_a_write_with_an_inline_body_writes_the_resource_it_answers_with(
+    hub: Services, tmp_path: Path
+) -> None:
+    """Stripe's shape: form bodies without a `$ref`; the operation writes what it returns."""
+    ok = "{'200': {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/%s'}}}}}"
+    path = tmp_path / "forms.yaml"
+    path.write_text(
+        "openapi: 3.0.3\ninfo: {title: Forms, version: '1'}\npaths:\n"
+        "  /v1/customers:\n"
+        "    post:\n      operationId: PostCustomers\n"
+        "      requestBody: {content: {application/x-www-form-urlencoded: {schema:"
+        " {type: object, properties: {email: {type: string}}}}}}\n"
+        f"      responses: {ok % 'customer'}\n"
+        "    get:\n      operationId: GetCustomers\n"
+        f"      responses: {ok % 'customer'}\n"
+        "  /v1/customers/{id}:\n"
+        "    delete:\n      operationId: DeleteCustomer\n"
+        f"      responses: {ok % 'deleted_customer'}\n"
+        "  /v1/customers/{id}/invoices:\n"
+        "    post:\n      operationId: PostCustomerInvoice\n"
+        "      requestBody: {content: {application/json: {schema:"
+        " {$ref: '#/components/schemas/invoice'}}}}\n"
+        f"      responses: {ok % 'customer'}\n"
+        "components:\n  schemas:\n"
+        "    customer: {type: object, properties: {id: {type: string}}}\n"
+        "    deleted_customer: {type: object, properties: {id: {type: string}}}\n"
+        "    invoice: {type: object, properties: {id: {type: string}}}\n"
+    )
+    await hub.harvest.harvest_location(spec(path, key="forms"))
+    create = await rels_from(hub, "capability:forms.post-customers")
+    assert targets(create, R.WRITES) == {"entity:forms.customer"}
+    assert targets(create, R.READS) == set()
+    listing = await rels_from(hub, "capability:forms.get-customers")
+    assert (targets(listing, R.READS), targets(listing, R.WRITES)) == (
+        {"entity:forms.customer"},
+        set(),
+    )
+    delete = await rels_from(hub, "capability:forms.delete-customer")
+    assert targets(delete, R.WRITES) == {"entity:forms.deleted_customer"}
+    # A body that names a schema: that schema is written, the answer read.
+    invoice = await rels_from(hub, "capability:forms.post-customer-invoice")
+    assert targets(invoice, R.WRITES) == {"entity:forms.invoice"}
+    assert targets(invoice, R.READS) == {"entity:forms.customer"}
