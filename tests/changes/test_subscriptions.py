@@ -259,3 +259,71 @@ def test_a_subscription_sent_over_http_is_refused_with_a_code(served: Served) ->
         assert answer.status_code == 400
         (error,) = answer.json()["errors"]
         assert error["extensions"]["code"] == "BAD_USER_INPUT" and "WebSocket" in error["message"]
+
+
+async def test_a_client_that_stops_reading_is_closed_4499_and_may_resume(tmp_path: Path) -> None:
+    """A subscriber that takes no message (its socket full) is closed with 4499 after the send
+    timeout, the hub keeps answering meanwhile, and `after` resumes where it stopped."""
+    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+    env = serve_env(db, subscription_send_timeout="1", subscription_ping_interval="60")
+    with capahub_serve(tmp_path, env=env) as s:
+        host, port = s.base.removeprefix("http://").split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.setblocking(False)
+        ws = await websockets.connect(
+            ws_url(s.base),
+            sock=sock,
+            subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+            max_queue=1,  # the client library stops reading too
+            compression=None,  # no permessage-deflate: the repeated text would shrink to nothing
+            open_timeout=10,
+        )
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert (await recv(ws)) == {"type": "connection_ack"}
+        await subscribe(ws, "1")
+        await asyncio.sleep(0.3)
+        # About 8 MB of events (a before and an after each), far beyond what the sockets' buffers hold.
+        big = "x" * 9_000
+        doc = tmp_path / "big.json"
+        doc.write_text(
+            json.dumps(
+                {
+                    "nodes": [
+                        {"id": f"system:b{i:03}", "name": f"B{i}", "description": big}
+                        for i in range(900)
+                    ]
+                }
+            )
+        )
+        cli("apply", str(doc), "--database", db)
+        await asyncio.sleep(2.5)  # the send blocks; past the 1 s timeout the hub closes
+        started = asyncio.get_running_loop().time()
+        health = await asyncio.to_thread(
+            httpx.get, f"{s.base}/healthz", trust_env=False, timeout=10
+        )
+        assert health.status_code == 200
+        assert asyncio.get_running_loop().time() - started < 2
+        # Now read: what was buffered, then the close with the reason and how to resume.
+        last = 0
+        try:
+            while True:
+                try:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                except TimeoutError:
+                    raise AssertionError(f"stuck after {last}: {s.output()[-3000:]}") from None
+                if message["type"] == "next":
+                    last = message["payload"]["data"]["catalogChanged"]["version"]
+        except websockets.ConnectionClosed as closing:
+            assert closing.rcvd is not None
+            assert closing.rcvd.code == 4499, closing.rcvd
+            assert "after" in closing.rcvd.reason
+        received = last
+        assert received < 900  # it was closed before everything was sent
+        ws2 = await acked(s.base)
+        await subscribe(ws2, "2", after=received)
+        rest = await events(ws2, 1, timeout=15)
+        assert rest[0]["version"] == received + 1 if received else rest[0]["version"] >= 1
+        await ws2.close()
+        assert "Traceback" not in s.output()
