@@ -11,13 +11,16 @@ into a buffer that goes out when it holds ``max_lines`` lines or ``flush_after``
 its first line, whichever comes first, and when the server shuts down. As with nginx's
 ``access_log ... buffer= flush=``, a line may thus appear up to ``flush_after`` seconds late.
 
-``capahub serve`` mounts it instead of uvicorn's access log when ``CAPAHUB_ACCESS_LOG`` is on.
+``capahub serve`` mounts it instead of uvicorn's access log when ``CAPAHUB_ACCESS_LOG`` is on;
+with ``CAPAHUB_LOG_FORMAT=json`` its lines are JSON objects (``catalog.logs.json_access_line``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -30,8 +33,13 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _ATOMIC_WRITE = 4_000
 
 
-def access_line(scope: Scope, status: int) -> str:
-    """The log line for one request, as uvicorn's access log formats it (without colours)."""
+#: Formats one request's line (ending in a newline) from its scope, status and duration (s).
+LineFormat = Callable[[Scope, int, float], str]
+
+
+def access_line(scope: Scope, status: int, seconds: float = 0.0) -> str:
+    """The log line for one request, as uvicorn's access log formats it (without colours;
+    uvicorn's line has no duration, so ``seconds`` is not shown)."""
     client = scope.get("client")
     addr = f"{client[0]}:{client[1]}" if client else ""
     path = quote(scope["path"])
@@ -55,8 +63,10 @@ class AccessLog:
         *,
         flush_after: float = 0.5,
         max_lines: int = 256,
+        line: LineFormat = access_line,
     ) -> None:
         self.app = app
+        self.line = line
         self.stream = stream if stream is not None else sys.stdout
         self.flush_after = flush_after
         self.max_lines = max_lines
@@ -72,6 +82,7 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         status = 500  # what the server answers when the app fails before starting a response
+        start = time.perf_counter()
 
         async def send_noting_status(message: Message) -> None:
             nonlocal status
@@ -82,7 +93,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            self.log(access_line(scope, status))
+            self.log(self.line(scope, status, time.perf_counter() - start))
 
     def log(self, line: str) -> None:
         """Buffer ``line``; write the buffer when full, else schedule its flush."""
@@ -132,4 +143,4 @@ class AccessLog:
         return send_lifespan
 
 
-__all__ = ["AccessLog", "access_line"]
+__all__ = ["AccessLog", "LineFormat", "access_line"]

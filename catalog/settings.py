@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "Any write to the index, from any process, makes the next search ask the index again.",
     )
     log_level: str = Field(default="info", description="Log level of the server.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How `capahub serve` logs: `text` (uvicorn's lines) or `json` (one JSON "
+        "object per line on standard output: time, level, logger, message, an exception's "
+        "traceback as `exception`; access lines add the request's fields; catalog/logs.py).",
+    )
     access_log: bool = Field(
         default=True,
         description="Log one line per HTTP request, in uvicorn's access-log format, to "

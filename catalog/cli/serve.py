@@ -6,11 +6,15 @@ import asyncio
 import ipaddress
 import logging
 import os
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from catalog.cli._common import CliError, DatabaseOption, settings_for
+
+if TYPE_CHECKING:
+    from catalog.settings import Settings
 
 
 def serve(
@@ -41,10 +45,13 @@ def serve(
     """Serve the GraphQL API, the playground and /healthz."""
     import uvicorn
 
-    from catalog.access_log import AccessLog
-    from catalog.app import access_logged, create_app, load_demo_once
+    from catalog.app import create_app, load_demo_once
+    from catalog.logs import configure_logging, log_config
 
     settings = settings_for(database)
+    # Before anything logs (the exposure warning, the demo); uvicorn applies it again in
+    # each worker process.
+    configure_logging(settings.log_level, settings.log_format)
     count = workers or settings.workers
     listen = host or settings.host
     # The listen address is one of the Host names the hub answers (catalog.app.allowed_hosts).
@@ -63,10 +70,14 @@ def serve(
         "access_log": False,  # capahub's own, batched (catalog/access_log.py)
         "lifespan": "on",
     }
+    json_logs = log_config(settings.log_level, settings.log_format)
+    if json_logs is not None:  # else uvicorn's own
+        options["log_config"] = json_logs
     urls = served_urls(listen, options["port"])
+    announce = _log_announcement if settings.log_format == "json" else _announce
     if count == 1:
-        app: Any = create_app(settings, demo=demo)
-        _run_announced(AccessLog(app) if access_logged(settings) else app, options, urls)
+        app: Any = with_access_log(create_app(settings, demo=demo), settings)
+        _run_announced(app, options, urls, announce)
         return
     # Several processes: uvicorn starts each from the factory, which reads the settings from
     # the environment; the demo is loaded once, here, before they start.
@@ -74,8 +85,29 @@ def serve(
     os.environ["CAPAHUB_HOST"] = listen
     if demo:
         asyncio.run(load_demo_once(settings))
-    _announce(urls)  # the supervisor binds the socket before the workers start
-    uvicorn.run("catalog.app:served_app", factory=True, workers=count, **options)
+    announce(urls)  # the supervisor binds the socket before the workers start
+    uvicorn.run("catalog.cli.serve:served_app", factory=True, workers=count, **options)
+
+
+def served_app() -> Any:
+    """The app ``capahub serve --workers N`` starts in each worker process (a uvicorn factory):
+    settings from the environment, behind the access log when it is on."""
+    from catalog.app import create_app
+    from catalog.settings import Settings
+
+    settings = Settings()
+    return with_access_log(create_app(settings), settings)
+
+
+def with_access_log(app: Any, settings: Settings) -> Any:
+    """``app`` behind capahub's access log in the configured format, when it is on."""
+    from catalog.access_log import AccessLog, access_line
+    from catalog.app import access_logged
+    from catalog.logs import json_access_line
+
+    if not access_logged(settings):
+        return app
+    return AccessLog(app, line=json_access_line if settings.log_format == "json" else access_line)
 
 
 def served_urls(host: str, port: int) -> dict[str, str]:
@@ -95,8 +127,18 @@ def _announce(urls: dict[str, str]) -> None:
     typer.echo("capahub is serving\n" + "\n".join(lines))
 
 
-def _run_announced(app: Any, options: dict[str, Any], urls: dict[str, str]) -> None:
-    """``uvicorn.run(app, **options)`` (one process) that prints the URLs once it listens."""
+def _log_announcement(urls: dict[str, str]) -> None:
+    """The start message as a log record (JSON logs: standard output holds nothing else)."""
+    logging.getLogger("capahub").info("capahub is serving", extra={"urls": urls})
+
+
+def _run_announced(
+    app: Any,
+    options: dict[str, Any],
+    urls: dict[str, str],
+    announce: Callable[[dict[str, str]], None],
+) -> None:
+    """``uvicorn.run(app, **options)`` (one process) that announces the URLs once it listens."""
     import contextlib
     import sys
 
@@ -107,7 +149,7 @@ def _run_announced(app: Any, options: dict[str, Any], urls: dict[str, str]) -> N
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets)
             if self.started:
-                _announce(urls)
+                announce(urls)
 
     server = Server(uvicorn.Config(app, **options))
     with contextlib.suppress(KeyboardInterrupt):
