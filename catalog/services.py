@@ -8,7 +8,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import make_url
 
 from catalog.access.authenticate import Authenticator
 from catalog.access.tokens import HubTokens
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from catalog.harvest.fetch import FetchPolicy
     from catalog.sources import RecordService
     from metadata.graph import CatalogGraph
+    from metadata.snapshot import GraphSnapshotter
 
 log = logging.getLogger("capahub")
 
@@ -85,6 +89,9 @@ class Services:
     #: The webhook delivery worker; started by the server only (``start_delivery``), so the
     #: CLI's one-shot commands never deliver.
     delivery: DeliveryWorker | None = None
+    #: Reads the graph projection from its snapshot file at start and writes new ones
+    #: (None: snapshots are off, or a one-shot CLI command).
+    snapshots: GraphSnapshotter | None = None
     _synced_at: float = field(default=0.0, init=False)
     _notifications: ChangeNotifications | None = field(default=None, init=False)
     _seen: int = field(default=0, init=False)
@@ -108,8 +115,13 @@ class Services:
         writing = await WriteServices.start(settings)
         store, search = writing.store, writing.search
         graph = CatalogGraph()
+        snapshots = None
         if projections:
-            await graph.load(store)
+            snapshots = _graph_snapshotter(settings, graph, store)
+            if snapshots is not None:
+                await snapshots.start()  # the snapshot plus what followed, or the tables
+            else:
+                await graph.load(store)
             graph.attach(store)
             await search.warm()
         discovery = Discovery(store, max_page_size=settings.max_page_size)
@@ -141,9 +153,12 @@ class Services:
             tokens=tokens,
             auth=Authenticator.from_settings(settings, tokens),
             webhooks=WebhookService(store, settings),
+            snapshots=snapshots,
         )
         if projections:
             await services.follow_changes()
+            if snapshots is not None:
+                snapshots.run()
         return services
 
     @functools.cached_property
@@ -267,6 +282,8 @@ class Services:
         connections (the search's own too), the source connectors and the JWKS client."""
         if self.delivery is not None:
             await self.delivery.stop()
+        if self.snapshots is not None:
+            await self.snapshots.close()  # a last snapshot, while the database is open
         if self.analysis.workers is not None:
             self.analysis.workers.close()
         if self._notifications is not None:
@@ -277,6 +294,32 @@ class Services:
         await self.records.close()
         self.search.close()
         await self.store.close()
+
+
+def _graph_snapshotter(
+    settings: Settings, graph: CatalogGraph, store: Store
+) -> GraphSnapshotter | None:
+    """The graph projection's snapshots in ``projection_snapshot_dir``: by default beside a
+    SQLite catalog file, none for other databases (replicas on PostgreSQL often have no disk
+    of their own that outlives them: give them a directory that does)."""
+    from metadata.snapshot import GraphSnapshotter, ProjectionSnapshots
+
+    where = settings.projection_snapshot_dir.strip()
+    if where.lower() == "off":
+        return None
+    if not where:
+        url = make_url(settings.database_url)
+        database = url.database or ""
+        if not url.drivername.startswith("sqlite") or database in ("", ":memory:"):
+            return None
+        if database.startswith("file:"):  # a URI (shared memory, options): no plain file
+            return None
+        db = Path(database)
+        directory = db.parent / f"{db.stem}-projections"
+    else:
+        directory = Path(where)
+    files = ProjectionSnapshots(directory.expanduser(), settings.database_url)
+    return GraphSnapshotter(files, graph, store, interval=settings.projection_snapshot_interval)
 
 
 def _live_data_policy(settings: Settings) -> FetchPolicy:

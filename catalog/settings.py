@@ -251,6 +251,21 @@ class Settings(BaseSettings):
         "since the last one; past states are rebuilt from the nearest. 0: never.",
     )
 
+    # ----- Replica start (docs/architecture.md, "Replica start") -----
+    projection_snapshot_dir: str = Field(
+        default="",
+        description="Directory of the graph projection's snapshot files, which let `serve` "
+        "start without reading every row: empty: a directory beside a SQLite catalog file "
+        "(`<name>-projections`), none for other databases; `off`: never.",
+    )
+    projection_snapshot_interval: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds between snapshots of the graph projection while serving, "
+        "written only when the catalog changed since the last one (and once more at "
+        "shutdown); 0: only at start (when none was usable) and at shutdown.",
+    )
+
     # ----- Subscriptions (docs/subscriptions.md) -----
     subscriptions_max: int = Field(
         default=1_000,

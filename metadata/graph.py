@@ -280,12 +280,18 @@ class CatalogGraph(GraphView):
             async for part in result.partitions(5000):
                 for f, t, to, props in part:
                     _add_edge(g, f, RelationType(t), to, props)
+        self.replace(g, last)
+
+    def replace(self, g: nx.DiGraph, last_change: int) -> None:
+        """Serve ``g`` from now on: a whole projection that holds every change up to
+        ``last_change`` (built by ``load``, or read from a snapshot file:
+        ``metadata.snapshot``); ``sync`` replays what came after."""
         self.g = g
         self._touching = {}
         # Snapshots of the old graph share nothing with the new one.
         self._snapshots = weakref.WeakSet()
         self._latest = None
-        self.last_change = last
+        self.last_change = last_change
         self.version += 1
 
     def apply(self, changes: Sequence[Change]) -> None:
