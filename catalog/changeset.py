@@ -138,6 +138,10 @@ def node_change(old: NodeRecord | None, new: NodeRecord) -> NodeChange:
     return NodeChange(new.id, "added" if old is None else "updated", tuple(changes))
 
 
+#: Entries of each diff list a bulk apply's report keeps (a dry run prints 500 rows).
+KEPT_DIFF = 1_000
+
+
 @dataclass
 class ChangeReport:
     """What a change set did (or would do, on a dry run): ids, counts and the diff."""
@@ -155,6 +159,24 @@ class ChangeReport:
     node_writes: list[tuple[NodeRecord | None, NodeRecord]] = field(default_factory=list)
     #: The relations written, in order: added, updated, removed.
     relation_changes: list[RelationChange] = field(default_factory=list)
+    #: False for a bulk apply: ``nodes`` and ``relations`` stay empty and the diff
+    #: (``node_writes``, ``relation_changes``) keeps its first ``KEPT_DIFF`` entries of each,
+    #: the rows of the others counted in ``diff_rows_left_out`` (on a dry run).
+    keep_records: bool = True
+    diff_rows_left_out: int = 0
+
+    def add_node_write(self, old: NodeRecord | None, new: NodeRecord) -> None:
+        """Note a node written (the diff's)."""
+        if self.keep_records or len(self.node_writes) < KEPT_DIFF:
+            self.node_writes.append((old, new))
+        elif self.dry_run:
+            self.diff_rows_left_out += len(node_change(old, new).fields) or 1
+
+    def add_relation_changes(self, changes: list[RelationChange]) -> None:
+        """Note relations written (the diff's)."""
+        room = len(changes) if self.keep_records else KEPT_DIFF - len(self.relation_changes)
+        self.relation_changes.extend(changes[: max(room, 0)])
+        self.diff_rows_left_out += max(len(changes) - max(room, 0), 0)
 
     def node_changes(self) -> list[NodeChange]:
         """The diff of the nodes: each added or updated node with its fields before -> after
@@ -184,6 +206,9 @@ class ChangeSet:
     updated: list[tuple[RelationRecord, RelationRecord, Entry]] = field(default_factory=list)
     removed: list[tuple[RelationRecord, Entry]] = field(default_factory=list)
     known: dict[str, NodeRecord] = field(default_factory=dict)
+    #: Nodes known to exist (written earlier in the same transaction) by kind, when their
+    #: records were not read: a bulk apply's relation parts.
+    kinds: Mapping[str, Kind] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -201,7 +226,13 @@ async def check(tx: Reader, changes: ChangeSet) -> None:
     for _, new, _ in changes.nodes:
         final[new.id] = new
     wanted = {r.owner for _, r, _ in changes.nodes if r.owner and r.owner not in final}
-    wanted |= {e for r, _ in changes.added for e in (r.from_id, r.to_id) if e not in final}
+    kinds = changes.kinds
+    wanted |= {
+        e
+        for r, _ in changes.added
+        for e in (r.from_id, r.to_id)
+        if e not in final and e not in kinds
+    }
     if wanted:
         final.update(await tx.get_nodes(sorted(wanted)))
     for _, rec, entry in changes.nodes:
@@ -233,9 +264,12 @@ async def check(tx: Reader, changes: ChangeSet) -> None:
                 field=f"{entry.loc}.attributes",
             )
     for rel, entry in changes.added:
-        ends = []
+        ends: list[Kind | None] = []
         for end, part in ((rel.from_id, "from"), (rel.to_id, "to")):
             node = final.get(end)
+            if node is None and end in kinds:
+                ends.append(kinds[end])
+                continue
             if node is None:
                 problems.at(
                     entry.spec,
@@ -339,8 +373,8 @@ async def part_of_cycle(
             break
         stored = [
             r
-            for r in await tx.relations_from(sorted(frontier))
-            if r.type is RelationType.PART_OF and r.key not in removed
+            for r in await tx.relations_from(sorted(frontier), types=[RelationType.PART_OF])
+            if r.key not in removed
         ]
         edges.extend((r.from_id, r.to_id) for r in stored)
         frontier = {r.to_id for r in stored} - seen
@@ -416,10 +450,10 @@ async def commit(
     report.relations_added += len(changes.added)
     report.relations_updated += len(changes.updated)
     report.relations_removed += len(changes.removed)
-    rc = report.relation_changes
-    rc.extend(RelationChange("added", r) for r, _ in changes.added)
+    rc = [RelationChange("added", r) for r, _ in changes.added]
     rc.extend(RelationChange("updated", b, a.properties) for a, b, _ in changes.updated)
     rc.extend(RelationChange("removed", r, r.properties) for r, _ in changes.removed)
+    report.add_relation_changes(rc)
     return report
 
 

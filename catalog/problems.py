@@ -176,7 +176,20 @@ def as_error(items: Sequence[Problem], more: int = 0) -> CatalogError:
     }
     if more:
         details["more_problems"] = more
-    return first.error(message, field=first.field, **details)
+    err = first.error(message, field=first.field, **details)
+    err._problem_items = (tuple(items), more)  # type: ignore[attr-defined]
+    return err
+
+
+def problem_items(err: CatalogError) -> tuple[tuple[Problem, ...], int]:
+    """The problems ``err`` was raised for (``as_error``) and how many more there were; one
+    made of its own message when it was raised otherwise."""
+    found: tuple[tuple[Problem, ...], int] | None = getattr(err, "_problem_items", None)
+    if found is not None:
+        return found
+    one = Problems()
+    one.error(err)
+    return tuple(one.items), 0
 
 
 def problems_of(err: CatalogError) -> list[dict[str, Any]]:
@@ -204,4 +217,12 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
-__all__ = ["MAX_PROBLEMS", "Problem", "Problems", "as_error", "closest", "problems_of"]
+__all__ = [
+    "MAX_PROBLEMS",
+    "Problem",
+    "Problems",
+    "as_error",
+    "closest",
+    "problem_items",
+    "problems_of",
+]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalog.access.principal import Principal, unrestricted
 from catalog.access.rules import WriteSet, check_writes, needs_checking
 from catalog.changeset import ChangeReport, ChangeSet, Entry, check_field_map, commit, revise
-from catalog.problems import MAX_PROBLEMS, Problems, closest
+from catalog.problems import MAX_PROBLEMS, Problems, closest, problem_items
 from catalog.specs import CapabilitySpec, CatalogDocument, NodeSpec, RelationSpec, build
 from metadata.errors import CatalogError, ConflictError, InvalidInputError, NotFoundError
 from metadata.model import (
@@ -26,6 +26,9 @@ from metadata.model import (
     parse_id,
 )
 from metadata.store import NodeFilter, Reader, Store, Writer
+
+if TYPE_CHECKING:
+    from catalog.document_stream import DocumentStream
 
 #: What a batch of writes did (or would do): the one report of the write path.
 ApplyReport = ChangeReport
@@ -191,20 +194,74 @@ class Registry:
             pass
         return report
 
+    async def apply_stream(
+        self,
+        streams: Sequence[DocumentStream],
+        problems: Problems,
+        *,
+        dry_run: bool = False,
+        by: Caller = Caller(),
+        progress: Callable[[str, int], None] | None = None,
+    ) -> ApplyReport:
+        """Apply catalog files read in parts (``catalog.document_stream``): all or nothing, in
+        one transaction, as ``apply_document`` of the files merged would.
+
+        Every node of every file is written before any relation, part by part, each part
+        checked and written as a batch of its own (so a relation may name a node of any
+        file); history rows are flushed after each part and the search index is written
+        once, before commit. Memory is bounded by the part, the ids of the document and the
+        report's id lists. After the first problem nothing more is written: the rest of the
+        files is still read and checked for what needs no database, then everything is
+        rolled back and every problem reported (``problems``: the stream's as well).
+        """
+        report = ApplyReport(dry_run=dry_run, keep_records=False)
+        seen: dict[str, Kind] = {}
+        try:
+            async with self._transaction(by) as tx:
+                bulk = _Bulk(tx, report, by.principal, problems, seen)
+                for stream in streams:
+                    for node_part in stream.node_parts():
+                        await bulk.nodes(node_part)
+                        if progress:
+                            progress("nodes", len(node_part))
+                await bulk.nodes([], final=True)
+                wanted: set[tuple[str, str, str]] | None = (
+                    set() if any(s.prune for s in streams) else None
+                )
+                for stream in streams:
+                    for rel_part in stream.relation_parts():
+                        if wanted is not None:
+                            wanted.update((r.from_, r.type.value, r.to) for r in rel_part)
+                        await bulk.relations(rel_part)
+                        if progress:
+                            progress("relations", len(rel_part))
+                if wanted is not None and bulk.writing:
+                    await bulk.prune(wanted)
+                problems.raise_if_any()
+                if dry_run:
+                    raise _DryRunRollback
+        except _DryRunRollback:
+            pass
+        return report
+
     def _transaction(self, by: Caller) -> AbstractAsyncContextManager[Writer]:
         return self.store.transaction(actor=by.principal.actor, request_id=by.request_id)
 
 
 def _check_ids(
-    node_specs: Sequence[NodeSpec], rel_specs: Sequence[RelationSpec], problems: Problems
+    node_specs: Sequence[NodeSpec],
+    rel_specs: Sequence[RelationSpec],
+    problems: Problems,
+    seen: dict[str, Kind] | None = None,
 ) -> dict[str, Kind]:
     """Syntactic checks that need no database: ids, duplicates, endpoint kinds; every broken
-    rule goes to ``problems``."""
+    rule goes to ``problems``. ``seen``: the ids of earlier parts of the same batch (the ids
+    of this one are added)."""
     kinds: dict[str, Kind] = {}
     for spec in node_specs:
         if problems.full:
             break
-        if spec.id in kinds:
+        if spec.id in kinds or (seen is not None and spec.id in seen):
             problems.at(
                 spec,
                 ("id",),
@@ -218,6 +275,8 @@ def _check_ids(
             problems.error(err, spec, "id")
             continue
         kinds[spec.id] = kind
+        if seen is not None:
+            seen[spec.id] = kind
         if spec.owner is not None:
             try:
                 owner_kind, _ = parse_id(spec.owner, field=f"{spec.loc}.owner")
@@ -320,6 +379,106 @@ async def _report_missing(tx: Reader, missing: list[_Missing], batch: Sequence[s
 _SUGGEST_FROM = 20_000
 
 
+#: Ids the stale relations of a streamed prune are looked up for at a time.
+_PRUNE_BATCH = 5_000
+
+
+class _Bulk:
+    """The parts of one streamed apply, each checked and written as a batch of its own."""
+
+    def __init__(
+        self,
+        tx: Writer,
+        report: ApplyReport,
+        principal: Principal,
+        problems: Problems,
+        seen: dict[str, Kind],
+    ) -> None:
+        self.tx = tx
+        self.report = report
+        self.principal = principal
+        self.problems = problems
+        self.seen = seen
+        #: Nodes whose owner is neither stored nor in their part: written after every other
+        #: node (the owner may come later; a foreign key wants it first).
+        self.waiting: list[NodeSpec] = []
+        self.writing = True
+
+    async def nodes(self, specs: Sequence[NodeSpec], *, final: bool = False) -> None:
+        """Check and write one part of nodes (``final``: the nodes that waited for owners)."""
+        if final:
+            specs, self.waiting = self.waiting, []
+        own = Problems()
+        kinds = _check_ids(specs, [], own, None if final else self.seen)
+        if not final and self.writing and own.items == []:
+            owners = {s.owner for s in specs if s.owner and s.owner not in kinds}
+            stored = set(await self.tx.get_nodes(sorted(owners))) if owners else set()
+            later = [s for s in specs if s.owner and s.owner not in kinds and s.owner not in stored]
+            if later:
+                self.waiting.extend(later)
+                ids = {s.id for s in later}
+                specs = [s for s in specs if s.id not in ids]
+                for i in ids:
+                    del kinds[i]
+        await self._write(own, specs, [], kinds)
+
+    async def relations(self, specs: Sequence[RelationSpec]) -> None:
+        """Check and write one part of relations (every node is written by then)."""
+        own = Problems()
+        kinds = _check_ids([], specs, own)
+        await self._write(own, [], specs, kinds)
+
+    async def prune(self, wanted: set[tuple[str, str, str]]) -> None:
+        """Remove the relations between listed nodes that no part listed."""
+        listed = sorted(self.seen)
+        changes = ChangeSet()
+        rel_changes = WriteSet()
+        checking = needs_checking(self.principal)
+        for i in range(0, len(listed), _PRUNE_BATCH):
+            for r in await self.tx.relations_from(listed[i : i + _PRUNE_BATCH]):
+                if r.to_id in self.seen and r.key not in wanted:
+                    changes.removed.append((r, Entry("prune")))
+                    if checking:
+                        rel_changes.relations.append((r, "remove", "prune"))
+        if checking:
+            await check_writes(self.tx, self.principal, rel_changes, {})
+        await commit(self.tx, changes, self.report)
+        await self.tx.flush()
+
+    async def _write(
+        self,
+        own: Problems,
+        node_specs: Sequence[NodeSpec],
+        rel_specs: Sequence[RelationSpec],
+        kinds: dict[str, Kind],
+    ) -> None:
+        self.problems.extend(own.items)
+        self.problems.more += own.more
+        if own or self.problems or not self.writing:
+            self.writing = False
+            return
+        if not node_specs and not rel_specs:
+            return
+        try:
+            await _apply(
+                self.tx,
+                node_specs,
+                rel_specs,
+                kinds,
+                False,
+                self.report,
+                self.principal,
+                self.seen if rel_specs else None,
+            )
+        except CatalogError as err:
+            self.writing = False
+            items, more = problem_items(err)
+            self.problems.extend(items)
+            self.problems.more += more
+            return
+        await self.tx.flush()
+
+
 async def _apply(
     tx: Writer,
     node_specs: Sequence[NodeSpec],
@@ -328,13 +487,17 @@ async def _apply(
     prune: bool,
     report: ApplyReport,
     principal: Principal,
+    written_kinds: Mapping[str, Kind] | None = None,
 ) -> None:
     checking = needs_checking(principal)
     referenced = set(kinds)
     referenced.update(s.owner for s in node_specs if s.owner)
     for r in rel_specs:
         referenced.update((r.from_, r.to))
-    existing = await tx.get_nodes(sorted(referenced))
+    # Ends written earlier in the transaction need no reading (unless the access rules,
+    # which look at records, are checked).
+    written: Mapping[str, Kind] = {} if checking or written_kinds is None else written_kinds
+    existing = await tx.get_nodes(sorted(i for i in referenced if i not in written))
 
     problems = Problems()
     node_writes: list[tuple[NodeRecord | None, NodeRecord, NodeSpec]] = []
@@ -353,7 +516,7 @@ async def _apply(
         if old is None:
             node_writes.append((None, new, spec))
             report.added.append(spec.id)
-            report.node_writes.append((None, new))
+            report.add_node_write(None, new)
             if checking:
                 node_changes.created.append((new, spec.loc))
         elif new is old:
@@ -361,10 +524,11 @@ async def _apply(
         else:
             node_writes.append((old, new, spec))
             report.updated.append(spec.id)
-            report.node_writes.append((old, new))
+            report.add_node_write(old, new)
             if checking:
                 node_changes.updated.append((old, new, spec.loc))
-        report.nodes[spec.id] = new
+        if report.keep_records:
+            report.nodes[spec.id] = new
     problems.raise_if_any()
 
     missing: list[_Missing] = []
@@ -381,7 +545,7 @@ async def _apply(
     wanted: dict[tuple[str, str, str], RelationSpec] = {}
     for rspec in rel_specs:
         for end, field_name in ((rspec.from_, "from"), (rspec.to, "to")):
-            if end not in final:
+            if end not in final and end not in written:
                 missing.append(
                     _Missing(
                         rspec,
@@ -395,7 +559,7 @@ async def _apply(
         await _report_missing(tx, missing[: MAX_PROBLEMS + 1], list(kinds))
     if checking:
         await check_writes(tx, principal, node_changes, existing)
-    changes = ChangeSet(known=existing)
+    changes = ChangeSet(known=existing, kinds=written)
     changes.nodes.extend((old, new, Entry(spec.loc, spec)) for old, new, spec in node_writes)
 
     stored = await tx.get_relations(list(wanted))
@@ -414,7 +578,8 @@ async def _apply(
                 rel_changes.relations.append((new_rel, "change", rspec.loc))
         else:
             new_rel = old_rel
-        report.relations.append(new_rel)
+        if report.keep_records:
+            report.relations.append(new_rel)
     if prune and kinds:
         listed = set(kinds)
         stale = [

@@ -13,6 +13,7 @@ from typing import Literal
 
 from sqlalchemy.exc import DBAPIError
 
+from catalog._search_upkeep import IndexUpkeep
 from catalog.discovery import decode_cursor, encode_cursor
 from metadata.errors import InvalidInputError
 from metadata.model import Kind, Lifecycle, NodeRecord, parse_id
@@ -112,7 +113,8 @@ class Search:
 
     def attach(self) -> None:
         """Update the index inside every write transaction of the store, before it commits."""
-        self.store.add_transaction_hook(self.index.update)
+        # In parts when a bulk write flushes (``catalog._search_upkeep``), whole otherwise.
+        self.store.add_transaction_hook(IndexUpkeep(self.index))
 
     async def ensure_built(self) -> bool:
         """Rebuild the index when some node has no document; True when it did."""

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     and_,
     any_,
+    bindparam,
     delete,
     event,
     func,
@@ -235,9 +236,14 @@ class Reader:
         stmt = select(func.count()).select_from(nodes).where(*flt.clauses())
         return int((await self.conn.execute(stmt)).scalar_one())
 
-    async def relations_from(self, ids: Sequence[str]) -> list[RelationRecord]:
-        """Relations whose source is one of ``ids``."""
-        return await self._relations(self._in(relations.c.from_id, ids), ids)
+    async def relations_from(
+        self, ids: Sequence[str], *, types: Sequence[RelationType] | None = None
+    ) -> list[RelationRecord]:
+        """Relations whose source is one of ``ids`` (of these ``types`` only, when given)."""
+        cond = self._in(relations.c.from_id, ids)
+        if types is not None:
+            cond = and_(cond, relations.c.type.in_([t.value for t in types]))
+        return await self._relations(cond, ids)
 
     async def relations_to(self, ids: Sequence[str]) -> list[RelationRecord]:
         """Relations whose target is one of ``ids``."""
@@ -273,11 +279,41 @@ class Reader:
     ) -> dict[tuple[str, str, str], RelationRecord]:
         """Load relations by (from, type, to); absent ones are missing from the result."""
         out: dict[tuple[str, str, str], RelationRecord] = {}
-        froms = list(dict.fromkeys(k[0] for k in keys))
-        wanted = set(keys)
-        for rel in await self.relations_from(froms):
-            if rel.key in wanted:
-                out[rel.key] = rel
+        if not keys:
+            return out
+        if self.dialect not in ("sqlite", "postgresql"):  # pragma: no cover - not supported
+            froms = list(dict.fromkeys(k[0] for k in keys))
+            wanted = set(keys)
+            for rel in await self.relations_from(froms):
+                if rel.key in wanted:
+                    out[rel.key] = rel
+            return out
+        # The keys themselves, looked up in the unique index: what a part of a bulk apply
+        # costs then depends on the part, not on how many relations its sources have.
+        r = relations.c
+        if self.dialect == "sqlite":
+            sql = text(
+                "SELECT from_id, type, to_id, properties FROM relations "
+                "WHERE (from_id, type, to_id) IN (SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+                "FROM json_each(:keys))"
+            ).columns(r.from_id, r.type, r.to_id, r.properties)
+            params: dict[str, Any] = {"keys": orjson.dumps([list(k) for k in keys]).decode()}
+        else:
+            sql = text(
+                "SELECT from_id, type, to_id, properties FROM relations "
+                "WHERE (from_id, type, to_id) IN "
+                "(SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:c AS text[])))"
+            ).columns(r.from_id, r.type, r.to_id, r.properties)
+            params = {
+                "a": [k[0] for k in keys],
+                "b": [k[1] for k in keys],
+                "c": [k[2] for k in keys],
+            }
+        types = _RELATION_TYPES
+        for src, rtype, dst, props in await self.conn.execute(sql, params):
+            rel = RelationRecord(src, types.get(rtype) or RelationType(rtype), dst, props)
+            out[rel.key] = rel
         return out
 
     async def nodes_owned_by(self, team_ids: Sequence[str]) -> list[NodeRecord]:
@@ -371,6 +407,23 @@ class Writer(Reader):
     pending: list[PendingChange] = field(default_factory=list)
     actor: str | None = None
     request_id: str | None = None
+    #: What transaction hooks that take changes in parts (``PartialHook``) keep between
+    #: flushes of this transaction, by hook.
+    scratch: dict[object, Any] = field(default_factory=dict)
+    #: Changes already written to history by ``flush`` (kept only for listeners).
+    flushed: list[Change] = field(default_factory=list)
+    #: The id of the last history row ``flush`` wrote (0: none yet).
+    flushed_last: int = 0
+    _flusher: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+
+    async def flush(self) -> None:
+        """Write the pending changes' history rows now and let go of them (a bulk write's
+        memory then stays bounded by its parts); still all or nothing, in this transaction.
+
+        Does nothing unless every transaction hook takes changes in parts (``PartialHook``).
+        """
+        if self._flusher is not None and self.pending:
+            await self._flusher()
 
     async def insert_rows(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows (dicts with the same keys, Python values) in one driver ``executemany``.
@@ -401,10 +454,16 @@ class Writer(Reader):
 
     async def update_nodes(self, pairs: Sequence[tuple[NodeRecord, NodeRecord]]) -> None:
         """Replace nodes (before, after), recording each change."""
-        for _, after in pairs:
-            values = _node_values(after)
-            del values["id"], values["created_at"]
-            await self.conn.execute(update(nodes).where(nodes.c.id == after.id).values(**values))
+        if pairs:
+            # One executemany, not a statement per node (a re-applied part updates thousands).
+            rows = []
+            for _, after in pairs:
+                values = _node_values(after)
+                del values["created_at"]
+                values["b_id"] = values.pop("id")
+                rows.append(values)
+            stmt = update(nodes).where(nodes.c.id == bindparam("b_id"))
+            await self.conn.execute(stmt, rows)
         changed_tags = [a for b, a in pairs if b.tags != a.tags]
         if changed_tags:
             ids = [a.id for a in changed_tags]
@@ -512,6 +571,22 @@ Listener = Callable[[Sequence[Change]], None]
 #: Runs inside a write transaction just before commit (e.g. to update an index in step).
 TransactionHook = Callable[["Writer"], Awaitable[None]]
 
+
+@runtime_checkable
+class PartialHook(Protocol):
+    """A transaction hook that takes a transaction's changes in parts, so that a bulk write
+    can let go of them as it goes (``Writer.flush``)."""
+
+    async def collect(self, writer: Writer, changes: Sequence[PendingChange]) -> None:
+        """Take note of ``changes`` (written to history next, then dropped)."""
+
+    async def finish(self, writer: Writer) -> None:
+        """Do the hook's work for every change collected, just before commit."""
+
+    async def __call__(self, writer: Writer) -> None:
+        """The whole hook for a transaction that never flushed: collect, then finish."""
+
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -575,7 +650,7 @@ class Store:
         self.write_wait = write_wait
         self._write_lock = asyncio.Lock()
         self._listeners: list[Listener] = []
-        self._hooks: list[TransactionHook] = []
+        self._hooks: list[TransactionHook | PartialHook] = []
         self._probe: sqlite3.Connection | None = None
         #: The time every write transaction stamps on its rows and history (tests set it to
         #: write history at known instants; always UTC-aware).
@@ -648,8 +723,9 @@ class Store:
         """Call ``listener`` with the changes of every transaction this process commits."""
         self._listeners.append(listener)
 
-    def add_transaction_hook(self, hook: TransactionHook) -> None:
-        """Run ``hook(writer)`` inside every write transaction, just before it commits."""
+    def add_transaction_hook(self, hook: TransactionHook | PartialHook) -> None:
+        """Run ``hook(writer)`` inside every write transaction, just before it commits (a
+        ``PartialHook`` is given the changes of each ``Writer.flush`` too)."""
         self._hooks.append(hook)
 
     @contextlib.asynccontextmanager
@@ -688,11 +764,19 @@ class Store:
                         )
                         await conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))
                     writer = Writer(conn, self.clock(), actor=actor, request_id=request_id)
+                    if all(isinstance(h, PartialHook) for h in self._hooks):
+                        writer._flusher = functools.partial(self._flush, writer)
                     yield writer
-                    if writer.pending:
+                    if writer.flushed_last:
+                        await self._flush(writer)
+                        for hook in self._hooks:
+                            await hook.finish(writer)  # type: ignore[union-attr]
+                    elif writer.pending:
                         for hook in self._hooks:
                             await hook(writer)
                     ids = await self._record_history(writer)
+                    if writer.flushed_last and not ids:
+                        ids = [writer.flushed_last]
                     if ids and self.dialect == "postgresql":
                         # Delivered at commit, never for a rollback: the change feeds and
                         # projections of other processes wake at once instead of at a poll.
@@ -707,11 +791,11 @@ class Store:
         finally:
             self._write_lock.release()
         if ids and self._listeners:
-            committed = [
+            committed = writer.flushed + [
                 Change(
                     i, p.target, p.target_id, p.op, p.before, p.after, writer.now, actor, request_id
                 )
-                for i, p in zip(ids, writer.pending, strict=True)
+                for i, p in zip(ids, writer.pending, strict=False)
             ]
             for listener in self._listeners:
                 listener(committed)
@@ -723,6 +807,32 @@ class Store:
     def busy(self) -> UnavailableError:
         """The refusal of a write that waited ``write_wait`` seconds for the write lock."""
         return busy_error(self.write_wait)
+
+    async def _flush(self, writer: Writer) -> None:
+        """``Writer.flush``: hand the pending changes to the hooks, write their history rows,
+        drop them (kept as ``Change`` only when a listener will want them after commit)."""
+        if not writer.pending:
+            return
+        for hook in self._hooks:
+            await hook.collect(writer, writer.pending)  # type: ignore[union-attr]
+        ids = await self._record_history(writer)
+        if self._listeners:
+            writer.flushed.extend(
+                Change(
+                    i,
+                    p.target,
+                    p.target_id,
+                    p.op,
+                    p.before,
+                    p.after,
+                    writer.now,
+                    writer.actor,
+                    writer.request_id,
+                )
+                for i, p in zip(ids, writer.pending, strict=True)
+            )
+        writer.flushed_last = ids[-1]
+        writer.pending = []
 
     async def _record_history(self, writer: Writer) -> list[int]:
         """Write one history row per pending change; returns their ids, in order."""
@@ -862,6 +972,10 @@ def is_lock_timeout(err: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE
 
 
+#: KiB of page cache a SQLite write connection may use.
+WRITER_CACHE_KB = 256 * 1024
+
+
 def _tune_sqlite(engine: AsyncEngine, write_wait: float) -> None:
     """WAL for concurrent readers, enforced foreign keys, and BEGIN IMMEDIATE for writers."""
     default_ms = max(1, int(write_wait * 1000))
@@ -884,6 +998,10 @@ def _tune_sqlite(engine: AsyncEngine, write_wait: float) -> None:
         if not options.get("capahub_write"):
             conn.exec_driver_sql("BEGIN")
             return
+        # A writer's page cache: SQLite's default (2 MB) made every index of a bulk write
+        # (relations, history: a few each) read its pages again per row once the catalog
+        # outgrew it. Pages are only taken as they are used; a small write uses a few.
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{WRITER_CACHE_KB}")
         deadline = options.get("capahub_deadline")
         left_ms = default_ms
         if deadline is not None:
@@ -916,6 +1034,7 @@ __all__ = [
     "Reader",
     "Store",
     "TransactionHook",
+    "PartialHook",
     "Writer",
     "busy_error",
     "is_lock_timeout",

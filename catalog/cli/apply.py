@@ -19,7 +19,7 @@ from catalog.cli._common import (
     run_with_write_services,
     settings_for,
 )
-from catalog.problems import problems_of
+from catalog.problems import Problems, problems_of
 from catalog.registry import ApplyReport, Caller
 from catalog.services import WriteServices
 from catalog.specs import CatalogDocument, parse_document
@@ -42,7 +42,20 @@ def apply(
     _print_report(report)
 
 
+#: Files that together are at least this large are read in parts (``apply_stream``) rather
+#: than whole: the memory of an apply is then bounded by a part, not by the document.
+STREAM_FROM_BYTES = 20_000_000
+
+
 def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Caller) -> ApplyReport:
+    sizes = []
+    for path in files:
+        try:
+            sizes.append(path.stat().st_size)
+        except OSError as err:
+            raise CliError(f"{path}: cannot read ({err.strerror})") from None
+    if sum(sizes) >= STREAM_FROM_BYTES:
+        return _apply_streamed(files, dry_run, database, caller)
     merged = CatalogDocument()
     max_items = settings_for(database).max_document_items
     problems: list[dict[str, Any]] = []
@@ -76,6 +89,44 @@ def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Calle
             _refuse(problems_of(err))
 
     return run_with_write_services(database, work)
+
+
+def _apply_streamed(
+    files: list[Path], dry_run: bool, database: str | None, caller: Caller
+) -> ApplyReport:
+    """Apply large files in parts: every problem of every file, nothing written if any."""
+    from catalog.document_stream import DocumentStream
+
+    max_items = settings_for(database).max_document_items
+    problems = Problems()
+    streams = [DocumentStream(path, problems, max_items=max_items) for path in files]
+
+    async def work(services: WriteServices) -> ApplyReport:
+        done = {"nodes": 0, "relations": 0}
+        what = "checking" if dry_run else "applying"
+        with progress(f"{what} {', '.join(str(f) for f in files)}") as task:
+
+            def advance(section: str, count: int) -> None:
+                done[section] += count
+                task.update(completed=done[section], description=f"{what} {section}")
+
+            try:
+                return await services.registry.apply_stream(
+                    streams, problems, dry_run=dry_run, by=caller, progress=advance
+                )
+            except CatalogError as err:
+                _refuse(_with_files(problems_of(err)))
+
+    return run_with_write_services(database, work)
+
+
+def _with_files(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A text-level problem (``a.json: document: ...``) has its file as the file read."""
+    for p in problems:
+        message = str(p["message"])
+        if not p.get("file") and ": document" in message:
+            p["file"] = message.split(": document", 1)[0]
+    return problems
 
 
 def _located(err: CatalogError, path: Path) -> list[dict[str, Any]]:
@@ -170,6 +221,7 @@ def _print_diff(report: ApplyReport) -> None:
             _show(rel.before) if rel.op == "updated" else "",
             _show(r.properties) if rel.op == "updated" else "",
         )
+    total += report.diff_rows_left_out
     console = Console()
     if total == 0:
         console.print("no changes", highlight=False)
