@@ -22,11 +22,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from scipy import sparse
 
+from catalog.answers import AnswerFilter, AnswerPage, Answers, Pager, Question, list_bytes
 from metadata.errors import InvalidInputError, NotFoundError
 from metadata.graph import CatalogGraph, Deadline, GraphView, Step
 from metadata.model import Kind, Lifecycle, RelationType, parse_id
@@ -65,6 +66,8 @@ class ImpactResult:
     affected: list[tuple[str, int, list[Step]]]
     unprovided_capabilities: list[str]
     orphaned_entities: list[str]
+    #: The question and arguments that gave it (its pages' cursors name them).
+    question: Question = ()
 
 
 @dataclass
@@ -73,6 +76,8 @@ class SubgraphResult:
 
     nodes: list[str]
     relations: list[Step]
+    #: The question and arguments that gave it (its pages' cursors name them).
+    question: Question = ()
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,13 @@ class GraphAnalysis:
         *,
         time_budget: float = TIME_BUDGET_S,
         workers: Workers | None = None,
+        answers: Answers | None = None,
     ) -> None:
         self.graph = graph
         self.time_budget = time_budget
         self.workers = workers
+        #: Whole answers per catalog version, shared by every copy (``catalog.answers``).
+        self.answers = answers or Answers()
         self._cancelled: Callable[[], bool] | None = None
         self._ranked = _Ranked()
         self._past_ranked = _Ranked()  # of past views (negative versions): never the present's
@@ -226,10 +234,37 @@ class GraphAnalysis:
         if graph.kind(n) is Kind.JOURNEY_STEP:
             yield from graph.steps(n, (R.PART_OF,), "out")
 
-    def impact(self, node_id: str, depth: int, *, direct_only: bool = False) -> ImpactResult:
+    def _remember(
+        self,
+        question: Question,
+        compute: Callable[[], T],
+        size: Callable[[T], int],
+        keep: bool = True,
+    ) -> T:
+        """The answer to ``question`` at this version of the graph: the kept one, else
+        computed (and kept, with ``keep``)."""
+        return self.answers.remember((self.graph.version, *question), compute, size, keep=keep)
+
+    def pager(self) -> Pager:
+        """Pages of the answers of this version of the graph (``catalog.answers``)."""
+        return Pager(self.graph, self.answers)
+
+    def impact(
+        self, node_id: str, depth: int, *, direct_only: bool = False, keep: bool = False
+    ) -> ImpactResult:
         """Everything that depends on a node, up to ``depth`` relations away (only what
         depends on the node itself with ``direct_only``), and what it leaves without a
-        provider or a system of record (whatever the depth; docs/graph.md gives the rules)."""
+        provider or a system of record (whatever the depth; docs/graph.md gives the rules).
+        With ``keep`` (its pages are asked), kept for this catalog version
+        (``catalog.answers``); a kept answer is taken either way."""
+        question: Question = ("impact", node_id, depth, direct_only)
+        result = self._remember(
+            question, lambda: self._impact(node_id, depth, direct_only), _impact_bytes, keep
+        )
+        result.question = question
+        return result
+
+    def _impact(self, node_id: str, depth: int, direct_only: bool) -> ImpactResult:
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
@@ -345,9 +380,26 @@ class GraphAnalysis:
         return [self.graph.relation_between(a, b) for a, b in zip(ids, ids[1:], strict=False)]
 
     def neighborhood(
+        self,
+        node_id: str,
+        depth: int,
+        types: Sequence[RelationType] | None,
+        *,
+        keep: bool = False,
+    ) -> SubgraphResult:
+        """Nodes within ``depth`` relations (any direction, optionally only some types); kept
+        for this catalog version with ``keep``, as ``impact``."""
+        names = tuple(sorted({t.name for t in types})) if types else None
+        question: Question = ("neighborhood", node_id, depth, names)
+        result = self._remember(
+            question, lambda: self._neighborhood(node_id, depth, types), _subgraph_bytes, keep
+        )
+        result.question = question
+        return result
+
+    def _neighborhood(
         self, node_id: str, depth: int, types: Sequence[RelationType] | None
     ) -> SubgraphResult:
-        """Nodes within ``depth`` relations (any direction, optionally only some types)."""
         self._node(node_id)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
@@ -357,8 +409,19 @@ class GraphAnalysis:
         )
         return self._subgraph(node_id, found, types, deadline)
 
-    def lineage(self, node_id: str, direction: str, depth: int) -> SubgraphResult:
-        """Upstream (IN), downstream (OUT) or both along FLOWS_TO and REPRESENTS."""
+    def lineage(
+        self, node_id: str, direction: str, depth: int, *, keep: bool = False
+    ) -> SubgraphResult:
+        """Upstream (IN), downstream (OUT) or both along FLOWS_TO and REPRESENTS; kept for
+        this catalog version with ``keep``, as ``impact``."""
+        question: Question = ("lineage", node_id, direction, depth)
+        result = self._remember(
+            question, lambda: self._lineage(node_id, direction, depth), _subgraph_bytes, keep
+        )
+        result.question = question
+        return result
+
+    def _lineage(self, node_id: str, direction: str, depth: int) -> SubgraphResult:
         self._node(node_id, kind=None)
         _check_range("depth", depth, MAX_DEPTH)
         g = self.graph
@@ -409,7 +472,25 @@ class GraphAnalysis:
         return covered
 
     def gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
-        """What is missing: providers, systems of record, stewards, owners, served touchpoints."""
+        """What is missing: providers, systems of record, stewards, owners, served touchpoints
+        (kept per catalog version)."""
+        return list(self._whole_gaps(kinds)[1])
+
+    def _whole_gaps(self, kinds: Sequence[Kind] | None) -> tuple[Question, list[GapResult]]:
+        question: Question = ("gaps", tuple(sorted({k.name for k in kinds})) if kinds else None)
+        found = self._remember(question, lambda: self._find_gaps(kinds), list_bytes(200))
+        return question, found
+
+    def gaps_page(
+        self, kinds: Sequence[Kind] | None, flt: AnswerFilter, first: int, after: str | None
+    ) -> AnswerPage[GapResult]:
+        """A page of ``gaps(kinds)`` that ``flt`` keeps (its kinds, reason, domain, owner)."""
+        question, whole = self._whole_gaps(kinds)
+        return self.pager().page(
+            question, whole, flt, first, after, node=_node_of, reason=_reason_of
+        )
+
+    def _find_gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
         g = self.graph
         want = set(kinds) if kinds else set(Kind)
         deadline = self._deadline("gaps")
@@ -460,7 +541,23 @@ class GraphAnalysis:
         return out
 
     def redundancies(self) -> list[RedundancyResult]:
-        """Capabilities provided by several active systems; entities mastered by several (silos)."""
+        """Capabilities provided by several active systems; entities mastered by several (silos);
+        kept per catalog version."""
+        return list(self._whole_redundancies())
+
+    def _whole_redundancies(self) -> list[RedundancyResult]:
+        return self._remember(("redundancies",), self._find_redundancies, list_bytes(300))
+
+    def redundancies_page(
+        self, flt: AnswerFilter, first: int, after: str | None
+    ) -> AnswerPage[RedundancyResult]:
+        """A page of ``redundancies()`` that ``flt`` keeps (kinds, reason, domain, owner)."""
+        whole = self._whole_redundancies()
+        return self.pager().page(
+            ("redundancies",), whole, flt, first, after, node=_node_of, reason=_reason_of
+        )
+
+    def _find_redundancies(self) -> list[RedundancyResult]:
         g = self.graph
         deadline = self._deadline("redundancies")
         out: list[RedundancyResult] = []
@@ -584,6 +681,19 @@ class GraphAnalysis:
     def hotspots(self, first: int) -> list[tuple[str, float]]:
         """The most central active nodes by PageRank (directions ignored), cached per version."""
         _check_range("first", first, MAX_FIRST)
+        return self._ranking()[:first]
+
+    def hotspots_page(
+        self, flt: AnswerFilter, first: int, after: str | None
+    ) -> AnswerPage[tuple[str, float]]:
+        """A page of every active node by PageRank (``hotspots`` without its bound) that
+        ``flt`` keeps (kinds, domain, owner)."""
+        return self.pager().page(
+            ("hotspots",), self._ranking(), flt, first, after, node=_first_of, per_item=100
+        )
+
+    def _ranking(self) -> list[tuple[str, float]]:
+        """Every active node by PageRank, highest first, ties by id; once per version."""
         g = self.graph
         entry = self._ranked.entry
         if entry is None or entry[0] != g.version:
@@ -591,7 +701,28 @@ class GraphAnalysis:
             entry = (g.version, sorted(ranks.items(), key=lambda kv: (-kv[1], kv[0])))
             # One assignment: a question on another thread sees the old entry or the new one.
             self._ranked.entry = entry
-        return entry[1][:first]
+        return entry[1]
+
+
+def _node_of(item: GapResult | RedundancyResult) -> str:
+    return item.node
+
+
+def _reason_of(item: GapResult | RedundancyResult) -> str:
+    return item.reason
+
+
+def _first_of(item: tuple[str, Any] | tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
+def _impact_bytes(result: ImpactResult) -> int:
+    lists = len(result.unprovided_capabilities) + len(result.orphaned_entities)
+    return 200 + sum(160 + 8 * d for _, d, _ in result.affected) + 8 * lists
+
+
+def _subgraph_bytes(result: SubgraphResult) -> int:
+    return 200 + 8 * len(result.nodes) + 120 * len(result.relations)
 
 
 def _pagerank(

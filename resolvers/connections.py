@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import strawberry
 from strawberry.types.nodes import SelectedField
 
+from catalog.answers import AnswerPage
 from catalog.discovery import Page, encode_cursor
 from metadata.model import NodeRecord
 from resolvers.context import CatalogInfo, group_touching
@@ -146,11 +147,35 @@ def connection(conn_cls: type[Any], edge_cls: type[Any], page: Page, after: str 
     )
 
 
+def answer_connection(
+    conn_cls: type[Any], edge_cls: type[Any], page: AnswerPage[Any], wrap: Callable[[Any], Any]
+) -> Any:
+    """Build a connection of ``conn_cls`` from a page of a graph answer (``catalog.answers``),
+    each item wrapped in its GraphQL type by ``wrap`` (None: left out, its cursor kept)."""
+    edges = []
+    for i, item in enumerate(page.items):
+        node = wrap(item)
+        if node is not None:
+            edges.append(edge_cls(cursor=page.cursor(i), node=node))
+    last = len(page.items) - 1
+    return conn_cls(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=page.start > 0,
+            start_cursor=page.cursor(0) if page.items else None,
+            end_cursor=page.cursor(last) if page.items else None,
+        ),
+        total_count=page.total,
+    )
+
+
 __all__ = [
     "CapabilityConnection",
     "DataEntityConnection",
     "NodeConnection",
     "PageInfo",
     "SystemConnection",
+    "answer_connection",
     "connection",
 ]

@@ -186,6 +186,11 @@ QUESTION_COSTS: Mapping[str, Question] = {
     "Query.redundancies": Question(500),
     "Query.journeyCoverage": Question(200),
     "Query.hotspots": Question(500),
+    # The paged forms answer from the whole answer, kept per catalog version (computed on the
+    # first page): the list form's price, plus ``first`` items (``SIZED_BY_FIRST``).
+    "Query.gapsPage": Question(500),
+    "Query.redundanciesPage": Question(500),
+    "Query.hotspotsPage": Question(500),
     "Query.search": Question(100),
     "Query.catalogDiff": Question(500),
     "Query.records": Question(200),
@@ -198,6 +203,9 @@ REACH_QUESTIONS = frozenset({"Query.impact", "Query.neighborhood", "Query.lineag
 #: Questions over the whole catalog whose answer (a list) is bounded by what it holds, once a
 #: catalog is bound (``ReachBounds.findings``), instead of ``DEFAULT_LIST_SIZE``.
 CATALOG_QUESTIONS = frozenset({"Query.gaps", "Query.redundancies"})
+#: Lists of graph answers' items as long as the catalog's longest such list (once a catalog is
+#: bound; ``catalog_statistics``) wherever no question above sizes them (in a page).
+ANSWER_ITEM_LISTS = frozenset({"Redundancy.involved"})
 #: The lists of an answer's items that the question sizes too: list field -> those lists.
 ITEM_LISTS: Mapping[str, tuple[str, ...]] = {
     "Impact.affected": ("via",),  # the path to an affected node: at most the depth
@@ -211,6 +219,7 @@ AS_OF_COST = 20
 AS_OF_COSTS: Mapping[str, int] = {
     **{f"Query.{q}": 1_000 for q in ("impact", "path", "neighborhood", "gaps", "redundancies")},
     **{f"Query.{q}": 1_000 for q in ("lineage", "capabilityMap", "journeyCoverage", "hotspots")},
+    **{f"Query.{q}": 1_000 for q in ("gapsPage", "redundanciesPage", "hotspotsPage")},
     **{f"Query.{q}": 500 for q in ("nodes", "systems", "capabilities", "dataEntities")},
     "Query.search": 2_000,
 }
@@ -737,7 +746,9 @@ class _Compiler:
                 return size
         if coordinate == "Query._entities":
             return self._length(args.get("representations"))
-        if self.sizes is not None and coordinate in RELATION_LISTS:
+        if self.sizes is not None and (
+            coordinate in RELATION_LISTS or coordinate in ANSWER_ITEM_LISTS
+        ):
             return ("list", coordinate, self.sizes)
         return LIST_SIZES.get(coordinate, DEFAULT_LIST_SIZE)
 

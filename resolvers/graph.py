@@ -2,6 +2,10 @@
 
 Each question is answered on a worker thread (``GraphAnalysis.ask``); the questions of one
 request take turns, and a question stops when its request is cancelled or its client leaves.
+
+Beside the list forms of the contract, the answers page as Relay connections (``gapsPage``,
+``redundanciesPage``, ``hotspotsPage``, ``Impact.affectedPage``, ``Subgraph.nodePage`` and
+``relationPage``): slices of the answer kept per catalog version (``catalog.answers``).
 """
 
 from __future__ import annotations
@@ -14,10 +18,19 @@ import strawberry
 from strawberry.types.nodes import SelectedField
 
 from catalog import analysis as a
+from catalog.answers import AnswerFilter, AnswerPage, Pager
 from metadata import model
 from metadata.graph import GraphQuestionCancelledError, Step
+from resolvers.connections import (
+    NodeConnection,
+    NodeEdge,
+    answer_connection,
+    prefetch,
+    wants_relations,
+)
 from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, RelationType
+from resolvers.paging import PageInfo
 from resolvers.timetravel import UNSET, AsOf, enter_past
 from resolvers.types import (
     Capability,
@@ -112,6 +125,67 @@ def _relations(steps: Sequence[Step]) -> list[Relation]:
     return [Relation(rec=s.record()) for s in steps]
 
 
+#: The page size of a graph answer's connection when ``first`` is not given.
+DEFAULT_PAGE = 50
+
+First = Annotated[
+    int | None,
+    strawberry.argument(description="Items per page, 0 to the page limit (CAPAHUB_MAX_PAGE_SIZE)."),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(
+        description="The cursor of the item to start after, from this field asked with the same "
+        "arguments at the same catalog version."
+    ),
+]
+Kinds = Annotated[
+    list[Kind] | None, strawberry.argument(description="Only items whose node is of these kinds.")
+]
+InDomain = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(
+        description="Only items whose node is PART_OF this domain (capabilities and systems "
+        "also through their parents)."
+    ),
+]
+OwnedBy = Annotated[
+    strawberry.ID | None,
+    strawberry.argument(description="Only items whose node this team owns (owner or OWNS)."),
+]
+Reason = Annotated[
+    str | None,
+    strawberry.argument(description="Only items whose reason contains this text (any case)."),
+]
+
+
+def _page_size(info: CatalogInfo, first: int | None) -> int:
+    """``first`` or the default, refused past the page limit as the listings refuse it."""
+    n = DEFAULT_PAGE if first is None else first
+    info.context.services.discovery.check_first(n)
+    return n
+
+
+def _filter(
+    kinds: Sequence[Kind] | None = None,
+    reason: str | None = None,
+    domain: strawberry.ID | None = None,
+    owner: strawberry.ID | None = None,
+    types: Sequence[RelationType] | None = None,
+) -> AnswerFilter:
+    return AnswerFilter.of(
+        kinds=kinds,
+        reason=reason,
+        domain=None if domain is None else str(domain),
+        owner=None if owner is None else str(owner),
+        types=types,
+    )
+
+
+def _first_of(item: tuple[Any, ...]) -> str:
+    return str(item[0])
+
+
 @strawberry.type(description="A node reached by an impact analysis.")
 class ImpactedNode:
     node_id: strawberry.Private[str]
@@ -127,9 +201,36 @@ class ImpactedNode:
         return _relations(self.steps)
 
 
+@strawberry.type(description="An impacted node in a page of them.")
+class ImpactedNodeEdge:
+    cursor: str
+    node: ImpactedNode
+
+
+@strawberry.type(description="Impacted nodes a page at a time, in the order of `affected`.")
+class ImpactedNodeConnection:
+    edges: list[ImpactedNodeEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type(description="A relation in a page of relations.")
+class RelationEdge:
+    cursor: str
+    node: Relation
+
+
+@strawberry.type(description="Relations a page at a time (Relay connection).")
+class RelationConnection:
+    edges: list[RelationEdge]
+    page_info: PageInfo
+    total_count: int
+
+
 @strawberry.type(description="What depends on a node (see docs/graph.md for the directions).")
 class Impact:
     result: strawberry.Private[a.ImpactResult]
+    pager: strawberry.Private[Pager]
 
     @strawberry.field
     def root(self, info: CatalogInfo) -> CatalogNode:
@@ -140,6 +241,33 @@ class Impact:
         return [
             ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected
         ]
+
+    @strawberry.field(
+        description="`affected` a page at a time (same order), optionally filtered "
+        '(docs/graph.md, "Paging graph answers").'
+    )
+    async def affected_page(
+        self,
+        info: CatalogInfo,
+        kinds: Kinds = None,
+        domain: InDomain = None,
+        owner: OwnedBy = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> ImpactedNodeConnection:
+        n = _page_size(info, first)
+        flt = _filter(kinds, domain=domain, owner=owner)
+        result = self.result
+        page = self.pager.page(
+            (*result.question, "affected"), result.affected, flt, n, after, node=_first_of
+        )
+        await _preload(info, [x[0] for x in page.items])
+        return answer_connection(
+            ImpactedNodeConnection,
+            ImpactedNodeEdge,
+            page,
+            lambda x: ImpactedNode(node_id=x[0], distance=x[1], steps=x[2]),
+        )
 
     @strawberry.field(
         description="Capabilities that no system in service provides (itself or through a "
@@ -159,6 +287,7 @@ class Impact:
 @strawberry.type(description="Nodes and the relations between them.")
 class Subgraph:
     result: strawberry.Private[a.SubgraphResult]
+    pager: strawberry.Private[Pager]
 
     @strawberry.field
     async def nodes(self, info: CatalogInfo) -> list[CatalogNode]:
@@ -167,6 +296,67 @@ class Subgraph:
     @strawberry.field
     def relations(self) -> list[Relation]:
         return _relations(self.result.relations)
+
+    @strawberry.field(
+        description="`nodes` a page at a time (by id), optionally filtered (docs/graph.md, "
+        '"Paging graph answers").'
+    )
+    async def node_page(
+        self,
+        info: CatalogInfo,
+        kinds: Kinds = None,
+        domain: InDomain = None,
+        owner: OwnedBy = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> NodeConnection:
+        n = _page_size(info, first)
+        flt = _filter(kinds, domain=domain, owner=owner)
+        result = self.result
+        page: AnswerPage[str] = self.pager.page(
+            (*result.question, "nodes"), result.nodes, flt, n, after, node=str
+        )
+        found = await info.context.loaders.node.load_many(list(page.items))
+        recs = {r.id: r for r in found if r is not None}
+        if wants_relations(info):
+            await prefetch(info, list(recs.values()))
+        return answer_connection(
+            NodeConnection,
+            NodeEdge,
+            page,
+            lambda i: as_node(recs[i]) if i in recs else None,
+        )
+
+    @strawberry.field(
+        description="`relations` a page at a time (same order), optionally only some types."
+    )
+    def relation_page(
+        self,
+        info: CatalogInfo,
+        types: Annotated[
+            list[RelationType] | None,
+            strawberry.argument(description="Only relations of these types."),
+        ] = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+    ) -> RelationConnection:
+        n = _page_size(info, first)
+        result = self.result
+        page = self.pager.page(
+            (*result.question, "relations"),
+            result.relations,
+            _filter(types=types),
+            n,
+            after,
+            rtype=_step_type,
+        )
+        return answer_connection(
+            RelationConnection, RelationEdge, page, lambda s: Relation(rec=s.record())
+        )
+
+
+def _step_type(step: Step) -> model.RelationType:
+    return step.type
 
 
 @strawberry.type(description="A node missing something it should have.")
@@ -181,6 +371,19 @@ class Gap:
 
 def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
     return [Gap(node_id=g.node, reason=g.reason) for g in gaps]
+
+
+@strawberry.type(description="A gap in a page of gaps.")
+class GapEdge:
+    cursor: str
+    node: Gap
+
+
+@strawberry.type(description="Gaps a page at a time, in the order of `gaps` (Relay connection).")
+class GapConnection:
+    edges: list[GapEdge]
+    page_info: PageInfo
+    total_count: int
 
 
 @strawberry.type(description="A capability provided, or an entity mastered, more than once.")
@@ -198,6 +401,21 @@ class Redundancy:
         return await _nodes(info, self.involved_ids)
 
 
+@strawberry.type(description="A redundancy in a page of redundancies.")
+class RedundancyEdge:
+    cursor: str
+    node: Redundancy
+
+
+@strawberry.type(
+    description="Redundancies a page at a time, in the order of `redundancies` (Relay connection)."
+)
+class RedundancyConnection:
+    edges: list[RedundancyEdge]
+    page_info: PageInfo
+    total_count: int
+
+
 @strawberry.type(description="A node central to the landscape (PageRank, directions ignored).")
 class Hotspot:
     node_id: strawberry.Private[str]
@@ -206,6 +424,22 @@ class Hotspot:
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
         return node_by_id(info, self.node_id)
+
+
+@strawberry.type(description="A hotspot in a page of hotspots.")
+class HotspotEdge:
+    cursor: str
+    node: Hotspot
+
+
+@strawberry.type(
+    description="Every active node by PageRank a page at a time, in the order of `hotspots` "
+    "(Relay connection)."
+)
+class HotspotConnection:
+    edges: list[HotspotEdge]
+    page_info: PageInfo
+    total_count: int
 
 
 @strawberry.type(description="One capability of the capability map, in pre-order.")
@@ -292,6 +526,12 @@ class JourneyCoverage:
         return sum(1 for s in steps if not s.gaps) / len(steps) if steps else 0.0
 
 
+def _pages_subgraph(info: CatalogInfo) -> bool:
+    """Whether the query asks for pages of the subgraph (then it is kept for the version)."""
+    fields = info.selected_fields
+    return bool(_children(fields, "nodePage") or _children(fields, "relationPage"))
+
+
 def _direction(d: model.Direction | None) -> str:
     return {model.Direction.OUT: "out", model.Direction.IN: "in"}.get(
         d or model.Direction.BOTH, "both"
@@ -325,7 +565,11 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         d = 3 if depth is None else depth
         direct = bool(direct_only)
-        result = await _ask(info, lambda q: q.impact(str(id), d, direct_only=direct))
+        # Kept for the catalog version when its pages are asked: the next page is a slice.
+        keep = bool(_children(info.selected_fields, "affectedPage"))
+        result, pager = await _ask(
+            info, lambda q: (q.impact(str(id), d, direct_only=direct, keep=keep), q.pager())
+        )
         # The affected nodes' records only when they are asked for: an impact can reach most
         # of the catalog, and loading it all (on the event loop) for `root { id }` took seconds.
         fields = info.selected_fields
@@ -333,7 +577,7 @@ class GraphQuery:
         if _selects_nodes(_children(fields, "affected")):
             ids.extend(n for n, _, _ in result.affected)
         await _preload(info, ids)
-        return Impact(result=result)
+        return Impact(result=result, pager=pager)
 
     @strawberry.field(description="A shortest connection between two nodes, or null when none.")
     async def path(
@@ -362,8 +606,11 @@ class GraphQuery:
         if as_of:
             await enter_past(info, as_of, graph=True)
         d = 1 if depth is None else depth
-        result = await _ask(info, lambda q: q.neighborhood(str(id), d, types))
-        return Subgraph(result=result)
+        keep = _pages_subgraph(info)
+        result, pager = await _ask(
+            info, lambda q: (q.neighborhood(str(id), d, types, keep=keep), q.pager())
+        )
+        return Subgraph(result=result, pager=pager)
 
     @strawberry.field(description="What is missing in the landscape, with reasons.")
     async def gaps(
@@ -383,6 +630,61 @@ class GraphQuery:
         await _preload(info, [n for r in found for n in (r.node, *r.involved)])
         return [Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved) for r in found]
 
+    @strawberry.field(
+        description="`gaps` a page at a time (same order), filtered by kind, reason, domain and "
+        'owner (docs/graph.md, "Paging graph answers").'
+    )
+    async def gaps_page(
+        self,
+        info: CatalogInfo,
+        kinds: Annotated[
+            list[Kind] | None, strawberry.argument(description="As `gaps(kinds)`.")
+        ] = None,
+        reason: Reason = None,
+        domain: InDomain = None,
+        owner: OwnedBy = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+        as_of: AsOf = UNSET,
+    ) -> GapConnection:
+        if as_of:
+            await enter_past(info, as_of, graph=True)
+        n = _page_size(info, first)
+        flt = _filter(reason=reason, domain=domain, owner=owner)
+        page = await _ask(info, lambda q: q.gaps_page(kinds, flt, n, after))
+        await _preload(info, [g.node for g in page.items])
+        return answer_connection(
+            GapConnection, GapEdge, page, lambda g: Gap(node_id=g.node, reason=g.reason)
+        )
+
+    @strawberry.field(
+        description="`redundancies` a page at a time (same order), filtered by kind, reason, "
+        "domain and owner."
+    )
+    async def redundancies_page(
+        self,
+        info: CatalogInfo,
+        kinds: Kinds = None,
+        reason: Reason = None,
+        domain: InDomain = None,
+        owner: OwnedBy = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+        as_of: AsOf = UNSET,
+    ) -> RedundancyConnection:
+        if as_of:
+            await enter_past(info, as_of, graph=True)
+        n = _page_size(info, first)
+        flt = _filter(kinds, reason, domain, owner)
+        page = await _ask(info, lambda q: q.redundancies_page(flt, n, after))
+        await _preload(info, [i for r in page.items for i in (r.node, *r.involved)])
+        return answer_connection(
+            RedundancyConnection,
+            RedundancyEdge,
+            page,
+            lambda r: Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved),
+        )
+
     @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
     async def lineage(
         self,
@@ -395,8 +697,11 @@ class GraphQuery:
         if as_of:
             await enter_past(info, as_of, graph=True)
         way, d = _direction(direction), 5 if depth is None else depth
-        result = await _ask(info, lambda q: q.lineage(str(id), way, d))
-        return Subgraph(result=result)
+        keep = _pages_subgraph(info)
+        result, pager = await _ask(
+            info, lambda q: (q.lineage(str(id), way, d, keep=keep), q.pager())
+        )
+        return Subgraph(result=result, pager=pager)
 
     @strawberry.field(description="The capability hierarchy with providers and leaf coverage.")
     async def capability_map(
@@ -442,6 +747,30 @@ class GraphQuery:
         ranked = await _ask(info, lambda q: q.hotspots(n))
         await _preload(info, [n for n, _ in ranked])
         return [Hotspot(node_id=n, score=s) for n, s in ranked]
+
+    @strawberry.field(
+        description="Every active node by PageRank a page at a time (the order of `hotspots`, "
+        "without its bound of 500), filtered by kind, domain and owner."
+    )
+    async def hotspots_page(
+        self,
+        info: CatalogInfo,
+        kinds: Kinds = None,
+        domain: InDomain = None,
+        owner: OwnedBy = None,
+        first: First = DEFAULT_PAGE,
+        after: After = None,
+        as_of: AsOf = UNSET,
+    ) -> HotspotConnection:
+        if as_of:
+            await enter_past(info, as_of, graph=True)
+        n = _page_size(info, first)
+        flt = _filter(kinds, domain=domain, owner=owner)
+        page = await _ask(info, lambda q: q.hotspots_page(flt, n, after))
+        await _preload(info, [i for i, _ in page.items])
+        return answer_connection(
+            HotspotConnection, HotspotEdge, page, lambda h: Hotspot(node_id=h[0], score=h[1])
+        )
 
 
 __all__ = ["GraphQuery"]

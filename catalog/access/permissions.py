@@ -57,6 +57,10 @@ PERMISSIONS: dict[str, Rule] = {
     "Query.capabilityMap": _GRAPH,
     "Query.journeyCoverage": _GRAPH,
     "Query.hotspots": _GRAPH,
+    # The paged forms of graph answers: the rule of the list form each one pages.
+    "Query.gapsPage": _GRAPH,
+    "Query.redundanciesPage": _GRAPH,
+    "Query.hotspotsPage": _GRAPH,
     "Query.catalogDiff": Rule(
         Role.VIEWER, scope="catalog metadata: what changed between two instants (no actors)"
     ),
