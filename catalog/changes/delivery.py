@@ -46,7 +46,7 @@ from catalog.changes.webhooks import WebhookFilter, webhook_from_row
 from catalog.harvest.fetch import guarded_transport
 from catalog.settings import Settings
 from metadata.errors import CatalogError
-from metadata.store import Change, Store, _change
+from metadata.store import Change, ChangeNotifications, Store, _change
 from metadata.tables import history, webhook_deliveries, webhooks
 
 log = logging.getLogger("capahub.webhooks")
@@ -280,6 +280,7 @@ class DeliveryWorker:
     _client: httpx.AsyncClient | None = None
     _last_prune: float = 0.0
     _db: Store | None = None
+    _notifications: ChangeNotifications | None = None
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> DeliveryWorker:
@@ -328,6 +329,10 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         await self.open()
         self.store.subscribe(lambda _changes: self._wake.set())
+        # On PostgreSQL, other processes' commits wake it too (LISTEN), not only the poll.
+        self._notifications = self.store.listen(lambda _last_id: self._wake.set())
+        if self._notifications is not None:
+            self._notifications.start()
         self._task = asyncio.create_task(self._run(), name="capahub-webhooks")
 
     async def drain(self) -> None:
@@ -345,6 +350,9 @@ class DeliveryWorker:
                 await t
         self._task = None
         self._sending.clear()
+        if self._notifications is not None:
+            await self._notifications.close()
+            self._notifications = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
