@@ -8,14 +8,16 @@ is kept beside it. A page is then a slice of a kept list: the first page of a la
 costs what any other page costs.
 
 A cursor names the answer it was cut from (a digest of the question, its arguments and the
-filter), the catalog version and the position in the list; a cursor of another answer, of
-another version or from another listing is refused with ``InvalidInputError`` naming
-``after`` (docs/graph.md, "Paging graph answers").
+filter), the process that answered (versions are counted by each process), the catalog version
+and the position in the list; a cursor of another answer, process or version, or from another
+listing, is refused with ``InvalidInputError`` naming ``after`` (docs/graph.md, "Paging graph
+answers").
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -118,6 +120,8 @@ class AnswerPage(Generic[T]):
     total: int
     tag: str
     version: int
+    #: The ``Answers.epoch`` of the process that answered.
+    epoch: str = ""
 
     @property
     def has_next(self) -> bool:
@@ -126,7 +130,7 @@ class AnswerPage(Generic[T]):
 
     def cursor(self, i: int) -> str:
         """The cursor of ``items[i]``."""
-        return encode_cursor(f"a{self.tag}.{self.version}.{self.start + i}")
+        return encode_cursor(f"a{self.tag}.{self.epoch}.{self.version}.{self.start + i}")
 
 
 class Answers:
@@ -135,6 +139,9 @@ class Answers:
     worker threads (two threads asking the same question at once may both compute it)."""
 
     def __init__(self, max_bytes: int = ANSWER_CACHE_BYTES) -> None:
+        #: Names this cache's versions in cursors: another process (a replica, this hub after
+        #: a restart) counts versions from its own start, so its version 7 is not this one's.
+        self.epoch = secrets.token_hex(3)
         self._lock = threading.Lock()
         self._cache: LRUCache[tuple[Hashable, ...], tuple[int, Any]] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=_first_item
@@ -198,23 +205,30 @@ def digest(question: Question, flt: AnswerFilter) -> str:
     return hashlib.blake2b(text, digest_size=6).hexdigest()
 
 
-def position(after: str, tag: str, version: int, total: int) -> int:
-    """Where the page after the cursor ``after`` starts in the answer ``tag`` of ``version``.
+def position(after: str, tag: str, epoch: str, version: int, total: int) -> int:
+    """Where the page after the cursor ``after`` starts in the answer ``tag`` of ``version``
+    (as the process of ``epoch`` counts versions).
 
     Raises:
-        InvalidInputError: a cursor from another answer, another listing or another version,
-            naming ``after``.
+        InvalidInputError: a cursor from another answer, another listing, another process or
+            another version, naming ``after``.
     """
     raw = decode_cursor(after)
     parts = raw[1:].split(".") if raw.startswith("a") else []
-    if len(parts) != 3 or parts[0] != tag:
+    if len(parts) != 4 or parts[0] != tag:
         raise InvalidInputError(
             "after: this cursor comes from another question, other arguments or another "
             "listing; give one from the edges of this field, asked with the same arguments",
             field="after",
         )
+    if parts[1] != epoch:
+        raise InvalidInputError(
+            "after: this cursor was given by another hub process (another replica, or this one "
+            "before a restart); ask again without `after` and keep to the pages this one gives",
+            field="after",
+        )
     try:
-        was, index = int(parts[1]), int(parts[2])
+        was, index = int(parts[2]), int(parts[3])
     except ValueError:
         raise InvalidInputError(
             "after: this cursor is damaged; give one from the edges of this field",
@@ -267,9 +281,9 @@ class Pager:
                 lambda: [x for x in whole if keep(x)],
                 list_bytes(0),  # the items are the whole answer's own
             )
-        tag = digest(question, flt)
-        start = 0 if after is None else position(after, tag, version, len(chosen))
-        return AnswerPage(chosen[start : start + first], start, len(chosen), tag, version)
+        tag, epoch = digest(question, flt), self.answers.epoch
+        start = 0 if after is None else position(after, tag, epoch, version, len(chosen))
+        return AnswerPage(chosen[start : start + first], start, len(chosen), tag, version, epoch)
 
     def _keeps(
         self,
