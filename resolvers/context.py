@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
@@ -17,6 +17,9 @@ from metadata.model import NodeRecord, RelationRecord, Touching
 
 if TYPE_CHECKING:
     from catalog.services import Services
+
+
+T = TypeVar("T")
 
 
 def _group(rels: Sequence[RelationRecord], attr: str) -> dict[str, list[RelationRecord]]:
@@ -40,6 +43,16 @@ def loaded(loader: DataLoader[Any, Any], key: Any) -> Any:
     if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
         return NOT_LOADED
     return fut.result()
+
+
+def resolve_later(pending: Awaitable[T]) -> T:
+    """``pending`` typed as what it resolves to, for a resolver to return.
+
+    graphql-core awaits an awaitable that a resolver returns, so a synchronous resolver that
+    answers at once when its data is loaded hands one back when it is not; its annotation stays
+    the field's type, which strawberry reads for the schema.
+    """
+    return cast("T", pending)
 
 
 def node_now(context: Context, node_id: str) -> Any:

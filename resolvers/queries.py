@@ -6,6 +6,7 @@ import strawberry
 
 from metadata import model
 from metadata.store import NodeFilter
+from resolvers._fields import field
 from resolvers.connections import (
     CapabilityConnection,
     CapabilityEdge,
@@ -30,14 +31,14 @@ from resolvers.types import CatalogNode, node_by_id
 class CatalogQuery:
     """Discovery of the catalog's nodes."""
 
-    @strawberry.field(description="A node by id, or null when there is none.")
+    @field(description="A node by id, or null when there is none.")
     def node(self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = UNSET) -> CatalogNode | None:
         model.parse_id(str(id), field="id")
         if as_of:
             return past_node(info, str(id), as_of)
         return node_by_id(info, str(id))
 
-    @strawberry.field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")
+    @field(description="Nodes filtered by kind, tag (any of) and lifecycle, by id.")
     async def nodes(
         self,
         info: CatalogInfo,
@@ -54,9 +55,10 @@ class CatalogQuery:
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
             await prefetch(info, page.items)
-        return connection(NodeConnection, NodeEdge, page, after)
+        answer: NodeConnection = connection(NodeConnection, NodeEdge, page, after)
+        return answer
 
-    @strawberry.field(description="Systems, by id.")
+    @field(description="Systems, by id.")
     async def systems(
         self,
         info: CatalogInfo,
@@ -70,9 +72,10 @@ class CatalogQuery:
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
             await prefetch(info, page.items)
-        return connection(SystemConnection, SystemEdge, page, after)
+        answer: SystemConnection = connection(SystemConnection, SystemEdge, page, after)
+        return answer
 
-    @strawberry.field(description="Capabilities, by id.")
+    @field(description="Capabilities, by id.")
     async def capabilities(
         self,
         info: CatalogInfo,
@@ -86,9 +89,10 @@ class CatalogQuery:
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
             await prefetch(info, page.items)
-        return connection(CapabilityConnection, CapabilityEdge, page, after)
+        answer: CapabilityConnection = connection(CapabilityConnection, CapabilityEdge, page, after)
+        return answer
 
-    @strawberry.field(description="Data entities, by id.")
+    @field(description="Data entities, by id.")
     async def data_entities(
         self,
         info: CatalogInfo,
@@ -102,9 +106,10 @@ class CatalogQuery:
         page = await info.context.services.discovery.page(flt, first=first, after=after)
         if wants_relations(info):
             await prefetch(info, page.items)
-        return connection(DataEntityConnection, DataEntityEdge, page, after)
+        answer: DataEntityConnection = connection(DataEntityConnection, DataEntityEdge, page, after)
+        return answer
 
-    @strawberry.field(description="Recorded changes of a node, newest first.")
+    @field(description="Recorded changes of a node, newest first.")
     async def history(
         self, info: CatalogInfo, id: strawberry.ID, first: int | None = 20
     ) -> list[ChangeRecord]:

@@ -16,10 +16,10 @@ import asyncio
 import bisect
 import enum
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, value_from_ast_untyped
@@ -35,11 +35,13 @@ from metadata.graph import GraphView
 from metadata.model import Kind, Lifecycle, NodeRecord, RelationRecord, RelationType, Touching
 from metadata.search import normalize, parse_query
 from metadata.store import NodeFilter
-from resolvers.context import CatalogInfo, Context, Loaders
+from resolvers._fields import field
+from resolvers.context import CatalogInfo, Context, Loaders, resolve_later
 from resolvers.paging import PageInfo
 
 if TYPE_CHECKING:
     from catalog.services import Services
+    from resolvers.types import CatalogNode
 
 AS_OF = "asOf"
 
@@ -524,23 +526,25 @@ AsOf = Annotated[
 ]
 
 
-def past_node(info: CatalogInfo, node_id: str, as_of: datetime) -> Any:
+def past_node(info: CatalogInfo, node_id: str, as_of: datetime) -> CatalogNode | None:
     """``node(id, asOf)``: the node as it was (None: it did not exist yet)."""
     from resolvers.types import node_by_id
 
-    async def answer() -> Any:
+    async def answer() -> CatalogNode | None:
         await enter_past(info, as_of)
         found = node_by_id(info, node_id)
-        return await found if asyncio.iscoroutine(found) else found
+        if asyncio.iscoroutine(found):  # not loaded yet: node_by_id's awaitable (resolve_later)
+            return await cast("Awaitable[CatalogNode | None]", found)
+        return found
 
-    return answer()
+    return resolve_later(answer())
 
 
 @strawberry.type
 class TimeTravelQuery:
     """What changed between two instants."""
 
-    @strawberry.field(
+    @field(
         description="Nodes and relations added, changed (the fields that differ, before and "
         "after), retired or removed between `from` and `to` (default: now), nodes first, each "
         "by id."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,10 +14,13 @@ from metadata.model import Direction as D
 from metadata.model import Kind as K
 from metadata.model import NodeRecord, RelationRecord, Touching
 from metadata.model import RelationType as R
-from resolvers.context import NOT_LOADED, CatalogInfo, loaded, node_now
+from resolvers._fields import field
+from resolvers.context import NOT_LOADED, CatalogInfo, loaded, node_now, resolve_later
 from resolvers.enums import Direction, Kind, Lifecycle, RelationType
 from resolvers.fastpath import direct
 from resolvers.records import RecordConnection, resolve_records
+
+N = TypeVar("N", bound="CatalogNode")
 
 
 async def related(
@@ -81,8 +84,9 @@ def nodes_of(
     rtype: model.RelationType,
     direction: model.Direction,
     kind: model.Kind | None = None,
-) -> Any:
-    """Related nodes as GraphQL objects: at once when prefetched, else an awaitable.
+) -> list[Any]:
+    """Related nodes as GraphQL objects: at once when prefetched, else an awaitable (typed as
+    the list, ``resolve_later``).
 
     Resolvers that can answer synchronously skip an asyncio task per field, which is most of
     the cost of a wide query; graphql-core awaits the result when it is an awaitable.
@@ -94,7 +98,7 @@ def nodes_of(
     async def later() -> list[Any]:
         return as_nodes(await related(info, node_id, rtype, direction, kind))
 
-    return later()
+    return resolve_later(later())
 
 
 def node_of(
@@ -104,18 +108,19 @@ def node_of(
     direction: model.Direction,
     kind: model.Kind | None = None,
     *,
-    cls: type[Any],
-) -> Any:
+    cls: type[N],
+) -> N | None:
     """The first related node (by id) as ``cls``, or None; at once when prefetched."""
     now = _related_now(info, node_id, rtype, direction, kind)
     if now is not None:
-        return as_node(now[0]) if now else None
+        # as_node wraps a node of ``kind`` in TYPE_BY_KIND[kind], which is ``cls``
+        return cast("N", as_node(now[0])) if now else None
 
-    async def later() -> Any:
+    async def later() -> N | None:
         found = await related(info, node_id, rtype, direction, kind)
         return cls(rec=found[0]) if found else None
 
-    return later()
+    return resolve_later(later())
 
 
 #: Wrappers made so far, by node id: a record (immutable) is wrapped once, not per request.
@@ -123,9 +128,10 @@ _WRAPPED: dict[str, CatalogNode] = {}
 _MAX_WRAPPED = 200_000
 
 
-def node_by_id(info: CatalogInfo, node_id: str) -> Any:
+def node_by_id(info: CatalogInfo, node_id: str) -> CatalogNode | None:
     """The node as its GraphQL type, or None when there is none: at once when the node cache
-    or this request's dataloader holds it, else an awaitable (one batched load)."""
+    or this request's dataloader holds it, else an awaitable (one batched load), typed as the
+    node (``resolve_later``)."""
     rec = node_now(info.context, node_id)
     if rec is not NOT_LOADED:
         return as_node(rec) if rec is not None else None
@@ -134,7 +140,7 @@ def node_by_id(info: CatalogInfo, node_id: str) -> Any:
         rec = await info.context.loaders.node.load(node_id)
         return as_node(rec) if rec is not None else None
 
-    return later()
+    return resolve_later(later())
 
 
 def as_node(rec: NodeRecord) -> CatalogNode:
@@ -173,7 +179,7 @@ class Relation:
     def type(self) -> RelationType:
         return self.rec.type
 
-    @strawberry.field(name="from")
+    @field(name="from")
     async def from_(self, info: CatalogInfo) -> CatalogNode:
         return await _load(info, self.rec.from_id)
 
@@ -184,7 +190,8 @@ class Relation:
     @strawberry.field
     @direct
     def properties(self) -> JSON | None:
-        return self.rec.properties
+        properties = self.rec.properties
+        return None if properties is None else JSON(properties)
 
 
 async def _load(info: CatalogInfo, node_id: str) -> CatalogNode:
@@ -210,11 +217,12 @@ class CatalogNode:
     tags: list[str] = strawberry.field(default=None)
     lifecycle: Lifecycle = strawberry.field(default=None)
 
-    @strawberry.field(description="The team accountable for this node.")
+    @field(description="The team accountable for this node.")
     @direct
     def owner(self, info: CatalogInfo) -> Team | None:
         owner = self.rec.owner
-        return None if owner is None else node_by_id(info, owner)
+        # an owner is a team (the metamodel's OWNS rule)
+        return None if owner is None else cast("Team | None", node_by_id(info, owner))
 
     properties: JSON | None = strawberry.field(default=None)
     version: int = strawberry.field(
@@ -232,12 +240,12 @@ class CatalogNode:
         self.description = rec.description
         self.tags = list(rec.tags)
         self.lifecycle = rec.lifecycle
-        self.properties = rec.properties
+        self.properties = None if rec.properties is None else JSON(rec.properties)
         self.version = rec.version
         self.created_at = rec.created_at
         self.updated_at = rec.updated_at
 
-    @strawberry.field(description="Relations of this node, optionally by type and direction.")
+    @field(description="Relations of this node, optionally by type and direction.")
     async def relations(
         self,
         info: CatalogInfo,
@@ -252,9 +260,7 @@ class CatalogNode:
         if direction in (D.OUT, D.BOTH):
             rels.extend(sorted(touching.out, key=_out_order))
         if direction in (D.IN, D.BOTH):
-            rels.extend(
-                sorted((r for r in touching.into if r.from_id != r.to_id), key=_in_order)
-            )
+            rels.extend(sorted((r for r in touching.into if r.from_id != r.to_id), key=_in_order))
         wanted = set(types) if types else None
         return [Relation(rec=r) for r in rels if wanted is None or r.type in wanted]
 
@@ -275,7 +281,7 @@ def _in_order(r: RelationRecord) -> tuple[str, str]:
     return (r.type.value, r.from_id)
 
 
-def _key(cls: type[Any]) -> Any:
+def _key(cls: type[N]) -> type[N]:
     return strawberry.federation.type(keys=["id"], description=cls.__doc__)(cls)
 
 
@@ -283,17 +289,17 @@ def _key(cls: type[Any]) -> Any:
 class Domain(CatalogNode):
     """A business domain: Sales, Service, Marketing, Commerce."""
 
-    @strawberry.field(description="Capabilities directly in this domain.")
+    @field(description="Capabilities directly in this domain.")
     @direct
     def capabilities(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
-    @strawberry.field(description="Systems in this domain.")
+    @field(description="Systems in this domain.")
     @direct
     def systems(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
-    @strawberry.field(description="Data entities in this domain.")
+    @field(description="Data entities in this domain.")
     @direct
     def entities(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.DATA_ENTITY)
@@ -303,14 +309,14 @@ class Domain(CatalogNode):
 class Team(CatalogNode):
     """A team: owner of nodes and steward of data."""
 
-    @strawberry.field(description="Nodes this team owns.")
+    @field(description="Nodes this team owns.")
     async def owns(self, info: CatalogInfo) -> list[CatalogNode]:
         owned = await info.context.loaders.owned.load(self.rec.id)
         extra = await related(info, self.rec.id, R.OWNS, D.OUT)
         seen = {n.id for n in owned}
         return as_nodes(owned + [n for n in extra if n.id not in seen])
 
-    @strawberry.field(description="Data entities this team stewards.")
+    @field(description="Data entities this team stewards.")
     @direct
     def stewards(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.STEWARDS, D.OUT)
@@ -320,27 +326,27 @@ class Team(CatalogNode):
 class System(CatalogNode):
     """An application: CRM, ERP, CDP, webshop, chatbot."""
 
-    @strawberry.field(description="Capabilities this system implements.")
+    @field(description="Capabilities this system implements.")
     @direct
     def provides(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PROVIDES, D.OUT)
 
-    @strawberry.field(description="Data entities this system is the system of record for.")
+    @field(description="Data entities this system is the system of record for.")
     @direct
     def masters(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.MASTERS, D.OUT)
 
-    @strawberry.field(description="Data entities this system holds a copy of.")
+    @field(description="Data entities this system holds a copy of.")
     @direct
     def stores(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.STORES, D.OUT)
 
-    @strawberry.field(description="Systems this one depends on at run time.")
+    @field(description="Systems this one depends on at run time.")
     @direct
     def depends_on(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
-    @strawberry.field(description="Systems that depend on this one.")
+    @field(description="Systems that depend on this one.")
     @direct
     def dependents(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.IN)
@@ -350,22 +356,22 @@ class System(CatalogNode):
     def domain(self, info: CatalogInfo) -> Domain | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
-    @strawberry.field(description="The larger system this one is a component of.")
+    @field(description="The larger system this one is a component of.")
     @direct
     def parent(self, info: CatalogInfo) -> System | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
-    @strawberry.field(description="Components of this system.")
+    @field(description="Components of this system.")
     @direct
     def components(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SYSTEM)
 
-    @strawberry.field(description="Touchpoints (channels) this system serves.")
+    @field(description="Touchpoints (channels) this system serves.")
     @direct
     def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
         return nodes_of(info, self.rec.id, R.SERVED_BY, D.IN)
 
-    @strawberry.field(description="Registered metadata or data sources of this system.")
+    @field(description="Registered metadata or data sources of this system.")
     @direct
     def sources(self, info: CatalogInfo) -> list[Source]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.SOURCE)
@@ -385,7 +391,7 @@ class Capability(CatalogNode):
     def children(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.PART_OF, D.IN, K.CAPABILITY)
 
-    @strawberry.field(description="Systems that implement this capability.")
+    @field(description="Systems that implement this capability.")
     @direct
     def providers(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.PROVIDES, D.IN)
@@ -400,12 +406,12 @@ class Capability(CatalogNode):
     def writes(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.WRITES, D.OUT)
 
-    @strawberry.field(description="Capabilities this one depends on.")
+    @field(description="Capabilities this one depends on.")
     @direct
     def depends_on(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.DEPENDS_ON, D.OUT)
 
-    @strawberry.field(description="The domain of this capability or of its nearest ancestor.")
+    @field(description="The domain of this capability or of its nearest ancestor.")
     async def domain(self, info: CatalogInfo) -> Domain | None:
         node_id: str | None = self.rec.id
         for _ in range(16):  # the hierarchy is a few levels; one batched lookup per level
@@ -418,7 +424,7 @@ class Capability(CatalogNode):
             node_id = parents[0].id if parents else None
         return None
 
-    @strawberry.field(description="Journey steps that use this capability.")
+    @field(description="Journey steps that use this capability.")
     @direct
     def used_by(self, info: CatalogInfo) -> list[JourneyStep]:
         return nodes_of(info, self.rec.id, R.USES, D.IN)
@@ -441,12 +447,12 @@ class DataEntity(CatalogNode):
             for a in self.rec.attributes
         ]
 
-    @strawberry.field(description="Systems of record (golden source) of this entity.")
+    @field(description="Systems of record (golden source) of this entity.")
     @direct
     def mastered_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.MASTERS, D.IN)
 
-    @strawberry.field(description="Systems that hold a copy of this entity.")
+    @field(description="Systems that hold a copy of this entity.")
     @direct
     def stored_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.STORES, D.IN)
@@ -456,22 +462,22 @@ class DataEntity(CatalogNode):
     def stewards(self, info: CatalogInfo) -> list[Team]:
         return nodes_of(info, self.rec.id, R.STEWARDS, D.IN)
 
-    @strawberry.field(description="Capabilities that read this entity.")
+    @field(description="Capabilities that read this entity.")
     @direct
     def read_by(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.READS, D.IN)
 
-    @strawberry.field(description="Capabilities that write this entity.")
+    @field(description="Capabilities that write this entity.")
     @direct
     def written_by(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.WRITES, D.IN)
 
-    @strawberry.field(description="Physical entities in systems that map to this canonical one.")
+    @field(description="Physical entities in systems that map to this canonical one.")
     @direct
     def represented_by(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.REPRESENTS, D.IN)
 
-    @strawberry.field(description="Canonical entities this physical entity maps to.")
+    @field(description="Canonical entities this physical entity maps to.")
     @direct
     def represents(self, info: CatalogInfo) -> list[DataEntity]:
         return nodes_of(info, self.rec.id, R.REPRESENTS, D.OUT)
@@ -481,9 +487,7 @@ class DataEntity(CatalogNode):
     def domain(self, info: CatalogInfo) -> Domain | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.DOMAIN, cls=Domain)
 
-    @strawberry.field(
-        description="Live records of this entity, unified across the systems that hold it."
-    )
+    @field(description="Live records of this entity, unified across the systems that hold it.")
     async def records(
         self,
         info: CatalogInfo,
@@ -498,7 +502,7 @@ class DataEntity(CatalogNode):
 class Journey(CatalogNode):
     """A customer journey, e.g. "buy everyday sneakers"."""
 
-    @strawberry.field(description="The steps of the journey, in order.")
+    @field(description="The steps of the journey, in order.")
     async def steps(self, info: CatalogInfo) -> list[JourneyStep]:
         found = await related(info, self.rec.id, R.PART_OF, D.IN, K.JOURNEY_STEP)
         return as_nodes(sorted(found, key=lambda n: (step_order(n), n.id)))
@@ -514,7 +518,7 @@ def step_order(rec: NodeRecord) -> int:
 class JourneyStep(CatalogNode):
     """An ordered stage of a journey (interest, purchase, service...)."""
 
-    @strawberry.field(description="Position in the journey (properties.order).")
+    @field(description="Position in the journey (properties.order).")
     @direct
     def order(self) -> int:
         return step_order(self.rec)
@@ -524,12 +528,12 @@ class JourneyStep(CatalogNode):
     def journey(self, info: CatalogInfo) -> Journey | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.JOURNEY, cls=Journey)
 
-    @strawberry.field(description="Capabilities this step needs.")
+    @field(description="Capabilities this step needs.")
     @direct
     def uses(self, info: CatalogInfo) -> list[Capability]:
         return nodes_of(info, self.rec.id, R.USES, D.OUT)
 
-    @strawberry.field(description="Channels where this step happens.")
+    @field(description="Channels where this step happens.")
     @direct
     def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
         return nodes_of(info, self.rec.id, R.OCCURS_AT, D.OUT)
@@ -539,12 +543,12 @@ class JourneyStep(CatalogNode):
 class Touchpoint(CatalogNode):
     """A channel where a journey step happens: web, app, store tablet, email, call center."""
 
-    @strawberry.field(description="Systems behind this channel.")
+    @field(description="Systems behind this channel.")
     @direct
     def served_by(self, info: CatalogInfo) -> list[System]:
         return nodes_of(info, self.rec.id, R.SERVED_BY, D.OUT)
 
-    @strawberry.field(description="Journey steps that happen here.")
+    @field(description="Journey steps that happen here.")
     @direct
     def steps(self, info: CatalogInfo) -> list[JourneyStep]:
         return nodes_of(info, self.rec.id, R.OCCURS_AT, D.IN)
@@ -554,25 +558,25 @@ class Touchpoint(CatalogNode):
 class Source(CatalogNode):
     """A registered connection to a system's metadata or data."""
 
-    @strawberry.field(description="OPENAPI, GRAPHQL, SQL or BACKSTAGE (properties.type).")
+    @field(description="OPENAPI, GRAPHQL, SQL or BACKSTAGE (properties.type).")
     @direct
     def source_type(self) -> str | None:
         value = (self.rec.properties or {}).get("type")
         return str(value) if value is not None else None
 
-    @strawberry.field(description="File path, http(s) URL or SQLAlchemy URL (properties.location).")
+    @field(description="File path, http(s) URL or SQLAlchemy URL (properties.location).")
     @direct
     def location(self) -> str | None:
         value = (self.rec.properties or {}).get("location")
         return str(value) if value is not None else None
 
-    @strawberry.field(description="Name of the environment variable holding the credentials.")
+    @field(description="Name of the environment variable holding the credentials.")
     @direct
     def credentials_env(self) -> str | None:
         value = (self.rec.properties or {}).get("credentialsEnv")
         return str(value) if value is not None else None
 
-    @strawberry.field(description="Warnings of the latest harvest.")
+    @field(description="Warnings of the latest harvest.")
     @direct
     def warnings(self) -> list[str]:
         value = (self.rec.properties or {}).get("warnings") or []
@@ -583,7 +587,7 @@ class Source(CatalogNode):
     def system(self, info: CatalogInfo) -> System | None:
         return node_of(info, self.rec.id, R.PART_OF, D.OUT, K.SYSTEM, cls=System)
 
-    @strawberry.field(description="Nodes harvested from this source.")
+    @field(description="Nodes harvested from this source.")
     @direct
     def harvested(self, info: CatalogInfo) -> list[CatalogNode]:
         return nodes_of(info, self.rec.id, R.HARVESTED_FROM, D.IN)
