@@ -29,7 +29,7 @@ def _graphql_type(annotation: Any, is_id: bool, nested: dict[type, type]) -> Any
         return _graphql_type(inner[0], is_id, nested)
     if origin is list:
         (item,) = get_args(annotation)
-        return list[_graphql_type(item, is_id, nested)]
+        return types.GenericAlias(list, (_graphql_type(item, is_id, nested),))
     if origin is dict or annotation is dict:
         return JSON
     if annotation in nested:
@@ -50,7 +50,7 @@ def spec_input(
     description: str,
     ids: frozenset[str] = frozenset(),
     nested: dict[type, type] | None = None,
-) -> Any:
+) -> type:
     """A strawberry input type named ``name`` with ``model``'s fields.
 
     Args:

@@ -8,6 +8,7 @@ import strawberry
 
 from catalog.discovery import change_cursor
 from metadata.tokens import TokenRecord
+from resolvers._fields import field, mutation
 from resolvers.context import CatalogInfo
 from resolvers.history import ChangeConnection, ChangeEdge, ChangeRecord
 from resolvers.paging import PageInfo
@@ -68,11 +69,11 @@ class ApiTokenInput:
 class AccessQuery:
     """Who may do what, and who did what."""
 
-    @strawberry.field(description="Every hub token, revoked and expired ones too, by name.")
+    @field(description="Every hub token, revoked and expired ones too, by name.")
     async def api_tokens(self, info: CatalogInfo) -> list[ApiToken]:
         return [ApiToken.from_model(r) for r in await info.context.services.tokens.list()]
 
-    @strawberry.field(description="Recorded changes, newest first, by actor and time.")
+    @field(description="Recorded changes, newest first, by actor and time.")
     async def audit_log(
         self,
         info: CatalogInfo,
@@ -102,7 +103,7 @@ class AccessQuery:
 class AccessMutation:
     """Issue and revoke hub tokens."""
 
-    @strawberry.mutation(description="Issue a hub token; its text is in the answer, once.")
+    @mutation(description="Issue a hub token; its text is in the answer, once.")
     async def create_api_token(self, info: CatalogInfo, input: ApiTokenInput) -> CreatedApiToken:
         tokens = info.context.services.tokens
         expires = tokens.parse_expiry(input.expires or "never")
@@ -116,7 +117,7 @@ class AccessMutation:
         )
         return CreatedApiToken(token=text, api_token=ApiToken.from_model(rec))
 
-    @strawberry.mutation(
+    @mutation(
         description="Revoke a hub token; it stops working at once here, and "
         "within the sync interval on every replica."
     )

@@ -9,12 +9,15 @@ import strawberry
 from catalog.harvest import HarvestReport as HarvestResult
 from catalog.harvest import SourceSpec
 from catalog.harvest import SourceType as _SourceType
+from resolvers._fields import mutation
 from resolvers.context import CatalogInfo
 from resolvers.types import Source
 
-SourceType = strawberry.enum(
+# strawberry.enum puts the definition on the catalog's enum and returns it: one class.
+strawberry.enum(
     _SourceType, name="SourceType", description="The formats a source can be harvested from."
 )
+SourceType = _SourceType
 
 
 @strawberry.input(description="A source of metadata for one system.")
@@ -75,7 +78,7 @@ def _source_data(value: SourceInput) -> dict[str, Any]:
 class HarvestMutation:
     """Register sources and harvest them into the catalog."""
 
-    @strawberry.mutation(description="Register (or redefine) a source of a system's metadata.")
+    @mutation(description="Register (or redefine) a source of a system's metadata.")
     async def register_source(self, info: CatalogInfo, input: SourceInput) -> Source:
         spec = SourceSpec.build(_source_data(input), "input")
         ctx = info.context
@@ -85,7 +88,7 @@ class HarvestMutation:
         info.context.loaders.clear()  # later fields must see the write
         return Source(rec=rec)
 
-    @strawberry.mutation(
+    @mutation(
         description="Harvest a registered source as a diff: added, updated, retired nodes. "
         "A failed harvest writes nothing."
     )

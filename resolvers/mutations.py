@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from catalog import changeset, registry
 from catalog.specs import CapabilitySpec, NodeSpec, RelationSpec, build, parse_document
 from metadata.model import Attribute
+from resolvers._fields import field, mutation
 from resolvers._inputs import spec_input
 from resolvers.context import CatalogInfo
 from resolvers.enums import RelationType
@@ -29,28 +30,36 @@ def _given(obj: object) -> dict[str, Any]:
     return out
 
 
-AttributeInput = spec_input(
-    Attribute, name="AttributeInput", description="One attribute of a data entity."
-)
-NodeInput = spec_input(
-    NodeSpec,
-    name="NodeInput",
-    description="A node to create or update; fields left out keep their value.",
-    ids=frozenset({"id", "owner"}),
-    nested={Attribute: AttributeInput},
-)
-RelationInput = spec_input(
-    RelationSpec,
-    name="RelationInput",
-    description="A relation between two existing nodes.",
-    ids=frozenset({"from_", "to"}),
-)
-CapabilityInput = spec_input(
-    CapabilitySpec,
-    name="CapabilityInput",
-    description="A capability with its parent, domain, providers and data.",
-    ids=frozenset({"parent", "domain", "owner", "provided_by", "reads", "writes"}),
-)
+if TYPE_CHECKING:
+    # spec_input builds these classes at run time, which mypy cannot follow; to it they are
+    # the plain objects _given reads (strawberry resolves the annotations to the real ones).
+    AttributeInput = object
+    NodeInput = object
+    RelationInput = object
+    CapabilityInput = object
+else:
+    AttributeInput = spec_input(
+        Attribute, name="AttributeInput", description="One attribute of a data entity."
+    )
+    NodeInput = spec_input(
+        NodeSpec,
+        name="NodeInput",
+        description="A node to create or update; fields left out keep their value.",
+        ids=frozenset({"id", "owner"}),
+        nested={Attribute: AttributeInput},
+    )
+    RelationInput = spec_input(
+        RelationSpec,
+        name="RelationInput",
+        description="A relation between two existing nodes.",
+        ids=frozenset({"from_", "to"}),
+    )
+    CapabilityInput = spec_input(
+        CapabilitySpec,
+        name="CapabilityInput",
+        description="A capability with its parent, domain, providers and data.",
+        ids=frozenset({"parent", "domain", "owner", "provided_by", "reads", "writes"}),
+    )
 
 
 def _relation_data(value: RelationInput) -> dict[str, Any]:
@@ -116,8 +125,8 @@ class ApplyRelationChange:
             from_=strawberry.ID(rel.from_id),
             type=rel.type,
             to=strawberry.ID(rel.to_id),
-            properties=None if removed else rel.properties,
-            before=change.before,
+            properties=None if removed or rel.properties is None else JSON(rel.properties),
+            before=None if change.before is None else JSON(change.before),
         )
 
 
@@ -132,13 +141,11 @@ class ApplyReport:
     dry_run: bool
     report: strawberry.Private[registry.ApplyReport]
 
-    @strawberry.field(
-        description="The diff: every node added or updated, with its fields before -> after."
-    )
+    @field(description="The diff: every node added or updated, with its fields before -> after.")
     def changes(self) -> list[ApplyNodeChange]:
         return [ApplyNodeChange.from_model(c) for c in self.report.node_changes()]
 
-    @strawberry.field(description="Every relation added, updated (properties) or removed.")
+    @field(description="Every relation added, updated (properties) or removed.")
     def relation_changes(self) -> list[ApplyRelationChange]:
         return [ApplyRelationChange.from_model(c) for c in self.report.relation_changes]
 
@@ -147,7 +154,7 @@ class ApplyReport:
 class CatalogMutation:
     """Writes to the catalog: each one validated and all-or-nothing."""
 
-    @strawberry.mutation(description="Create a node or update the fields you send.")
+    @mutation(description="Create a node or update the fields you send.")
     async def upsert_node(self, info: CatalogInfo, input: NodeInput) -> CatalogNode:
         data = _given(input)
         if "expected_version" in data:
@@ -157,34 +164,34 @@ class CatalogMutation:
         info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
-    @strawberry.mutation(description="Register a new capability and its relations at once.")
+    @mutation(description="Register a new capability and its relations at once.")
     async def register_capability(self, info: CatalogInfo, input: CapabilityInput) -> Capability:
         spec = build(CapabilitySpec, _capability_data(input), "input")
         rec = await info.context.services.registry.register_capability(spec, by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return Capability(rec=rec)
 
-    @strawberry.mutation(description="Create a relation (or update its properties).")
+    @mutation(description="Create a relation (or update its properties).")
     async def relate(self, info: CatalogInfo, input: RelationInput) -> Relation:
         spec = build(RelationSpec, _relation_data(input), "input")
         rec = await info.context.services.registry.relate(spec, by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return Relation(rec=rec)
 
-    @strawberry.mutation(description="Remove a relation; false when there was none.")
+    @mutation(description="Remove a relation; false when there was none.")
     async def unrelate(self, info: CatalogInfo, input: RelationInput) -> bool:
         spec = build(RelationSpec, _relation_data(input), "input")
         removed = await info.context.services.registry.unrelate(spec, by=info.context.caller)
         info.context.loaders.clear()
         return removed
 
-    @strawberry.mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
+    @mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
     async def retire(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode:
         rec = await info.context.services.registry.retire(str(id), by=info.context.caller)
         info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
-    @strawberry.mutation(description="Apply a YAML or JSON catalog document as a diff.")
+    @mutation(description="Apply a YAML or JSON catalog document as a diff.")
     async def apply_catalog(
         self, info: CatalogInfo, document: str, dry_run: bool | None = False
     ) -> ApplyReport:

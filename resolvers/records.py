@@ -11,6 +11,7 @@ from catalog.access.principal import Right
 from catalog.sources.records import FieldConflict as FieldConflictModel
 from catalog.sources.records import RecordsPage, page_cursor
 from metadata.errors import InvalidInputError
+from resolvers._fields import field
 from resolvers.context import CatalogInfo
 from resolvers.paging import PageInfo
 
@@ -79,7 +80,7 @@ def to_connection(page: RecordsPage) -> RecordConnection:
             cursor=page_cursor(page.start + i),
             node=Record(
                 key=r.key,
-                data=r.data,
+                data=JSON(r.data),
                 sources=[strawberry.ID(s) for s in r.sources],
                 conflicts=[FieldConflict.from_model(c) for c in r.conflicts],
                 masked=r.masked,
@@ -123,9 +124,7 @@ async def resolve_records(
 class RecordsQuery:
     """Live data across the source systems."""
 
-    @strawberry.field(
-        description="Live records of a data entity, unified across the systems that hold it."
-    )
+    @field(description="Live records of a data entity, unified across the systems that hold it.")
     async def records(
         self,
         info: CatalogInfo,

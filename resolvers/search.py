@@ -7,6 +7,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from catalog.search import FACETS, SearchPage
 from metadata import model
+from resolvers._fields import field
 from resolvers.connections import PageInfo
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, Lifecycle
@@ -89,8 +90,8 @@ def _requested_facets(info: CatalogInfo) -> set[str]:
             elif sel.name == "facets":
                 walk(sel.selections, True)
 
-    for field in info.selected_fields:
-        walk(field.selections, False)
+    for selected in info.selected_fields:
+        walk(selected.selections, False)
     return found
 
 
@@ -103,7 +104,7 @@ def _facet_value(facet: str, value: str) -> str:
 class SearchQuery:
     """Full-text discovery of the catalog."""
 
-    @strawberry.field(
+    @field(
         description=(
             "Find nodes by words in their name, key, description, tags, attribute names and "
             'the names of related nodes. Every word must match; "quoted phrases" match in '

@@ -16,14 +16,17 @@ from catalog.changes import feed
 from catalog.changes.feed import ChangeFilter
 from metadata.model import KIND_BY_PREFIX
 from metadata.store import Change
+from resolvers._fields import subscription
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, RelationType
 
-ChangeOperation = strawberry.enum(
+# strawberry.enum puts the definition on the feed's enum and returns it: one class.
+strawberry.enum(
     feed.ChangeOperation,
     name="ChangeOperation",
     description="What a change did; RETIRE is an update that moved a node to RETIRED.",
 )
+ChangeOperation = feed.ChangeOperation
 
 
 @strawberry.type(description="One committed change of the catalog, as the change log holds it.")
@@ -66,8 +69,8 @@ class CatalogChange:
             target_id=strawberry.ID(change.target_id),
             kind=kind,
             relation_type=feed.relation_type_of(change),
-            before=None if truncated else change.before,
-            after=None if truncated else change.after,
+            before=None if truncated or change.before is None else JSON(change.before),
+            after=None if truncated or change.after is None else JSON(change.after),
             truncated=truncated,
             actor=change.actor,
             request_id=change.request_id,
@@ -77,7 +80,7 @@ class CatalogChange:
 
 @strawberry.type
 class CatalogSubscription:
-    @strawberry.subscription(
+    @subscription(
         description="Every committed change of the catalog (this process's, `capahub apply`'s "
         "and other replicas'), once each, in commit order. Each given filter must match: "
         "`kinds` (a node of such a kind, or a relation with an end of one), `ids` (that node, "

@@ -15,6 +15,7 @@ from catalog.changes.webhooks import (
     delivery_cursor,
 )
 from metadata import model
+from resolvers._fields import field, mutation
 from resolvers.context import CatalogInfo
 from resolvers.enums import Kind, RelationType
 from resolvers.paging import PageInfo
@@ -33,11 +34,13 @@ class WebhookStatus(enum.Enum):
     PAUSED = "paused"
 
 
-WebhookDeliveryStatus = strawberry.enum(
+# strawberry.enum puts the definition on the change log's enum and returns it: one class.
+strawberry.enum(
     DeliveryStatus,
     name="WebhookDeliveryStatus",
     description="PENDING (queued or being retried), DELIVERED, FAILED (retry window passed).",
 )
+WebhookDeliveryStatus = DeliveryStatus
 
 
 @strawberry.type(description="A registered webhook (its secret is shown only at registration).")
@@ -153,11 +156,11 @@ class WebhookDeliveryConnection:
 class WebhookQuery:
     """Registered webhooks and their delivery log."""
 
-    @strawberry.field(description="Every registered webhook, oldest first.")
+    @field(description="Every registered webhook, oldest first.")
     async def webhooks(self, info: CatalogInfo) -> list[Webhook]:
         return [Webhook.from_model(r) for r in await info.context.services.webhooks.list()]
 
-    @strawberry.field(description="One webhook's deliveries, newest first.")
+    @field(description="One webhook's deliveries, newest first.")
     async def webhook_deliveries(
         self,
         info: CatalogInfo,
@@ -188,7 +191,7 @@ class WebhookQuery:
 class WebhookMutation:
     """Register and manage webhooks."""
 
-    @strawberry.mutation(description="Register a webhook; the answer holds its secret, once.")
+    @mutation(description="Register a webhook; the answer holds its secret, once.")
     async def register_webhook(self, info: CatalogInfo, input: WebhookInput) -> RegisteredWebhook:
         rec, secret = await info.context.services.webhooks.register(
             input.url,
@@ -202,19 +205,19 @@ class WebhookMutation:
         )
         return RegisteredWebhook(secret=secret, webhook=Webhook.from_model(rec))
 
-    @strawberry.mutation(description="Pause a webhook: its events are queued and wait.")
+    @mutation(description="Pause a webhook: its events are queued and wait.")
     async def pause_webhook(self, info: CatalogInfo, id: strawberry.ID) -> Webhook:
         return Webhook.from_model(
             await info.context.services.webhooks.set_status(str(id), "paused")
         )
 
-    @strawberry.mutation(description="Resume a paused webhook: its queue is delivered in order.")
+    @mutation(description="Resume a paused webhook: its queue is delivered in order.")
     async def resume_webhook(self, info: CatalogInfo, id: strawberry.ID) -> Webhook:
         return Webhook.from_model(
             await info.context.services.webhooks.set_status(str(id), "active")
         )
 
-    @strawberry.mutation(description="Delete a webhook with its queue and delivery log.")
+    @mutation(description="Delete a webhook with its queue and delivery log.")
     async def delete_webhook(self, info: CatalogInfo, id: strawberry.ID) -> bool:
         return await info.context.services.webhooks.delete(str(id))
 
