@@ -34,13 +34,14 @@ checks it on generated queries.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from operator import attrgetter
 from types import CoroutineType
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from cachetools import LRUCache
 from graphql import (
@@ -112,7 +113,15 @@ PLAN_BYTES = 500
 #: Bytes the plans of one schema may take, with their documents, unless ``build_schema``
 #: installs a ``PlanCache`` of another size.
 PLAN_CACHE_BYTES = 4 * 2**20
-_UNSET = object()
+
+
+class _Unset(enum.Enum):
+    """Not looked up yet (None is an answer: no plans kept for this document)."""
+
+    UNSET = enum.auto()
+
+
+_UNSET: Final = _Unset.UNSET
 #: A list longer than this is completed in turns (by graphql-core, not inside a plan): about
 #: 0.1-0.5 ms of planned completion for items of a few fields, so shorter lists stay planned.
 LONG_LIST = 100
@@ -247,7 +256,7 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._plans: dict[tuple[str, int], tuple[Any, Plan | None]] = {}
         self._direct_info = _DirectInfo(self.context_value)
         self._condition_key: tuple[Any, ...] | None = None
-        self._document_plans: _DocumentPlans | None | object = _UNSET
+        self._document_plans: _DocumentPlans | None | _Unset = _UNSET
         # Schema extensions with a ``resolve`` hook (tracing, say) run as middleware around
         # every field resolver: they must see every field, so nothing is planned then.
         manager = self.middleware_manager
@@ -306,7 +315,7 @@ class CatalogExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """A long list (more than ``LONG_LIST`` items) is completed in turns: through
         graphql-core's async iterator completion, the loop handed back every ``TURN_SECONDS``."""
-        if type(items) in (list, tuple) and len(items) > LONG_LIST:
+        if (type(items) is list or type(items) is tuple) and len(items) > LONG_LIST:
             return self.complete_async_iterator_value(
                 item_type, field_details_list, info, path, _in_turns(items), *rest
             )

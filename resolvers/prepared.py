@@ -27,9 +27,9 @@ cache, the validation cache and the prepared documents, each a share of
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from cachetools import LRUCache
 from graphql import DocumentNode, GraphQLError, parse
@@ -43,12 +43,18 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import ParseOptions
 from strawberry.types.graphql import OperationType
 
 from resolvers.cost import Cost, CostLimit, QueryCosts, evaluate
 
 if TYPE_CHECKING:
     from strawberry.schema.schema import Schema
+
+#: strawberry's awaitable check, as graphql-core's ``execute`` takes it: strawberry annotates it
+#: ``-> bool`` where graphql-core wants a ``TypeGuard``; the check is the same (no wrapper, as it
+#: runs for every field).
+_is_awaitable = cast("Callable[[Any], TypeGuard[Awaitable[Any]]]", optimized_is_awaitable)
 
 #: Prepared documents kept at most, whatever their bytes (the bytes are the bound that matters;
 #: this one only keeps the table from growing past what it held before it had one).
@@ -119,7 +125,7 @@ class QueryCaches:
             max_bytes=max_bytes,
         )
 
-    def parse(self, query: str, options: dict[str, Any]) -> DocumentNode:
+    def parse(self, query: str, options: ParseOptions) -> DocumentNode:
         """The parsed document of ``query``: the same object for the same text while cached."""
         key = (query, tuple(options.items()))
         found = self.parsed.get(key)
@@ -313,7 +319,7 @@ class PreparedQueries:
                 variable_values=variables,
                 operation_name=operation_name,
                 executor_class=schema.execution_context_class,
-                is_awaitable=optimized_is_awaitable,
+                is_awaitable=_is_awaitable,
             )
             result = await outcome if inspect.isawaitable(outcome) else outcome
         except Exception as exc:  # as strawberry does: an unexpected failure becomes an error

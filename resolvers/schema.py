@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode
+from graphql import ASTValidationRule, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
@@ -136,7 +136,7 @@ def build_schema(
     cache keys on the query text, and the rules must be the same for every request.
     """
     guard(roots=(Query, Mutation, Subscription), others=NODE_TYPES)
-    rules = [
+    rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(max_depth, None),
         alias_limit_rule(200),
     ]
