@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.types.nodes import SelectedField
@@ -14,6 +14,9 @@ from metadata.model import NodeRecord
 from resolvers.context import CatalogInfo, group_touching
 from resolvers.paging import PageInfo
 from resolvers.types import Capability, CatalogNode, DataEntity, System, as_node
+
+#: A connection type.
+C = TypeVar("C")
 
 
 @strawberry.type
@@ -148,8 +151,11 @@ def connection(conn_cls: type[Any], edge_cls: type[Any], page: Page, after: str 
 
 
 def answer_connection(
-    conn_cls: type[Any], edge_cls: type[Any], page: AnswerPage[Any], wrap: Callable[[Any], Any]
-) -> Any:
+    conn_cls: Callable[..., C],
+    edge_cls: Callable[..., Any],
+    page: AnswerPage[Any],
+    wrap: Callable[[Any], Any],
+) -> C:
     """Build a connection of ``conn_cls`` from a page of a graph answer (``catalog.answers``),
     each item wrapped in its GraphQL type by ``wrap`` (None: left out, its cursor kept)."""
     edges = []

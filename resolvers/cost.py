@@ -313,7 +313,8 @@ def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
     if op == "reach":
         _, question, name, depth, narrowing, per, catalog = cost
         units = _evaluate(depth, variables)
-        return catalog.reach(question, name, units, narrowing, per)
+        bounds: CatalogListSizes = catalog
+        return bounds.reach(question, name, units, narrowing, per)
     if op == "len":
         value = variables.get(cost[1])
         return len(value) if isinstance(value, list) else 1  # a single value is a list of one
@@ -329,7 +330,7 @@ def _evaluate(cost: Cost, variables: Mapping[str, Any]) -> int:
         n = int(value)
     else:  # not an Int: execution refuses it before any resolver runs
         n = missing
-    return min(max(n, 0), largest)
+    return min(max(int(n), 0), int(largest))
 
 
 def cost_size(cost: Cost) -> int:
@@ -756,6 +757,7 @@ class _Compiler:
         """The estimate, at most the cap: the answer cannot outgrow the schema."""
         field = SchemaMetaFieldDef if name == "__schema" else TypeMetaFieldDef
         named = get_named_type(field.type)
+        assert isinstance(named, GraphQLObjectType)  # __Schema, __Type
         estimate = _add([OBJECT_COST, self._selection(named, nodes, ())])
         cap = INTROSPECTION_COSTS[name]
         return min(estimate, cap) if isinstance(estimate, int) else cap

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from strawberry.types.nodes import SelectedField
@@ -21,6 +21,7 @@ from catalog import analysis as a
 from catalog.answers import AnswerFilter, AnswerPage, Pager
 from metadata import model
 from metadata.graph import GraphQuestionCancelledError, Step
+from resolvers._fields import field
 from resolvers.connections import (
     NodeConnection,
     NodeEdge,
@@ -194,9 +195,9 @@ class ImpactedNode:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return node_by_id(info, self.node_id)
+        return cast("CatalogNode", node_by_id(info, self.node_id))
 
-    @strawberry.field(description="The relations from the root to this node, in order.")
+    @field(description="The relations from the root to this node, in order.")
     def via(self) -> list[Relation]:
         return _relations(self.steps)
 
@@ -234,7 +235,7 @@ class Impact:
 
     @strawberry.field
     def root(self, info: CatalogInfo) -> CatalogNode:
-        return node_by_id(info, self.result.root)
+        return cast("CatalogNode", node_by_id(info, self.result.root))
 
     @strawberry.field
     def affected(self) -> list[ImpactedNode]:
@@ -242,7 +243,7 @@ class Impact:
             ImpactedNode(node_id=n, distance=d, steps=via) for n, d, via in self.result.affected
         ]
 
-    @strawberry.field(
+    @field(
         description="`affected` a page at a time (same order), optionally filtered "
         '(docs/graph.md, "Paging graph answers").'
     )
@@ -269,14 +270,14 @@ class Impact:
             lambda x: ImpactedNode(node_id=x[0], distance=x[1], steps=x[2]),
         )
 
-    @strawberry.field(
+    @field(
         description="Capabilities that no system in service provides (itself or through a "
         "sub-capability) once the root and its components are gone."
     )
     async def unprovided_capabilities(self, info: CatalogInfo) -> list[Capability]:
         return await _nodes(info, self.result.unprovided_capabilities)
 
-    @strawberry.field(
+    @field(
         description="Entities that no system in service masters once the root and its "
         "components are gone."
     )
@@ -297,7 +298,7 @@ class Subgraph:
     def relations(self) -> list[Relation]:
         return _relations(self.result.relations)
 
-    @strawberry.field(
+    @field(
         description="`nodes` a page at a time (by id), optionally filtered (docs/graph.md, "
         '"Paging graph answers").'
     )
@@ -327,9 +328,7 @@ class Subgraph:
             lambda i: as_node(recs[i]) if i in recs else None,
         )
 
-    @strawberry.field(
-        description="`relations` a page at a time (same order), optionally only some types."
-    )
+    @field(description="`relations` a page at a time (same order), optionally only some types.")
     def relation_page(
         self,
         info: CatalogInfo,
@@ -366,7 +365,7 @@ class Gap:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return node_by_id(info, self.node_id)
+        return cast("CatalogNode", node_by_id(info, self.node_id))
 
 
 def _gaps(gaps: Sequence[a.GapResult]) -> list[Gap]:
@@ -394,9 +393,9 @@ class Redundancy:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return node_by_id(info, self.node_id)
+        return cast("CatalogNode", node_by_id(info, self.node_id))
 
-    @strawberry.field(description="The systems involved.")
+    @field(description="The systems involved.")
     async def involved(self, info: CatalogInfo) -> list[CatalogNode]:
         return await _nodes(info, self.involved_ids)
 
@@ -423,7 +422,7 @@ class Hotspot:
 
     @strawberry.field
     def node(self, info: CatalogInfo) -> CatalogNode:
-        return node_by_id(info, self.node_id)
+        return cast("CatalogNode", node_by_id(info, self.node_id))
 
 
 @strawberry.type(description="A hotspot in a page of hotspots.")
@@ -448,25 +447,25 @@ class CapabilityMapNode:
 
     @strawberry.field
     def capability(self, info: CatalogInfo) -> Capability:
-        return node_by_id(info, self.entry.capability)
+        return cast("Capability", node_by_id(info, self.entry.capability))
 
-    @strawberry.field(description="1 for the top of the map, 2 for its children...")
+    @field(description="1 for the top of the map, 2 for its children...")
     def level(self) -> int:
         return self.entry.level
 
-    @strawberry.field(description="Id of the parent capability in the map (null at the top).")
+    @field(description="Id of the parent capability in the map (null at the top).")
     def parent_id(self) -> strawberry.ID | None:
         return strawberry.ID(self.entry.parent) if self.entry.parent else None
 
-    @strawberry.field(description="Active systems providing this capability directly.")
+    @field(description="Active systems providing this capability directly.")
     async def providers(self, info: CatalogInfo) -> list[System]:
         return await _nodes(info, self.entry.providers)
 
-    @strawberry.field(description="Leaf capabilities below (or this leaf) with an active provider.")
+    @field(description="Leaf capabilities below (or this leaf) with an active provider.")
     def covered_leaves(self) -> int:
         return self.entry.covered_leaves
 
-    @strawberry.field(description="Leaf capabilities below (or this leaf) without one.")
+    @field(description="Leaf capabilities below (or this leaf) without one.")
     def uncovered_leaves(self) -> int:
         return self.entry.uncovered_leaves
 
@@ -477,7 +476,7 @@ class StepCoverage:
 
     @strawberry.field
     def step(self, info: CatalogInfo) -> JourneyStep:
-        return node_by_id(info, self.cov.step)
+        return cast("JourneyStep", node_by_id(info, self.cov.step))
 
     @strawberry.field
     async def touchpoints(self, info: CatalogInfo) -> list[Touchpoint]:
@@ -487,11 +486,11 @@ class StepCoverage:
     async def capabilities(self, info: CatalogInfo) -> list[Capability]:
         return await _nodes(info, self.cov.capabilities)
 
-    @strawberry.field(description="Systems providing the capabilities or serving the touchpoints.")
+    @field(description="Systems providing the capabilities or serving the touchpoints.")
     async def systems(self, info: CatalogInfo) -> list[System]:
         return await _nodes(info, self.cov.systems)
 
-    @strawberry.field(description="Entities the capabilities read or write.")
+    @field(description="Entities the capabilities read or write.")
     async def entities(self, info: CatalogInfo) -> list[DataEntity]:
         return await _nodes(info, self.cov.entities)
 
@@ -499,7 +498,7 @@ class StepCoverage:
     def gaps(self) -> list[Gap]:
         return _gaps(self.cov.gaps)
 
-    @strawberry.field(description="True when the step has no gap.")
+    @field(description="True when the step has no gap.")
     def covered(self) -> bool:
         return not self.cov.gaps
 
@@ -510,17 +509,17 @@ class JourneyCoverage:
 
     @strawberry.field
     def journey(self, info: CatalogInfo) -> Journey:
-        return node_by_id(info, self.result.journey)
+        return cast("Journey", node_by_id(info, self.result.journey))
 
     @strawberry.field
     def steps(self) -> list[StepCoverage]:
         return [StepCoverage(cov=s) for s in self.result.steps]
 
-    @strawberry.field(description="Every gap of every step.")
+    @field(description="Every gap of every step.")
     def gaps(self) -> list[Gap]:
         return _gaps([g for s in self.result.steps for g in s.gaps])
 
-    @strawberry.field(description="Share of steps without gaps, 0..1.")
+    @field(description="Share of steps without gaps, 0..1.")
     def coverage(self) -> float:
         steps = self.result.steps
         return sum(1 for s in steps if not s.gaps) / len(steps) if steps else 0.0
@@ -542,7 +541,7 @@ def _direction(d: model.Direction | None) -> str:
 class GraphQuery:
     """Questions about the landscape as a graph."""
 
-    @strawberry.field(
+    @field(
         description="Everything that depends on a node, up to `depth` relations away "
         "(`directOnly`: only what depends on the node itself, distance 1), and the "
         "capabilities and entities it leaves unserved (docs/graph.md)."
@@ -579,7 +578,7 @@ class GraphQuery:
         await _preload(info, ids)
         return Impact(result=result, pager=pager)
 
-    @strawberry.field(description="A shortest connection between two nodes, or null when none.")
+    @field(description="A shortest connection between two nodes, or null when none.")
     async def path(
         self,
         info: CatalogInfo,
@@ -594,7 +593,7 @@ class GraphQuery:
         steps = await _ask(info, lambda q: q.path(str(from_), str(to), n))
         return None if steps is None else _relations(steps)
 
-    @strawberry.field(description="Nodes within `depth` relations of a node, in any direction.")
+    @field(description="Nodes within `depth` relations of a node, in any direction.")
     async def neighborhood(
         self,
         info: CatalogInfo,
@@ -612,7 +611,7 @@ class GraphQuery:
         )
         return Subgraph(result=result, pager=pager)
 
-    @strawberry.field(description="What is missing in the landscape, with reasons.")
+    @field(description="What is missing in the landscape, with reasons.")
     async def gaps(
         self, info: CatalogInfo, kinds: list[Kind] | None = None, as_of: AsOf = UNSET
     ) -> list[Gap]:
@@ -622,7 +621,7 @@ class GraphQuery:
         await _preload(info, [g.node for g in found])
         return _gaps(found)
 
-    @strawberry.field(description="Capabilities provided twice, entities mastered twice.")
+    @field(description="Capabilities provided twice, entities mastered twice.")
     async def redundancies(self, info: CatalogInfo, as_of: AsOf = UNSET) -> list[Redundancy]:
         if as_of:
             await enter_past(info, as_of, graph=True)
@@ -630,7 +629,7 @@ class GraphQuery:
         await _preload(info, [n for r in found for n in (r.node, *r.involved)])
         return [Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved) for r in found]
 
-    @strawberry.field(
+    @field(
         description="`gaps` a page at a time (same order), filtered by kind, reason, domain and "
         'owner (docs/graph.md, "Paging graph answers").'
     )
@@ -657,7 +656,7 @@ class GraphQuery:
             GapConnection, GapEdge, page, lambda g: Gap(node_id=g.node, reason=g.reason)
         )
 
-    @strawberry.field(
+    @field(
         description="`redundancies` a page at a time (same order), filtered by kind, reason, "
         "domain and owner."
     )
@@ -685,7 +684,7 @@ class GraphQuery:
             lambda r: Redundancy(node_id=r.node, reason=r.reason, involved_ids=r.involved),
         )
 
-    @strawberry.field(description="Data lineage along FLOWS_TO and REPRESENTS.")
+    @field(description="Data lineage along FLOWS_TO and REPRESENTS.")
     async def lineage(
         self,
         info: CatalogInfo,
@@ -703,7 +702,7 @@ class GraphQuery:
         )
         return Subgraph(result=result, pager=pager)
 
-    @strawberry.field(description="The capability hierarchy with providers and leaf coverage.")
+    @field(description="The capability hierarchy with providers and leaf coverage.")
     async def capability_map(
         self,
         info: CatalogInfo,
@@ -718,9 +717,7 @@ class GraphQuery:
         entries = await _ask(info, lambda q: q.capability_map(top, d))
         return [CapabilityMapNode(entry=e) for e in entries]
 
-    @strawberry.field(
-        description="For each step of a journey: touchpoints, capabilities, systems, gaps."
-    )
+    @field(description="For each step of a journey: touchpoints, capabilities, systems, gaps.")
     async def journey_coverage(
         self, info: CatalogInfo, id: strawberry.ID, as_of: AsOf = UNSET
     ) -> JourneyCoverage:
@@ -735,9 +732,7 @@ class GraphQuery:
         result = await _ask(info, lambda q: q.journey_coverage(str(id), orders))
         return JourneyCoverage(result=result)
 
-    @strawberry.field(
-        description="The most central nodes (PageRank over relations, directions ignored)."
-    )
+    @field(description="The most central nodes (PageRank over relations, directions ignored).")
     async def hotspots(
         self, info: CatalogInfo, first: int | None = 10, as_of: AsOf = UNSET
     ) -> list[Hotspot]:
@@ -748,7 +743,7 @@ class GraphQuery:
         await _preload(info, [n for n, _ in ranked])
         return [Hotspot(node_id=n, score=s) for n, s in ranked]
 
-    @strawberry.field(
+    @field(
         description="Every active node by PageRank a page at a time (the order of `hotspots`, "
         "without its bound of 500), filtered by kind, domain and owner."
     )
