@@ -130,7 +130,11 @@ def test_a_declared_body_over_the_limit_is_413_before_any_of_it_is_read(
     assert (status, pulled) == (413, 0)
     assert sent["connection"] == "close"  # the server stops reading the connection
     [error] = json.loads(body)["errors"]
-    assert error["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "code": "BAD_USER_INPUT", "maxBodyBytes": 10_000}
+    assert error["extensions"] | {"catalogVersion": None} == {
+        "catalogVersion": None,
+        "code": "BAD_USER_INPUT",
+        "maxBodyBytes": 10_000,
+    }
     assert "10,000 bytes (CAPAHUB_MAX_BODY_BYTES)" in error["message"]
 
 
@@ -264,7 +268,11 @@ def test_a_body_that_arrives_too_slowly_is_stopped_at_the_budget(
     assert time.perf_counter() - started < 2
     assert (status, pulled) == (503, 0) and sent["connection"] == "close"
     [error] = json.loads(body)["errors"]
-    assert error["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "code": "UNAVAILABLE", "timeoutSeconds": 0.5}
+    assert error["extensions"] | {"catalogVersion": None} == {
+        "catalogVersion": None,
+        "code": "UNAVAILABLE",
+        "timeoutSeconds": 0.5,
+    }
     assert "0.5 s (CAPAHUB_REQUEST_TIMEOUT)" in error["message"]
 
 

@@ -188,12 +188,20 @@ def test_an_operation_over_the_limit_is_refused_before_anything_runs(
         compiled = compile_cost(SCHEMA, parse(BOMB), None, sizes=schema.costs.sizes)
         expected = evaluate(compiled, None)
         assert expected > cost(BOMB) > LIMIT
-        assert error["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "code": "BAD_USER_INPUT", "cost": expected, "limit": LIMIT}
+        assert error["extensions"] | {"catalogVersion": None} == {
+            "catalogVersion": None,
+            "code": "BAD_USER_INPUT",
+            "cost": expected,
+            "limit": LIMIT,
+        }
         assert f"{expected:,}" in error["message"] and f"{LIMIT:,}" in error["message"]
         assert ResolverSpy.calls == 0 and counter.count == 0
         # the same request within a higher limit runs (the spy sees it) and reports its cost
         ok = client.post("/graphql", json={"query": README_BLOCKS[0]}).json()
-        assert ok["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "cost": README_COSTS[0]} and not ok.get("errors")
+        assert ok["extensions"] | {"catalogVersion": None} == {
+            "catalogVersion": None,
+            "cost": README_COSTS[0],
+        } and not ok.get("errors")
         assert ResolverSpy.calls > 0
 
 
@@ -225,8 +233,16 @@ def test_readme_examples_report_their_cost(demo_gql: GraphQLClient) -> None:
 def test_the_limit_is_a_setting(app_factory: Callable[..., GraphQLClient]) -> None:
     gql = app_factory(demo=True, max_query_cost=500)
     err = gql.error(README_BLOCKS[0])  # costs 632
-    assert err["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "code": "BAD_USER_INPUT", "cost": 632, "limit": 500}
-    assert gql.post(README_BLOCKS[1])["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "cost": 481}
+    assert err["extensions"] | {"catalogVersion": None} == {
+        "catalogVersion": None,
+        "code": "BAD_USER_INPUT",
+        "cost": 632,
+        "limit": 500,
+    }
+    assert gql.post(README_BLOCKS[1])["extensions"] | {"catalogVersion": None} == {
+        "catalogVersion": None,
+        "cost": 481,
+    }
 
 
 def test_variables_decide_the_cost_on_the_prepared_lane_too(
@@ -244,14 +260,20 @@ def test_variables_decide_the_cost_on_the_prepared_lane_too(
         full.app.state.schema.prepared.enabled = False  # type: ignore[attr-defined]
         prepared = fast.app.state.schema.prepared  # type: ignore[attr-defined]
         first = fast.post("/graphql", json={"query": query, "variables": small})
-        assert first.json()["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "cost": 1 + 2 * (2 + 20 * 21)}
+        assert first.json()["extensions"] | {"catalogVersion": None} == {
+            "catalogVersion": None,
+            "cost": 1 + 2 * (2 + 20 * 21),
+        }
         assert prepared.known(query, None)
         for variables in (small, large, {"n": None}, {}):
             hits = prepared.hits
             lane = fast.post("/graphql", json={"query": query, "variables": variables})
             assert prepared.hits == hits + 1  # answered, or refused, on the lane
             if variables is small:
-                assert lane.json()["extensions"] | {"catalogVersion": None} == {"catalogVersion": None, "cost": 1 + 2 * (2 + 20 * 21)}
+                assert lane.json()["extensions"] | {"catalogVersion": None} == {
+                    "catalogVersion": None,
+                    "cost": 1 + 2 * (2 + 20 * 21),
+                }
                 continue
             other = full.post("/graphql", json={"query": query, "variables": variables})
             assert lane.status_code == other.status_code
