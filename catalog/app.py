@@ -327,16 +327,6 @@ def _wrong_host(host: str | None) -> Response:
     return Response(orjson.dumps(body), status_code=400, media_type="application/json")
 
 
-def served_app() -> Any:
-    """The app ``capahub serve --workers N`` starts in each worker process (a uvicorn factory):
-    settings from the environment, behind the access log when it is on."""
-    from catalog.access_log import AccessLog
-
-    settings = Settings()
-    app: Any = create_app(settings)
-    return AccessLog(app) if access_logged(settings) else app
-
-
 def access_logged(settings: Settings) -> bool:
     """Whether ``capahub serve`` writes access lines (on, and a log level that shows INFO)."""
     return settings.access_log and settings.log_level.lower() in ("trace", "debug", "info")
@@ -356,4 +346,4 @@ async def _load_demo(registry: Registry, settings: Settings) -> None:
     log.info("demo landscape: %d added, %d updated", len(report.added), len(report.updated))
 
 
-__all__ = ["access_logged", "allowed_hosts", "create_app", "load_demo_once", "served_app"]
+__all__ = ["access_logged", "allowed_hosts", "create_app", "load_demo_once"]
