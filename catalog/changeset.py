@@ -447,6 +447,20 @@ async def commit(
     await tx.delete_relations([r for r, _ in changes.removed])
     await tx.insert_relations([r for r, _ in changes.added])
     await tx.update_relations([(a, b) for a, b, _ in changes.updated])
+    note_relations(report, changes)
+    return report
+
+
+def note_nodes(report: ChangeReport, changes: ChangeSet) -> None:
+    """Note the set's node writes in the report's diff (the writer keeps its own id lists:
+    a harvest tells retired nodes from updated ones)."""
+    for old, new, _ in changes.nodes:
+        report.add_node_write(old, new)
+
+
+def note_relations(report: ChangeReport, changes: ChangeSet) -> None:
+    """Count the set's relation writes and note them in the report's diff: what ``commit``
+    does after writing, and what a dry run that writes nothing reports."""
     report.relations_added += len(changes.added)
     report.relations_updated += len(changes.updated)
     report.relations_removed += len(changes.removed)
@@ -454,7 +468,6 @@ async def commit(
     rc.extend(RelationChange("updated", b, a.properties) for a, b, _ in changes.updated)
     rc.extend(RelationChange("removed", r, r.properties) for r, _ in changes.removed)
     report.add_relation_changes(rc)
-    return report
 
 
 __all__ = [
@@ -469,6 +482,8 @@ __all__ = [
     "commit",
     "has_cycle",
     "node_change",
+    "note_nodes",
+    "note_relations",
     "part_of_cycle",
     "revise",
 ]

@@ -11,6 +11,7 @@ from catalog.harvest import SourceSpec
 from catalog.harvest import SourceType as _SourceType
 from resolvers._fields import mutation
 from resolvers.context import CatalogInfo
+from resolvers.diff import WriteDiff
 from resolvers.types import Source
 
 # strawberry.enum puts the definition on the catalog's enum and returns it: one class.
@@ -38,13 +39,14 @@ class SourceInput:
 
 
 @strawberry.type(description="What a harvest changed (or, on a dry run, would change).")
-class HarvestReport:
+class HarvestReport(WriteDiff):
     added: list[strawberry.ID]
     updated: list[strawberry.ID]
     retired: list[strawberry.ID]
     unchanged: int
     warnings: list[str]
     relations_added: int
+    relations_updated: int
     relations_removed: int
     dry_run: bool
 
@@ -55,11 +57,13 @@ class HarvestReport:
             added=[strawberry.ID(i) for i in report.added],
             updated=[strawberry.ID(i) for i in report.updated],
             retired=[strawberry.ID(i) for i in report.retired],
-            unchanged=report.unchanged,
+            unchanged=len(report.unchanged),
             warnings=report.warnings,
             relations_added=report.relations_added,
+            relations_updated=report.relations_updated,
             relations_removed=report.relations_removed,
             dry_run=report.dry_run,
+            report=report,
         )
 
 

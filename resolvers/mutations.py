@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from strawberry.scalars import JSON
 
-from catalog import changeset, registry
 from catalog.specs import CapabilitySpec, NodeSpec, RelationSpec, build, parse_document
 from metadata.model import Attribute
-from resolvers._fields import field, mutation
+from resolvers._fields import mutation
 from resolvers._inputs import spec_input
 from resolvers.context import CatalogInfo
-from resolvers.enums import RelationType
+from resolvers.diff import WriteDiff
 from resolvers.types import Capability, CatalogNode, Relation, as_node
 
 
@@ -75,63 +72,8 @@ def _capability_data(value: CapabilityInput) -> dict[str, Any]:
     return data
 
 
-@strawberry.enum(description="What a write does to a node or relation.")
-class ApplyOperation(enum.Enum):
-    ADDED = "added"
-    UPDATED = "updated"
-    REMOVED = "removed"
-
-
-@strawberry.type(description="One field of a node before and after the write.")
-class ApplyFieldChange:
-    field: str
-    before: JSON | None = strawberry.field(description="The stored value; null for a new node.")
-    after: JSON | None
-
-
-@strawberry.type(description="A node the write adds or updates, with the fields that change.")
-class ApplyNodeChange:
-    id: strawberry.ID
-    operation: ApplyOperation
-    fields: list[ApplyFieldChange]
-
-    @classmethod
-    def from_model(cls, change: changeset.NodeChange) -> ApplyNodeChange:
-        return cls(
-            id=strawberry.ID(change.id),
-            operation=ApplyOperation(change.op),
-            fields=[
-                ApplyFieldChange(field=f.field, before=f.before, after=f.after)
-                for f in change.fields
-            ],
-        )
-
-
-@strawberry.type(description="A relation the write adds or removes, or whose properties change.")
-class ApplyRelationChange:
-    operation: ApplyOperation
-    from_: strawberry.ID = strawberry.field(name="from")
-    type: RelationType
-    to: strawberry.ID
-    properties: JSON | None = strawberry.field(description="The properties after the write.")
-    before: JSON | None = strawberry.field(description="The properties before (updated, removed).")
-
-    @classmethod
-    def from_model(cls, change: changeset.RelationChange) -> ApplyRelationChange:
-        rel = change.relation
-        removed = change.op == "removed"
-        return cls(
-            operation=ApplyOperation(change.op),
-            from_=strawberry.ID(rel.from_id),
-            type=rel.type,
-            to=strawberry.ID(rel.to_id),
-            properties=None if removed or rel.properties is None else JSON(rel.properties),
-            before=None if change.before is None else JSON(change.before),
-        )
-
-
 @strawberry.type(description="What applying a catalog document did (or would do).")
-class ApplyReport:
+class ApplyReport(WriteDiff):
     added: list[strawberry.ID]
     updated: list[strawberry.ID]
     unchanged: list[strawberry.ID]
@@ -139,15 +81,6 @@ class ApplyReport:
     relations_updated: int
     relations_removed: int
     dry_run: bool
-    report: strawberry.Private[registry.ApplyReport]
-
-    @field(description="The diff: every node added or updated, with its fields before -> after.")
-    def changes(self) -> list[ApplyNodeChange]:
-        return [ApplyNodeChange.from_model(c) for c in self.report.node_changes()]
-
-    @field(description="Every relation added, updated (properties) or removed.")
-    def relation_changes(self) -> list[ApplyRelationChange]:
-        return [ApplyRelationChange.from_model(c) for c in self.report.relation_changes]
 
 
 @strawberry.type

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,6 +18,7 @@ from catalog.cli._common import (
     run_with_write_services,
     settings_for,
 )
+from catalog.cli._report import print_diff
 from catalog.problems import Problems, problems_of
 from catalog.registry import ApplyReport, Caller
 from catalog.services import WriteServices
@@ -164,10 +164,6 @@ def _line(p: dict[str, Any]) -> str:
     return message
 
 
-#: Rows of the diff a dry run prints (the counts above it cover everything).
-MAX_DIFF_ROWS = 500
-
-
 def _print_report(report: ApplyReport) -> None:
     print_counts(
         "dry run: nothing written" if report.dry_run else "applied",
@@ -181,59 +177,4 @@ def _print_report(report: ApplyReport) -> None:
         ],
     )
     if report.dry_run:
-        _print_diff(report)
-
-
-def _print_diff(report: ApplyReport) -> None:
-    """The diff of a dry run as a table: each node added or updated with its fields before
-    -> after, each relation added, updated or removed (at most ``MAX_DIFF_ROWS`` rows)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="changes")
-    for column in ("change", "node or relation", "field", "before", "after"):
-        table.add_column(column, overflow="fold")
-    rows = 0
-    total = 0
-    for change in report.node_changes():
-        for i, f in enumerate(change.fields or (None,)):
-            total += 1
-            if rows >= MAX_DIFF_ROWS:
-                continue
-            rows += 1
-            table.add_row(
-                change.op if i == 0 else "",
-                change.id if i == 0 else "",
-                f.field if f else "",
-                _show(f.before) if f and change.op != "added" else "",
-                _show(f.after) if f else "",
-            )
-    for rel in report.relation_changes:
-        total += 1
-        if rows >= MAX_DIFF_ROWS:
-            continue
-        rows += 1
-        r = rel.relation
-        table.add_row(
-            rel.op,
-            f"{r.from_id} {r.type.value} {r.to_id}",
-            "properties" if rel.op == "updated" else "",
-            _show(rel.before) if rel.op == "updated" else "",
-            _show(r.properties) if rel.op == "updated" else "",
-        )
-    total += report.diff_rows_left_out
-    console = Console()
-    if total == 0:
-        console.print("no changes", highlight=False)
-        return
-    console.print(table)
-    if total > rows:
-        console.print(f"... and {total - rows} more rows", highlight=False)
-
-
-def _show(value: Any) -> str:
-    """A value for the table: JSON, shortened to 80 characters."""
-    if value is None:
-        return "-"
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:79] + "…"
+        print_diff(report)

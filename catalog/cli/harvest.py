@@ -17,6 +17,7 @@ from catalog.cli._common import (
     progress,
     run_with_services,
 )
+from catalog.cli._report import print_diff
 from metadata.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def _print_report(report: HarvestReport, spec: SourceSpec, created: str | None) 
             ("nodes added", len(report.added)),
             ("nodes updated", len(report.updated)),
             ("nodes retired", len(report.retired)),
-            ("nodes unchanged", report.unchanged),
+            ("nodes unchanged", len(report.unchanged)),
             ("relations added", report.relations_added),
             ("relations updated", report.relations_updated),
             ("relations removed", report.relations_removed),
@@ -238,6 +239,8 @@ def _print_report(report: HarvestReport, spec: SourceSpec, created: str | None) 
             shown = ", ".join(ids[:_MAX_LISTED])
             more = f" (and {len(ids) - _MAX_LISTED} more)" if len(ids) > _MAX_LISTED else ""
             console.print(f"{label}: {shown}{more}", highlight=False, soft_wrap=True)
+    if report.dry_run:
+        print_diff(report)
     if report.warnings:
         console.print("warnings:", highlight=False)
         for warning in report.warnings[:_MAX_LISTED]:

@@ -17,7 +17,16 @@ from typing import Any
 
 import networkx as nx
 
-from catalog.changeset import ChangeSet, Entry, commit, part_of_cycle, revise
+from catalog.changeset import (
+    ChangeReport,
+    ChangeSet,
+    Entry,
+    commit,
+    note_nodes,
+    note_relations,
+    part_of_cycle,
+    revise,
+)
 from catalog.harvest.base import HarvestBatch
 from catalog.specs import NodeSpec, RelationSpec
 from metadata.errors import InvalidInputError
@@ -56,10 +65,7 @@ class DiffResult:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    relations_added: int = 0
-    relations_updated: int = 0
-    relations_removed: int = 0
+    unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     inserts: list[NodeRecord] = field(default_factory=list, repr=False)
     updates: list[tuple[NodeRecord, NodeRecord]] = field(default_factory=list, repr=False)
@@ -321,7 +327,7 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
             result.inserts.append(new)
             result.added.append(spec.id)
         elif new is old:
-            result.unchanged += 1
+            result.unchanged.append(spec.id)
         else:
             result.updates.append((old, new))
             result.updated.append(spec.id)
@@ -358,9 +364,6 @@ async def plan_harvest(reader: Reader, source_id: str, batch: HarvestBatch, now:
             result.rel_deletes.append(existing[key])
     await _drop_stored_cycles(reader, result)
     result.known = {**outside, **stored_nodes, **gone}
-    result.relations_added = len(result.rel_inserts)
-    result.relations_updated = len(result.rel_updates)
-    result.relations_removed = len(result.rel_deletes)
     return result
 
 
@@ -396,10 +399,20 @@ def change_set(diff: DiffResult, source_id: str) -> ChangeSet:
     )
 
 
-async def write_harvest(tx: Writer, diff: DiffResult, source_id: str) -> None:
+async def write_harvest(tx: Writer, diff: DiffResult, source_id: str, report: ChangeReport) -> None:
     """Write a planned diff inside the caller's transaction, through the one write path (which
-    checks it against every metamodel rule once more)."""
-    await commit(tx, change_set(diff, source_id))
+    checks it against every metamodel rule once more and fills ``report``'s diff)."""
+    changes = change_set(diff, source_id)
+    note_nodes(report, changes)
+    await commit(tx, changes, report)
 
 
-__all__ = ["DiffResult", "merge_node", "plan_harvest", "write_harvest"]
+def preview_harvest(diff: DiffResult, source_id: str, report: ChangeReport) -> None:
+    """Fill ``report`` with what writing the planned diff would do (a dry run): the diff and
+    counts ``write_harvest`` reports."""
+    changes = change_set(diff, source_id)
+    note_nodes(report, changes)
+    note_relations(report, changes)
+
+
+__all__ = ["DiffResult", "merge_node", "plan_harvest", "preview_harvest", "write_harvest"]

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from catalog.changeset import ChangeSet, Entry, commit, revise
-from catalog.harvest._diff import DiffResult, plan_harvest, write_harvest
+from catalog.changeset import ChangeReport, ChangeSet, Entry, commit, revise
+from catalog.harvest._diff import DiffResult, plan_harvest, preview_harvest, write_harvest
 from catalog.harvest._naming import slugify
 from catalog.harvest.base import (
     HarvestBatch,
@@ -59,33 +59,26 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class HarvestReport:
-    """What a harvest did (or would do, on a dry run)."""
+class HarvestReport(ChangeReport):
+    """What a harvest did (or would do, on a dry run): the write path's report
+    (``ChangeReport``: ids, counts, the diff) with the source, the nodes it retired (listed
+    apart from ``updated``) and its warnings."""
 
-    source: str
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
+    source: str = ""
     retired: list[str] = field(default_factory=list)
-    unchanged: int = 0
     warnings: list[str] = field(default_factory=list)
-    relations_added: int = 0
-    relations_updated: int = 0
-    relations_removed: int = 0
-    dry_run: bool = False
 
     @classmethod
     def of(cls, source: str, diff: DiffResult, *, dry_run: bool) -> HarvestReport:
-        """The report of a planned (and maybe written) diff."""
+        """The report of a planned diff: its ids and warnings; ``write_harvest`` or
+        ``preview_harvest`` add the diff and the counts."""
         return cls(
             source=source,
-            added=diff.added,
-            updated=diff.updated,
-            retired=diff.retired,
-            unchanged=diff.unchanged,
-            warnings=diff.warnings,
-            relations_added=diff.relations_added,
-            relations_updated=diff.relations_updated,
-            relations_removed=diff.relations_removed,
+            added=list(diff.added),
+            updated=list(diff.updated),
+            retired=list(diff.retired),
+            unchanged=list(diff.unchanged),
+            warnings=list(diff.warnings),
             dry_run=dry_run,
         )
 
@@ -343,6 +336,7 @@ class HarvestService:
                     diff = await plan_harvest(r, spec.id, batch, _now())
                     _refuse_wipe(spec, batch, diff)
             report = HarvestReport.of(spec.id, diff, dry_run=True)
+            preview_harvest(diff, spec.id, report)
             if missing:
                 report.added.insert(0, spec.system)
             return report
@@ -355,9 +349,9 @@ class HarvestService:
             diff = await plan_harvest(tx, spec.id, batch, tx.now)
             _refuse_wipe(spec, batch, diff)
             say(f"writing {diff.writes} changes")
-            await write_harvest(tx, diff, spec.id)
+            report = HarvestReport.of(spec.id, diff, dry_run=False)
+            await write_harvest(tx, diff, spec.id, report)
             await _store_warnings(tx, spec.id, diff.warnings)
-        report = HarvestReport.of(spec.id, diff, dry_run=False)
         if created:
             report.added.insert(0, spec.system)
         return report

@@ -87,6 +87,52 @@ def test_register_and_harvest_through_the_api(api: GraphQLClient, specs_dir: Pat
     assert again["unchanged"] == 39 and again["relationsAdded"] == 0
 
 
+DIFF = """
+mutation($source: ID!, $dryRun: Boolean) {
+  harvest(source: $source, dryRun: $dryRun) {
+    added updated retired relationsAdded relationsUpdated relationsRemoved dryRun
+    changes { id operation fields { field before after } }
+    relationChanges { operation from type to properties before }
+  }
+}"""
+
+
+def test_harvest_reports_the_write_paths_diff(api: GraphQLClient, specs_dir: Path) -> None:
+    """A harvest's report is the write path's: the dry run shows the diff (fields before ->
+    after, relations) that the harvest then writes and reports, as ``applyCatalog`` does."""
+    spec = specs_dir / "shop-openapi.yaml"
+    api.data(REGISTER, source_input(str(spec)))
+    dry = api.data(DIFF, {"source": "source:shop-api", "dryRun": True})["harvest"]
+    assert dry["dryRun"] is True
+    assert {c["id"] for c in dry["changes"]} == set(dry["added"]) and len(dry["added"]) == 39
+    added = next(c for c in dry["changes"] if c["id"] == "capability:shop-api.get-order")
+    assert added["operation"] == "ADDED"
+    assert {"field": "name", "before": None, "after": "Get an order"} in added["fields"]
+    assert len(dry["relationChanges"]) == dry["relationsAdded"] > 0
+    provides = [
+        r
+        for r in dry["relationChanges"]
+        if r["to"] == "capability:shop-api.get-order" and r["type"] == "PROVIDES"
+    ]
+    assert [(r["operation"], r["from"]) for r in provides] == [("ADDED", "system:webshop")]
+
+    done = api.data(DIFF, {"source": "source:shop-api"})["harvest"]
+    assert {**done, "dryRun": True} == dry  # what was shown is what was written
+
+    # The spec loses an operation: retired (a field before -> after), its relations removed.
+    text = spec.read_text()
+    start = text.index("  /orders/{orderId}:")
+    spec.write_text(text[:start] + text[text.index("\n  /", start + 1) + 1 :])
+    again = api.data(DIFF, {"source": "source:shop-api", "dryRun": True})["harvest"]
+    assert "capability:shop-api.get-order" in again["retired"]
+    retired = next(c for c in again["changes"] if c["id"] == "capability:shop-api.get-order")
+    assert retired["operation"] == "UPDATED"
+    assert {"field": "lifecycle", "before": "ACTIVE", "after": "RETIRED"} in retired["fields"]
+    assert again["relationsRemoved"] == sum(
+        r["operation"] == "REMOVED" for r in again["relationChanges"]
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "location", "extra", "code", "text"),
     [

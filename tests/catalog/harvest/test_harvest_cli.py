@@ -188,3 +188,20 @@ def test_credentials_are_never_stored_or_printed(
 )
 def test_source_key_derives_from_the_location(location: str, key: str) -> None:
     assert source_key_for(location) == key
+
+
+def test_harvest_dry_run_prints_the_diff_table(db: str, tmp_path: Path) -> None:
+    """``--dry-run`` prints the write path's diff, the table ``capahub apply --dry-run``
+    prints, and writes nothing."""
+    spec = tmp_path / "shop-openapi.yaml"
+    shutil.copy(FIXTURES / "shop-openapi.yaml", spec)
+    args = ["harvest", "openapi", str(spec), "--system", "system:webshop", "--database", db]
+    dry = runner.invoke(app, [*args, "--dry-run"], env={"COLUMNS": "200"})
+    assert dry.exit_code == 0, dry.output
+    assert "dry run, nothing written" in dry.stdout and "changes" in dry.stdout
+    row = next(
+        line for line in dry.stdout.splitlines() if "capability:shop-openapi.get-order" in line
+    )
+    assert "added" in row and "name" in row and "Get an order" in row
+    assert "system:webshop PROVIDES capability:shop-openapi.get-order" in dry.stdout
+    assert "capability:shop-openapi.get-order" not in export(db)

@@ -53,13 +53,13 @@ async def test_reharvest_of_unchanged_source_writes_nothing(hub: Services, api_f
     before = await history_count(hub)
     again = await hub.harvest.harvest_location(shop(api_file))
     assert (again.added, again.updated, again.retired) == ([], [], [])
-    assert again.unchanged == len(first.added)
+    assert len(again.unchanged) == len(first.added)
     assert again.relations_added == again.relations_removed == 0
     assert await history_count(hub) == before
     assert (await node(hub, "entity:shop-api.order")).version == order.version
     # Through a registered source too (the API path).
     third = await hub.harvest.harvest_source("source:shop-api", trusted=True)
-    assert third.unchanged == len(first.added) and await history_count(hub) == before
+    assert len(third.unchanged) == len(first.added) and await history_count(hub) == before
 
 
 async def test_changed_spec_updates_retires_and_adds(hub: Services, api_file: Path) -> None:
