@@ -8,25 +8,34 @@ is kept beside it. A page is then a slice of a kept list: the first page of a la
 costs what any other page costs.
 
 A cursor names the answer it was cut from (a digest of the question, its arguments and the
-filter), the process that answered (versions are counted by each process), the catalog version
-and the position in the list; a cursor of another answer, process or version, or from another
-listing, is refused with ``InvalidInputError`` naming ``after`` (docs/graph.md, "Paging graph
-answers").
+filter), the catalog version it was read at (the change id every replica agrees on, as
+``extensions.catalogVersion`` states it: ``CatalogVersions`` tells it for each version of a
+process's projection), a fingerprint of the whole filtered answer and the position in it. Every
+answer is in a total order that does not depend on the process (the ranking, then the node id;
+``ORDERS``), so two replicas at the same catalog version cut the same pages, and the
+fingerprint makes sure of it: a replica whose answer differs refuses the cursor rather than
+skip or repeat items. A cursor of another answer or listing, of an older catalog version, or
+that does not fit is refused with ``InvalidInputError`` naming ``after``; one of a version
+this replica has not reached yet is first waited for (``reach``), then refused with
+``UnavailableError`` (docs/graph.md, "Paging graph answers").
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import secrets
+import math
 import threading
-from collections.abc import Callable, Hashable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cachetools import LRUCache
 
 from catalog.discovery import decode_cursor, encode_cursor
-from metadata.errors import InvalidInputError
+from metadata.errors import InvalidInputError, UnavailableError
+from metadata.graph import CatalogGraph
 from metadata.model import Kind, RelationType, parse_id
 from metadata.search.documents import MAX_HIERARCHY_DEPTH, domains_of
 
@@ -119,9 +128,11 @@ class AnswerPage(Generic[T]):
     start: int
     total: int
     tag: str
-    version: int
-    #: The ``Answers.epoch`` of the process that answered.
-    epoch: str = ""
+    #: The catalog version the answer was read at: ``c<change id>`` for the present,
+    #: ``p<change id>`` for a past catalog (``asOf``).
+    at: str
+    #: The fingerprint of the whole filtered answer (``fingerprint``).
+    print: str = ""
 
     @property
     def has_next(self) -> bool:
@@ -130,7 +141,66 @@ class AnswerPage(Generic[T]):
 
     def cursor(self, i: int) -> str:
         """The cursor of ``items[i]``."""
-        return encode_cursor(f"a{self.tag}.{self.epoch}.{self.version}.{self.start + i}")
+        return encode_cursor(f"a{self.tag}.{self.at}.{self.print}.{self.start + i}")
+
+
+#: How many versions of the projection ``CatalogVersions`` remembers the change id of.
+MAX_VERSIONS = 4096
+
+
+class CatalogVersions:
+    """The catalog version (change id) that each version of one process's live projection
+    holds: ``GraphView.version`` counts the projection's changes from the process's start, so
+    it means nothing to another replica; the change id does.
+
+    It follows the projection: when a batch of changes is applied, the projection is already at
+    its new version while its ``last_change`` still names the previous one's change id, which
+    is then written down. The newest version's is read from the projection itself.
+    """
+
+    def __init__(self) -> None:
+        self._graph: CatalogGraph | None = None
+        self._held: dict[int, int] = {}
+
+    def follow(self, graph: CatalogGraph) -> None:
+        """Track ``graph`` (once; call it on the event loop's thread, where changes apply)."""
+        if self._graph is graph:
+            return
+        self._held = {}
+        self._graph = graph
+        graph.follow(self._applied)
+
+    def _applied(self, changes: Sequence[Any]) -> None:
+        graph = self._graph
+        if graph is None:  # pragma: no cover - follow sets it before following
+            return
+        held = self._held
+        held[graph.version - 1] = graph.last_change
+        if len(held) > MAX_VERSIONS:
+            del held[next(iter(held))]  # the oldest (dicts keep insertion order)
+
+    def change_of(self, view: GraphView) -> int | None:
+        """The change id ``view`` holds everything up to (None: not known here). Any thread."""
+        if view.version < 0:  # a past catalog: catalog.changes.asof.past_version
+            return -1 - view.version
+        if isinstance(view, CatalogGraph):  # the live projection, read on the loop's thread
+            return view.last_change
+        graph = self._graph
+        held = self._held.get(view.version)
+        if held is not None or graph is None:
+            return held
+        # The newest version: its change id is the projection's, read between two looks at
+        # the version (changes apply on the loop's thread; the id moves only after the version).
+        before = graph.version
+        change = graph.last_change
+        if before == view.version == graph.version:
+            return change
+        return self._held.get(view.version)
+
+
+def state_of(change: int, view: GraphView) -> str:
+    """How a cursor names the catalog version ``change`` of ``view``: present or past."""
+    return f"p{change}" if view.version < 0 else f"c{change}"
 
 
 class Answers:
@@ -139,9 +209,8 @@ class Answers:
     worker threads (two threads asking the same question at once may both compute it)."""
 
     def __init__(self, max_bytes: int = ANSWER_CACHE_BYTES) -> None:
-        #: Names this cache's versions in cursors: another process (a replica, this hub after
-        #: a restart) counts versions from its own start, so its version 7 is not this one's.
-        self.epoch = secrets.token_hex(3)
+        #: Which catalog version each version of the projection holds (cursors name that).
+        self.versions = CatalogVersions()
         self._lock = threading.Lock()
         self._cache: LRUCache[tuple[Hashable, ...], tuple[int, Any]] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=_first_item
@@ -205,39 +274,147 @@ def digest(question: Question, flt: AnswerFilter) -> str:
     return hashlib.blake2b(text, digest_size=6).hexdigest()
 
 
-def position(after: str, tag: str, epoch: str, version: int, total: int) -> int:
-    """Where the page after the cursor ``after`` starts in the answer ``tag`` of ``version``
-    (as the process of ``epoch`` counts versions).
+def fingerprint(items: Sequence[T], ident: Callable[[T], str]) -> str:
+    """A digest of an answer's items in order (by ``ident``): equal on two replicas exactly
+    when they would cut the same pages out of it."""
+    text = "\n".join(map(ident, items)).encode()
+    return hashlib.blake2b(text, digest_size=6).hexdigest()
+
+
+def _rounded(score: float) -> float:
+    """``score`` to 9 significant digits."""
+    if score == 0 or not math.isfinite(score):
+        return score
+    return round(score, 8 - math.floor(math.log10(abs(score))))
+
+
+def _by_rank(item: tuple[str, float]) -> tuple[float, str]:
+    # PageRank's last digits depend on the order the projection holds its nodes and relations
+    # in, which differs between processes: ranked on 9 digits, ties by id, every replica agrees.
+    return -_rounded(item[1]), item[0]
+
+
+#: Answers whose own order is not the same in every process, by question: the total order
+#: their pages (and list forms, through ``Pager.ordered``) take instead.
+ORDERS: dict[str, Callable[[Any], Any]] = {"hotspots": _by_rank}
+
+
+def cursor_change(after: str) -> int | None:
+    """The present catalog version a graph answer's cursor was cut at (None: a cursor of a
+    past catalog, of another listing, or damaged; ``position`` says which)."""
+    try:
+        raw = decode_cursor(after)
+    except InvalidInputError:
+        return None
+    parts = raw[1:].split(".") if raw.startswith("a") else []
+    if len(parts) != 4 or not parts[1].startswith("c") or not parts[1][1:].isdigit():
+        return None
+    return int(parts[1][1:])
+
+
+async def reach(
+    wanted: int,
+    *,
+    current: Callable[[], int],
+    sync: Callable[[], Awaitable[object]],
+    committed: Callable[[], Awaitable[int]],
+    wait: float,
+) -> None:
+    """Wait, at most ``wait`` seconds, until this replica holds catalog version ``wanted``
+    (a cursor's), syncing with the change log meanwhile, as ``X-Capahub-Catalog-Version``
+    waits (docs/deployment.md, "Read your writes").
 
     Raises:
-        InvalidInputError: a cursor from another answer, another listing, another process or
-            another version, naming ``after``.
+        InvalidInputError: the version is ahead of anything committed (a cursor of another
+            hub's database), naming ``after``.
+        UnavailableError: not reached in time (this replica is behind), naming ``after``.
+    """
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while current() < wanted:
+        await sync()
+        if current() >= wanted:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 0.1)
+    else:
+        return
+    newest = await committed()
+    if wanted > newest:
+        raise InvalidInputError(
+            f"after: this cursor was cut at catalog version {wanted}, ahead of anything "
+            f"committed (the newest is {newest}): it comes from another hub; ask again "
+            "without `after`",
+            field="after",
+        )
+    raise UnavailableError(
+        f"after: this cursor was cut at catalog version {wanted}, which this replica has not "
+        f"reached after waiting {wait:g} s (it is at {current()}); try again shortly",
+        field="after",
+        catalogVersion=current(),
+    )
+
+
+def position(after: str, tag: str, at: str | None, print_: str, total: int) -> int:
+    """Where the page after the cursor ``after`` starts in the answer ``tag`` read at ``at``
+    (``AnswerPage.at``; None: not known) whose fingerprint is ``print_``.
+
+    Raises:
+        InvalidInputError: a cursor from another answer or listing, another catalog version
+            or instant, or one that does not fit this answer, naming ``after``.
+        UnavailableError: a cursor of a catalog version this replica has not reached, or
+            while it cannot tell which version it answers from, naming ``after``.
     """
     raw = decode_cursor(after)
     parts = raw[1:].split(".") if raw.startswith("a") else []
-    if len(parts) != 4 or parts[0] != tag:
+    if len(parts) != 4 or parts[0] != tag or parts[1][:1] not in ("c", "p"):
         raise InvalidInputError(
             "after: this cursor comes from another question, other arguments or another "
             "listing; give one from the edges of this field, asked with the same arguments",
             field="after",
         )
-    if parts[1] != epoch:
-        raise InvalidInputError(
-            "after: this cursor was given by another hub process (another replica, or this one "
-            "before a restart); ask again without `after` and keep to the pages this one gives",
-            field="after",
-        )
+    was, printed = parts[1], parts[2]
     try:
-        was, index = int(parts[2]), int(parts[3])
+        was_change, index = int(was[1:]), int(parts[3])
     except ValueError:
         raise InvalidInputError(
-            "after: this cursor is damaged; give one from the edges of this field",
+            "after: this cursor is damaged or from an older hub; ask again without `after`",
             field="after",
         ) from None
-    if was != version:
+    if at is None:
+        raise UnavailableError(
+            "after: this replica cannot tell the catalog version of its answer right now; "
+            "try again shortly",
+            field="after",
+        )
+    if was[:1] != at[:1] or (was[0] == "p" and was != at):
         raise InvalidInputError(
-            f"after: the catalog changed since this cursor was given (version {was}, now "
-            f"{version}); ask again without `after` for the current answer",
+            "after: this cursor is of the catalog at another instant (`asOf`, or its absence); "
+            "give one from the edges of this field, asked with the same `asOf`",
+            field="after",
+        )
+    now = int(at[1:])
+    if was_change < now:
+        raise InvalidInputError(
+            f"after: the catalog changed since this cursor was given (version {was_change}, "
+            f"now {now}); ask again without `after` for the current answer",
+            field="after",
+        )
+    if was_change > now:
+        raise UnavailableError(
+            f"after: this cursor was cut at catalog version {was_change}, which this replica "
+            f"has not reached yet (it is at {now}); try again shortly",
+            field="after",
+            catalogVersion=now,
+        )
+    if printed != print_:
+        raise InvalidInputError(
+            f"after: this replica's answer at catalog version {now} is not the one this cursor "
+            "was cut from (a replica held a write of its own before the ones before it); ask "
+            "again without `after`",
             field="after",
         )
     if not 0 <= index < total:
@@ -248,6 +425,18 @@ def position(after: str, tag: str, epoch: str, version: int, total: int) -> int:
     return index + 1
 
 
+def _identity(
+    node: Callable[[T], str] | None, reason: Callable[[T], str] | None
+) -> Callable[[T], str]:
+    """How an item is named in its answer's fingerprint: its node, and its reason if any."""
+    if node is None:
+        return repr
+    if reason is None:
+        return node
+    of, why = node, reason
+    return lambda x: f"{of(x)}\t{why(x)}"
+
+
 class Pager:
     """Cuts pages out of the answers of one catalog version (``view``), filtering them by
     what ``view`` says of their nodes; filtered answers are kept in ``answers``."""
@@ -255,6 +444,20 @@ class Pager:
     def __init__(self, view: GraphView, answers: Answers) -> None:
         self.view = view
         self.answers = answers
+
+    def ordered(
+        self, question: Question, whole: Sequence[T], order: Callable[[T], Any] | None = None
+    ) -> Sequence[T]:
+        """``whole`` in the order its pages take: ``order``, else the question's in
+        ``ORDERS``, else its own (kept per version when it is sorted here)."""
+        key = order or ORDERS.get(str(question[0]) if question else "")
+        if key is None:
+            return whole
+        return self.answers.remember(
+            (self.view.version, *question, "ordered"),
+            lambda: sorted(whole, key=key),
+            list_bytes(0),  # the items are the whole answer's own
+        )
 
     def page(
         self,
@@ -268,22 +471,45 @@ class Pager:
         reason: Callable[[T], str] | None = None,
         rtype: Callable[[T], RelationType] | None = None,
         per_item: int = 64,
+        order: Callable[[T], Any] | None = None,
+        ident: Callable[[T], str] | None = None,
     ) -> AnswerPage[T]:
         """``first`` items of ``whole`` (the answer to ``question`` at this version) that
         ``flt`` keeps, after the item of the cursor ``after``; ``node``, ``reason`` and
-        ``rtype`` read an item's node, reason and relation type for the filter."""
+        ``rtype`` read an item's node, reason and relation type for the filter, ``order``
+        (or ``ORDERS``) puts them in a total order first, ``ident`` names an item for the
+        answer's fingerprint (default: its node and reason)."""
         version = self.view.version
-        chosen: Sequence[T] = whole
+        chosen: Sequence[T] = self.ordered(question, whole, order)
         if not flt.empty:
             keep = self._keeps(flt, node, reason, rtype)
+            ordered = chosen
             chosen = self.answers.remember(
                 (version, *question, "filtered", flt.key()),
-                lambda: [x for x in whole if keep(x)],
+                lambda: [x for x in ordered if keep(x)],
                 list_bytes(0),  # the items are the whole answer's own
             )
-        tag, epoch = digest(question, flt), self.answers.epoch
-        start = 0 if after is None else position(after, tag, epoch, version, len(chosen))
-        return AnswerPage(chosen[start : start + first], start, len(chosen), tag, version, epoch)
+        tag = digest(question, flt)
+        name = ident or _identity(node, reason)
+        kept = chosen
+        print_ = self.answers.remember(
+            (version, *question, "print", flt.key()),
+            lambda: fingerprint(kept, name),
+            lambda _: ANSWER_OVERHEAD,
+        )
+        change = self.answers.versions.change_of(self.view)
+        at = None if change is None else state_of(change, self.view)
+        if after is not None:
+            start = position(after, tag, at, print_, len(chosen))
+        elif at is None:
+            raise UnavailableError(
+                "this replica cannot tell the catalog version of its answer right now (its "
+                "projection moved on meanwhile); try again shortly"
+            )
+        else:
+            start = 0
+        assert at is not None  # position refuses a cursor while the version is not known
+        return AnswerPage(chosen[start : start + first], start, len(chosen), tag, at, print_)
 
     def _keeps(
         self,
@@ -340,9 +566,14 @@ __all__ = [
     "AnswerFilter",
     "AnswerPage",
     "Answers",
+    "CatalogVersions",
+    "ORDERS",
     "Pager",
     "Question",
+    "cursor_change",
     "digest",
+    "fingerprint",
     "list_bytes",
     "position",
+    "reach",
 ]

@@ -18,9 +18,10 @@ import strawberry
 from strawberry.types.nodes import SelectedField
 
 from catalog import analysis as a
-from catalog.answers import AnswerFilter, AnswerPage, Pager
+from catalog.answers import AnswerFilter, AnswerPage, Pager, cursor_change, reach
+from catalog.operations import committed_version
 from metadata import model
-from metadata.graph import GraphQuestionCancelledError, Step
+from metadata.graph import CatalogGraph, GraphQuestionCancelledError, Step
 from resolvers._fields import field
 from resolvers.connections import (
     NodeConnection,
@@ -68,6 +69,34 @@ async def _ask(info: CatalogInfo, question: Callable[[a.GraphAnalysis], T]) -> T
     if not answer.done() or answer.cancelled():
         raise GraphQuestionCancelledError("the client closed the connection; question stopped")
     return answer.result()
+
+
+async def _reach_cursors(info: CatalogInfo, afters: Sequence[str | None]) -> None:
+    """Before a paged graph answer: have the answers know which catalog version each version
+    of the projection holds, and wait (at most ``CAPAHUB_VERSION_WAIT`` seconds) until this
+    replica holds the version the latest of ``afters`` was cut at, when another replica that
+    is ahead of this one gave it (docs/graph.md, "Paging graph answers")."""
+    services = info.context.services
+    graph = services.graph
+    if not isinstance(graph, CatalogGraph):  # a past catalog (asOf): nothing moves
+        return
+    services.analysis.answers.versions.follow(graph)
+    changes = [c for c in (cursor_change(a) for a in afters if a) if c is not None]
+    wanted = max(changes, default=0)
+    if wanted <= graph.last_change:
+        return
+    await reach(
+        wanted,
+        current=lambda: graph.last_change,
+        sync=services.sync_if_changed,
+        committed=lambda: committed_version(services),
+        wait=services.settings.version_wait,
+    )
+
+
+def _afters(info: CatalogInfo, *names: str) -> list[str | None]:
+    """The ``after`` arguments of the connections ``names`` right below this field."""
+    return [f.arguments.get("after") for n in names for f in _children(info.selected_fields, n)]
 
 
 async def _client_gone(receive: Callable[[], Any]) -> None:
@@ -296,7 +325,10 @@ class Subgraph:
 
     @strawberry.field
     def relations(self) -> list[Relation]:
-        return _relations(self.result.relations)
+        result = self.result
+        # The order of relationPage: by from, to and type (stored order differs by process).
+        question = (*result.question, "relations")
+        return _relations(self.pager.ordered(question, result.relations, _relation_order))
 
     @field(
         description="`nodes` a page at a time (by id), optionally filtered (docs/graph.md, "
@@ -348,6 +380,8 @@ class Subgraph:
             n,
             after,
             rtype=_step_type,
+            order=_relation_order,
+            ident=_relation_ident,
         )
         return answer_connection(
             RelationConnection, RelationEdge, page, lambda s: Relation(rec=s.record())
@@ -356,6 +390,14 @@ class Subgraph:
 
 def _step_type(step: Step) -> model.RelationType:
     return step.type
+
+
+def _relation_order(step: Step) -> tuple[str, str, str]:
+    return step.from_id, step.to_id, step.type.value
+
+
+def _relation_ident(step: Step) -> str:
+    return f"{step.from_id}\t{step.type.value}\t{step.to_id}"
 
 
 @strawberry.type(description="A node missing something it should have.")
@@ -566,6 +608,7 @@ class GraphQuery:
         direct = bool(direct_only)
         # Kept for the catalog version when its pages are asked: the next page is a slice.
         keep = bool(_children(info.selected_fields, "affectedPage"))
+        await _reach_cursors(info, _afters(info, "affectedPage"))
         result, pager = await _ask(
             info, lambda q: (q.impact(str(id), d, direct_only=direct, keep=keep), q.pager())
         )
@@ -606,6 +649,7 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         d = 1 if depth is None else depth
         keep = _pages_subgraph(info)
+        await _reach_cursors(info, _afters(info, "nodePage", "relationPage"))
         result, pager = await _ask(
             info, lambda q: (q.neighborhood(str(id), d, types, keep=keep), q.pager())
         )
@@ -650,6 +694,7 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         n = _page_size(info, first)
         flt = _filter(reason=reason, domain=domain, owner=owner)
+        await _reach_cursors(info, [after])
         page = await _ask(info, lambda q: q.gaps_page(kinds, flt, n, after))
         await _preload(info, [g.node for g in page.items])
         return answer_connection(
@@ -675,6 +720,7 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         n = _page_size(info, first)
         flt = _filter(kinds, reason, domain, owner)
+        await _reach_cursors(info, [after])
         page = await _ask(info, lambda q: q.redundancies_page(flt, n, after))
         await _preload(info, [i for r in page.items for i in (r.node, *r.involved)])
         return answer_connection(
@@ -697,6 +743,7 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         way, d = _direction(direction), 5 if depth is None else depth
         keep = _pages_subgraph(info)
+        await _reach_cursors(info, _afters(info, "nodePage", "relationPage"))
         result, pager = await _ask(
             info, lambda q: (q.lineage(str(id), way, d, keep=keep), q.pager())
         )
@@ -739,7 +786,11 @@ class GraphQuery:
         if as_of:
             await enter_past(info, as_of, graph=True)
         n = 10 if first is None else first
-        ranked = await _ask(info, lambda q: q.hotspots(n))
+        await _reach_cursors(info, [])
+        # Checked by the list form, ordered as the pages (the order every replica agrees on).
+        ranked = await _ask(
+            info, lambda q: (q.hotspots(n), q.hotspots_page(AnswerFilter(), n, None).items)[1]
+        )
         await _preload(info, [n for n, _ in ranked])
         return [Hotspot(node_id=n, score=s) for n, s in ranked]
 
@@ -761,6 +812,7 @@ class GraphQuery:
             await enter_past(info, as_of, graph=True)
         n = _page_size(info, first)
         flt = _filter(kinds, domain=domain, owner=owner)
+        await _reach_cursors(info, [after])
         page = await _ask(info, lambda q: q.hotspots_page(flt, n, after))
         await _preload(info, [i for i, _ in page.items])
         return answer_connection(
