@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -19,11 +19,13 @@ from catalog.cli._common import (
     settings_for,
 )
 from catalog.cli._report import print_diff
-from catalog.problems import Problems, problems_of
-from catalog.registry import ApplyReport, Caller
-from catalog.services import WriteServices
-from catalog.specs import CatalogDocument, parse_document
 from metadata.errors import CatalogError
+
+# Imported when a command runs: ``capahub apply --help`` needs none of them (they were most
+# of its start; bench/cli_start_bench.py).
+if TYPE_CHECKING:
+    from catalog.registry import ApplyReport, Caller
+    from catalog.services import WriteServices
 
 
 def apply(
@@ -56,6 +58,9 @@ def _apply(files: list[Path], dry_run: bool, database: str | None, caller: Calle
             raise CliError(f"{path}: cannot read ({err.strerror})") from None
     if sum(sizes) >= STREAM_FROM_BYTES:
         return _apply_streamed(files, dry_run, database, caller)
+    from catalog.problems import problems_of
+    from catalog.specs import CatalogDocument, parse_document
+
     merged = CatalogDocument()
     max_items = settings_for(database).max_document_items
     problems: list[dict[str, Any]] = []
@@ -96,6 +101,7 @@ def _apply_streamed(
 ) -> ApplyReport:
     """Apply large files in parts: every problem of every file, nothing written if any."""
     from catalog.document_stream import DocumentStream
+    from catalog.problems import Problems, problems_of
 
     max_items = settings_for(database).max_document_items
     problems = Problems()
@@ -132,6 +138,8 @@ def _with_files(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _located(err: CatalogError, path: Path) -> list[dict[str, Any]]:
     """The problems of a file that did not parse; a text-level one (``document: ...``) is
     given the file's name."""
+    from catalog.problems import problems_of
+
     out = problems_of(err)
     for p in out:
         if str(p["message"]).startswith("document"):

@@ -197,7 +197,8 @@ def _imported(args: list[str], cwd: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["--version"], ["--help"], ["export", "--help"], ["harvest", "--help"]]
+    "args",
+    [["--version"], ["--help"], ["apply", "--help"], ["export", "--help"], ["harvest", "--help"]],
 )
 def test_start_imports_only_what_the_command_needs(args: list[str], tmp_path: Path) -> None:
     modules = _imported(args, tmp_path)
