@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from catalog.budget import CostBudget, charge_of
 from catalog.changes.websocket import NOBODY, SocketLimits
 from catalog.demo import demo_data_dir, load_demo
 from catalog.explorer import explorer_routes
@@ -78,6 +79,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         max_page_size=settings.max_page_size,
         query_cache_mb=settings.query_cache_mb,
     )
+    if settings.cost_per_minute:  # each caller's points (docs/limits.md, "Cost budget")
+        schema.costs.budget = CostBudget(
+            settings.cost_per_minute,
+            max_charge=max(settings.max_query_cost, charge_of(0, settings.max_body_bytes)),
+        )
     state: dict[str, Any] = {}
     metrics = Metrics()
     metrics.collector.services = lambda: state.get("services")

@@ -34,6 +34,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from catalog.budget import BODY_BYTES, CALLER, BudgetRefusal, CostBudget
 from catalog.changes.websocket import (
     CatalogTransportWS,
     SocketLimits,
@@ -94,6 +95,11 @@ def body_too_large(limit: int) -> GraphQLHTTPError:
         {"Connection": "close"},
         {"code": "BAD_USER_INPUT", "maxBodyBytes": limit},
     )
+
+
+def rate_limited(refusal: BudgetRefusal, headers: Mapping[str, str]) -> GraphQLHTTPError:
+    """The 429 of a caller out of points, refused before its body was read."""
+    return GraphQLHTTPError(429, refusal.message, headers, refusal.extensions)
 
 
 @functools.lru_cache(maxsize=256)  # clients send the same few headers again and again
@@ -224,8 +230,14 @@ class CatalogGraphQL(GraphQL[Any, None]):
         if declared is not None and declared > limit:
             await self.create_error_response(request, body_too_large(limit))(scope, receive, send)
             return
+        refused = self._out_of_points(scope, request, declared)
+        if refused is not None:
+            await self.create_error_response(request, refused)(scope, receive, send)
+            return
         if declared is None:  # the server frames a declared length: only others are counted
-            receive = _limited(receive, limit)
+            receive = _limited(receive, limit, scope)
+        else:
+            scope.setdefault("state", {})[BODY_BYTES] = declared
         # The budget covers reading the body and running the operation, not sending the answer
         # (a slow reader of a big answer is not the hub's work).
         response: Response | _Prepared | None
@@ -246,6 +258,27 @@ class CatalogGraphQL(GraphQL[Any, None]):
             _deadline.reset(token)
         if response is not None:
             await response(scope, receive, send)
+
+    def _out_of_points(
+        self, scope: Scope, request: Request, declared: int | None
+    ) -> GraphQLHTTPError | None:
+        """The 429 of a caller whose bucket cannot pay even for this request's body (or the
+        point any request costs), decided before the body is read (``catalog.budget``)."""
+        budget: CostBudget | None = getattr(getattr(self.schema, "costs", None), "budget", None)
+        if budget is None:
+            return None
+        client = scope.get("client")
+        caller = budget.known_caller(
+            request.headers.get("authorization"), client[0] if client else None
+        )
+        refusal = budget.early_refusal(caller, declared or 0)
+        if refusal is None:
+            return None
+        scope.setdefault("state", {})[CALLER] = caller
+        headers = {"Retry-After": str(refusal.retry_after)}
+        if declared != 0 and scope["method"] != "GET":
+            headers["Connection"] = "close"  # the body is never read
+        return rate_limited(refusal, headers)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Response | _Prepared | None:
         """The response to a request (None when its client left): the prepared lane's, or the
@@ -336,7 +369,7 @@ class CatalogGraphQL(GraphQL[Any, None]):
             return self.create_response(response_data, sub_response)
         # What ``create_response`` builds for an untouched sub-response, header for header.
         sent, body = self._encode_bounded(response_data)
-        return _Prepared(_status_code(sent, media_type), media_type, body)
+        return _Prepared(_status_code(sent, media_type), media_type, body, _retry_after(sent))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one view per app; few distinct headers
     def _plain_json(self, content_type: bytes | None, accept: bytes | None) -> str | None:
@@ -515,6 +548,9 @@ class CatalogGraphQL(GraphQL[Any, None]):
         )
         response.headers.raw.extend(sub_response.headers.raw)
         response.headers.add_vary_header("Accept")
+        retry_after = _retry_after(response_data)
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
         if sub_response.background:
             response.background = sub_response.background
         if sub_response.status_code:
@@ -627,23 +663,23 @@ class _Prepared:
     """The prepared lane's answer: what ``create_response`` builds for an untouched
     sub-response, header for header, sent as two ASGI messages."""
 
-    __slots__ = ("body", "media_type", "status")
+    __slots__ = ("body", "media_type", "retry_after", "status")
 
-    def __init__(self, status: int, media_type: str, body: bytes) -> None:
+    def __init__(
+        self, status: int, media_type: str, body: bytes, retry_after: str | None = None
+    ) -> None:
         self.status, self.media_type, self.body = status, media_type, body
+        self.retry_after = retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": [
-                    (b"content-length", str(len(self.body)).encode()),
-                    (b"content-type", self.media_type.encode()),
-                    (b"vary", b"Accept"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", self.media_type.encode()),
+            (b"vary", b"Accept"),
+        ]
+        if self.retry_after is not None:
+            headers.append((b"retry-after", self.retry_after.encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -676,15 +712,18 @@ def _declared_length(scope: Scope) -> int | None:
     return length
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """A ``receive`` that refuses (413) a body as soon as more than ``limit`` bytes came."""
+def _limited(receive: Receive, limit: int, scope: Scope) -> Receive:
+    """A ``receive`` that refuses (413) a body as soon as more than ``limit`` bytes came, and
+    notes how many came (the cost budget charges for them)."""
     received = 0
+    state = scope.setdefault("state", {})
 
     async def limited() -> Any:
         nonlocal received
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
+            state[BODY_BYTES] = received
             if received > limit:
                 raise body_too_large(limit)
         return message
@@ -760,7 +799,10 @@ def _status_code(
     response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], media_type: str
 ) -> int:
     """200, except for a result without ``data`` sent as ``application/graphql-response+json``:
-    400 for a request error, 500 when the failure was internal."""
+    400 for a request error, 500 when the failure was internal; and 429 for a caller out of
+    points whatever the media type (a refusal of the transport's, as 413 and 503 are)."""
+    if _retry_after(response_data) is not None:
+        return 429
     if (
         media_type == GRAPHQL_RESPONSE_JSON
         and isinstance(response_data, dict)
@@ -768,6 +810,17 @@ def _status_code(
     ):
         return 500 if _has_internal_error(response_data) else 400
     return 200
+
+
+def _retry_after(response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse]) -> str | None:
+    """The ``Retry-After`` of a request refused by the cost budget (no ``data``), else None."""
+    if not isinstance(response_data, dict) or "data" in response_data:
+        return None
+    for error in response_data.get("errors") or []:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        if isinstance(extensions, dict) and extensions.get("code") == "RATE_LIMITED":
+            return str(extensions.get("retryAfter", 1))
+    return None
 
 
 def _has_internal_error(response_data: GraphQLHTTPResponse) -> bool:
@@ -783,5 +836,6 @@ __all__ = [
     "RequestLimits",
     "body_too_large",
     "negotiate_media_type",
+    "rate_limited",
     "www_authenticate",
 ]

@@ -158,6 +158,15 @@ class Settings(BaseSettings):
         "a price that grows with their depth, aliases add up); costlier operations are refused "
         "before anything runs, with the cost and the limit in the error.",
     )
+    cost_per_minute: int = Field(
+        default=100_000,
+        ge=0,
+        description="Query-cost points each caller (its token or user; without one, its "
+        "address) may spend a minute, as a token bucket holding a minute's points and refilled "
+        "continuously; a request is charged its static cost (at least 1, and 1 per 1,000 body "
+        "bytes) before it runs, and one the bucket cannot pay is refused with RATE_LIMITED "
+        "(HTTP 429) and retryAfter seconds (docs/limits.md). 0: no budget.",
+    )
     max_response_bytes: int = Field(
         default=20_000_000,
         ge=1_000,

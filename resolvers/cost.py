@@ -74,6 +74,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from catalog.analysis import BACKWARD, FORWARD, LINEAGE
+from catalog.budget import BODY_BYTES, CALLER, CostBudget, caller_key, charge_of
 from metadata.model import Kind, RelationType
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ RELATION_LISTS: Mapping[str, tuple[str, str, str]] = {
 #: over every relation (about 20 ms for 50,000 on the event loop), so a burst of writes does
 #: not pay it per write; meanwhile the previous version's sizes count.
 LIST_SIZES_INTERVAL = 1.0
+#: ``reach`` answers kept per catalog version (question, list, depth and narrowing each).
+REACH_MEMO = 4096
 #: In ``Question.answers``, the question's own answer (a list).
 ITSELF = ""
 
@@ -364,6 +367,9 @@ class CatalogListSizes:
         self._at = 0.0
         self._sizes: dict[str, int] = {}
         self._reach: ReachBounds | None = None
+        #: ``reach`` answers of this version: an operation of 200 aliased graph questions asks
+        #: the same few, and each is a walk over the degree statistics (tens of microseconds).
+        self._reached: dict[tuple[Any, ...], int] = {}
 
     def bind(self, graph: GraphView | None) -> None:
         """Read the catalog from ``graph`` (the projection of the services requests use)."""
@@ -377,6 +383,7 @@ class CatalogListSizes:
             now = time.monotonic()
             if self._version < 0 or now - self._at >= LIST_SIZES_INTERVAL:
                 self._sizes, self._reach = catalog_statistics(graph)
+                self._reached = {}
                 self._version = graph.version
                 self._at = now
 
@@ -399,7 +406,14 @@ class CatalogListSizes:
         self._refresh()
         if self._reach is None:
             return per * max(depth, 1)
-        return self._reach.answer(question, name, depth, narrowing)
+        key = (question, name, depth, narrowing)
+        found = self._reached.get(key)
+        if found is None:
+            found = self._reach.answer(question, name, depth, narrowing)
+            if len(self._reached) >= REACH_MEMO:  # narrowings are sets of relation types
+                self._reached.clear()
+            self._reached[key] = found
+        return found
 
     def findings(self, question: str, kinds: tuple[str, ...] | None) -> int:
         """How many items ``gaps`` (of these ``kinds``, None: all) or ``redundancies`` can
@@ -930,6 +944,8 @@ class QueryCosts:
         self.max_first = max_first
         #: The catalog's relation list lengths (bound to its graph by the first request).
         self.sizes = CatalogListSizes()
+        #: Each caller's points (``CAPAHUB_COST_PER_MINUTE``); None: no budget.
+        self.budget: CostBudget | None = None
         self._compiled: LRUCache[tuple[str, str | None], tuple[int, Cost]] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=_first_item
         )
@@ -955,11 +971,39 @@ class QueryCosts:
             self.schema, document, operation_name, max_first=self.max_first, sizes=self.sizes
         )
 
-    def refusal(self, cost: int) -> GraphQLError | None:
-        """The error for an operation of this cost, or None when it is within the limit."""
+    def refusal(self, cost: int, context: Any = None) -> GraphQLError | None:
+        """The error for an operation of this cost, or None when it is within the limit and
+        the caller of ``context`` (an HTTP request's) can pay for it, which it then does."""
         if self.limit is not None and cost > self.limit:
             return cost_error(cost, self.limit)
+        if self.budget is not None and context is not None:
+            return _spend(self.budget, cost, context)
         return None
+
+
+def _spend(budget: CostBudget, cost: int, context: Any) -> GraphQLError | None:
+    """Charge the caller of an HTTP request (``catalog.budget``); others are not charged."""
+    request = getattr(context, "request", None)
+    scope = getattr(request, "scope", None)
+    if not isinstance(scope, dict) or scope.get("type") != "http":
+        return None
+    state = scope.setdefault("state", {})
+    caller = state.get(CALLER)
+    principal = getattr(context, "principal", None)
+    actor = getattr(principal, "actor", None)
+    if caller is None:
+        client = scope.get("client")
+        caller = caller_key(actor, client[0] if client else None)
+        if caller is None:
+            return None
+        state[CALLER] = caller
+    refusal = budget.spend(caller, charge_of(cost, state.get(BODY_BYTES, 0)))
+    if refusal is not None:
+        return GraphQLError(refusal.message, extensions=refusal.extensions)
+    if caller.startswith("actor "):  # so that its next request, if over, is refused at once
+        headers = getattr(request, "headers", None)
+        budget.remember(headers.get("authorization") if headers else None, caller)
+    return None
 
 
 def _first_item(value: tuple[int, Any]) -> int:
@@ -990,7 +1034,9 @@ class CostLimit(SchemaExtension):
                 costs.sizes.bind(getattr(services, "graph", None))
                 name = getattr(ctx, "_provided_operation_name", None)
                 cost = evaluate(costs.compiled(ctx.query, name, document), ctx.variables)
-                error = costs.refusal(cost)
+                # A subscription is bounded per connection (docs/subscriptions.md), not charged.
+                charged = ctx.operation_type.value != "subscription"
+                error = costs.refusal(cost, ctx.context if charged else None)
                 if error is not None:
                     ctx.pre_execution_errors = [error]
                 else:

@@ -306,7 +306,7 @@ class PreparedQueries:
         costs = self._costs
         cost = evaluate(compiled, variables)
         if costs is not None:
-            refusal = costs.refusal(cost)
+            refusal = costs.refusal(cost, context)  # the limit, then the budget
             if refusal is not None:  # as ``CostLimit`` refuses it: before anything runs
                 schema._process_errors([refusal])
                 return ExecutionResult(data=None, errors=[refusal], extensions={})
