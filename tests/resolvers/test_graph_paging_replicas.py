@@ -25,13 +25,14 @@ from catalog.answers import AnswerFilter, AnswerPage, cursor_change, position
 from catalog.discovery import encode_cursor
 from catalog.services import Services
 from catalog.settings import Settings
+from catalog.specs import NodeSpec, RelationSpec
 from metadata.errors import InvalidInputError, UnavailableError
 from metadata.graph import CatalogGraph, Step
 from metadata.model import Kind
 from resolvers import build_schema, make_context
 from resolvers.graph import _relation_ident, _relation_order
 from tests.conftest import PG_URL, TEST_HOSTS, _fresh_pg_database
-from tests.resolvers.test_graph_paging import NodeSpec, RelationSpec, _n, catalogs
+from tests.resolvers.test_graph_paging import _n, catalogs
 from tests.serving import capahub_serve
 
 SCHEMA = build_schema()
