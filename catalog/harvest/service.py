@@ -320,16 +320,17 @@ class HarvestService:
         say(f"reading {_safe(spec.location)}")
         batch = await self._read(harvester, ctx, credentials)
         say(f"comparing {len(batch.nodes)} nodes with the catalog")
+        system: NodeRecord | None = None
         if dry_run and missing and create_system is not None:
             # Planned against the catalog with the new system in it, then rolled back.
             try:
                 async with self.store.transaction(actor=actor, request_id=request_id) as tx:
-                    await _create_system(tx, spec.system, create_system)
+                    system = await _create_system(tx, spec.system, create_system)
                     diff = await plan_harvest(tx, spec.id, batch, tx.now)
                     _refuse_wipe(spec, batch, diff)
-                    raise _Planned(diff)
+                    raise _Planned(diff, system)
             except _Planned as planned:
-                diff = planned.diff
+                diff, system = planned.diff, planned.system
         if dry_run:
             if not missing:
                 async with self.store.read() as r:
@@ -337,14 +338,11 @@ class HarvestService:
                     _refuse_wipe(spec, batch, diff)
             report = HarvestReport.of(spec.id, diff, dry_run=True)
             preview_harvest(diff, spec.id, report)
-            if missing:
-                report.added.insert(0, spec.system)
-            return report
-        created = False
+            return _with_system(report, system)
         async with self.store.transaction(actor=actor, request_id=request_id) as tx:
             if register:
                 if missing and create_system is not None:
-                    created = await _create_system(tx, spec.system, create_system)
+                    system = await _create_system(tx, spec.system, create_system)
                 await self._upsert_source(tx, spec)
             diff = await plan_harvest(tx, spec.id, batch, tx.now)
             _refuse_wipe(spec, batch, diff)
@@ -352,9 +350,7 @@ class HarvestService:
             report = HarvestReport.of(spec.id, diff, dry_run=False)
             await write_harvest(tx, diff, spec.id, report)
             await _store_warnings(tx, spec.id, diff.warnings)
-        if created:
-            report.added.insert(0, spec.system)
-        return report
+        return _with_system(report, system)
 
     async def _read(
         self, harvester: Harvester, ctx: HarvestContext, credentials: str | None
@@ -468,19 +464,29 @@ async def _check_system(
 class _Planned(Exception):
     """Rolls back a dry run's transaction, carrying its plan out."""
 
-    def __init__(self, diff: DiffResult) -> None:
+    def __init__(self, diff: DiffResult, system: NodeRecord | None) -> None:
         super().__init__("dry run")
         self.diff = diff
+        self.system = system
 
 
-async def _create_system(tx: Writer, system_id: str, name: str) -> bool:
+async def _create_system(tx: Writer, system_id: str, name: str) -> NodeRecord | None:
     """Create the system a harvested source belongs to (ACTIVE, no owner) unless it exists
-    by now; whether it was created."""
+    by now; the record created, if it was."""
     if (await tx.get_nodes([system_id])).get(system_id) is not None:
-        return False
+        return None
     rec = revise(None, system_id, tx.now, name=name)
     await commit(tx, ChangeSet(nodes=[(None, rec, Entry("system"))]))
-    return True
+    return rec
+
+
+def _with_system(report: HarvestReport, system: NodeRecord | None) -> HarvestReport:
+    """The report with the system created for the source first among the added nodes (and
+    in the diff)."""
+    if system is not None:
+        report.added.insert(0, system.id)
+        report.node_writes.insert(0, (None, system))
+    return report
 
 
 async def _load_source(r: Reader, source_id: str) -> SourceSpec:

@@ -306,6 +306,9 @@ def test_harvest_creates_a_missing_system(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     assert "system system:shop was not in the catalog: would be added" in dry.stdout
     assert "left out" not in dry.stdout  # planned as if the system were there
+    # ... and shown in the diff, first, like every node the harvest would add.
+    diff_rows = [line for line in dry.stdout.splitlines() if "added" in line and ":" in line]
+    assert "system:shop" in diff_rows[0] and "Sneaker Shop Commerce API" in diff_rows[0]
     assert (
         json.loads(run("export", "--format", "json", "--database", db, cwd=tmp_path).stdout)[
             "nodes"
