@@ -79,6 +79,21 @@ class Change:
     actor: str | None = None
     request_id: str | None = None
 
+    @classmethod
+    def from_row(cls, row: Any) -> Change:
+        """The change a ``history`` row records."""
+        return cls(
+            row.id,
+            row.target,
+            row.target_id,
+            row.op,
+            row.before,
+            row.after,
+            _aware(row.at),
+            row.actor,
+            row.request_id,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NodeFilter:
@@ -341,7 +356,7 @@ class Reader:
             .order_by(history.c.id.desc())
             .limit(limit)
         )
-        return [_change(r) for r in await self.conn.execute(stmt)]
+        return [Change.from_row(r) for r in await self.conn.execute(stmt)]
 
     async def audit_log(
         self,
@@ -360,7 +375,7 @@ class Reader:
             stmt = stmt.where(history.c.at >= since)
         if before_id is not None:
             stmt = stmt.where(history.c.id < before_id)
-        return [_change(r) for r in await self.conn.execute(stmt)]
+        return [Change.from_row(r) for r in await self.conn.execute(stmt)]
 
     async def last_change_id(self) -> int:
         """The id of the newest history row (0 for an empty catalog)."""
@@ -370,21 +385,7 @@ class Reader:
     async def changes_since(self, change_id: int, *, limit: int = 10_000) -> list[Change]:
         """Committed changes after ``change_id``, oldest first."""
         stmt = select(history).where(history.c.id > change_id).order_by(history.c.id).limit(limit)
-        return [_change(r) for r in await self.conn.execute(stmt)]
-
-
-def _change(row: Any) -> Change:
-    return Change(
-        row.id,
-        row.target,
-        row.target_id,
-        row.op,
-        row.before,
-        row.after,
-        _aware(row.at),
-        row.actor,
-        row.request_id,
-    )
+        return [Change.from_row(r) for r in await self.conn.execute(stmt)]
 
 
 @dataclass(slots=True)

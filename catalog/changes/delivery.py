@@ -46,7 +46,7 @@ from catalog.changes.webhooks import WebhookFilter, webhook_from_row
 from catalog.harvest.fetch import guarded_transport
 from catalog.settings import Settings
 from metadata.errors import CatalogError
-from metadata.store import Change, ChangeNotifications, Store, _change
+from metadata.store import Change, ChangeNotifications, Store
 from metadata.tables import history, webhook_deliveries, webhooks
 
 log = logging.getLogger("capahub.webhooks")
@@ -202,7 +202,7 @@ async def dispatch(store: Store, settings: Settings, *, now: datetime | None = N
         stmt = (
             select(history).where(history.c.id > low).order_by(history.c.id).limit(DISPATCH_BATCH)
         )
-        changes = [_change(r) for r in (await conn.execute(stmt)).all()]
+        changes = [Change.from_row(r) for r in (await conn.execute(stmt)).all()]
         if not changes:
             return 0
         cursors = {h.id: h.cursor for h in open_hooks}
