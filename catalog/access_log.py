@@ -3,9 +3,12 @@
 uvicorn's own access log goes through the ``logging`` module for every request: a LogRecord,
 its formatter, a write and a flush of the stream. On a small API call that was a third of the
 hub's CPU per request (0.91 against 0.65 ms for a ``node(id)`` lookup, see bench/README.md).
-``AccessLog`` writes the same line::
+``AccessLog`` writes the same line, with the caller the hub established for the request
+(``token:ci``, ``user:ada``, ``anonymous``: ``Principal.actor``, never a credential) where the
+Common Log Format has its user, when the request was authenticated (GraphQL, ``/metrics``)::
 
-    INFO:     127.0.0.1:52144 - "POST /graphql HTTP/1.1" 200 OK
+    INFO:     127.0.0.1:52144 - token:ci "POST /graphql HTTP/1.1" 200 OK
+    INFO:     127.0.0.1:52146 - "GET /healthz HTTP/1.1" 200 OK
 
 into a buffer that goes out when it holds ``max_lines`` lines or ``flush_after`` seconds after
 its first line, whichever comes first, and when the server shuts down. As with nginx's
@@ -33,24 +36,42 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 _ATOMIC_WRITE = 4_000
 
 
+#: The longest caller name a line shows (a JWT's subject is the identity provider's choice).
+MAX_ACTOR = 200
+
+
+def actor_of(scope: Scope) -> str | None:
+    """The caller the hub established for this request (``request.state.actor``: set by the
+    GraphQL context and ``/metrics``, ``anonymous`` until a credential verifies), printable and
+    without spaces or quotes, so a line stays one record; None for routes that do not ask."""
+    state = scope.get("state")
+    actor = state.get("actor") if state else None
+    if not actor:
+        return None
+    text = str(actor)[:MAX_ACTOR]
+    if text.isprintable() and not any(c in text for c in ' "\\'):
+        return text
+    return "".join(c if c.isprintable() and c not in ' "\\' else "?" for c in text)
+
+
 #: Formats one request's line (ending in a newline) from its scope, status and duration (s).
 LineFormat = Callable[[Scope, int, float], str]
 
 
 def access_line(scope: Scope, status: int, seconds: float = 0.0) -> str:
     """The log line for one request, as uvicorn's access log formats it (without colours;
-    uvicorn's line has no duration, so ``seconds`` is not shown)."""
+    uvicorn's line has no duration, so ``seconds`` is not shown), with its caller when known
+    (``actor_of``)."""
     client = scope.get("client")
     addr = f"{client[0]}:{client[1]}" if client else ""
     path = quote(scope["path"])
     if scope.get("query_string"):
         path = f"{path}?{scope['query_string'].decode('ascii', 'replace')}"
     phrase = _PHRASES.get(status, "")
-    return (
-        f'INFO:     {addr} - "{scope["method"]} {path} HTTP/{scope.get("http_version", "1.1")}"'
-        f" {status} {phrase}".rstrip()
-        + "\n"
-    )
+    actor = actor_of(scope)
+    who = f" {actor}" if actor else ""
+    request = f"{scope['method']} {path} HTTP/{scope.get('http_version', '1.1')}"
+    return f'INFO:     {addr} -{who} "{request}" {status} {phrase}'.rstrip() + "\n"
 
 
 class AccessLog:
@@ -143,4 +164,4 @@ class AccessLog:
         return send_lifespan
 
 
-__all__ = ["AccessLog", "LineFormat", "access_line"]
+__all__ = ["AccessLog", "LineFormat", "access_line", "actor_of"]

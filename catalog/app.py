@@ -93,8 +93,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         if request.scope["type"] == "websocket":
             # A subscription connection says who it is at connection_init (its handler).
             return make_context(services, request, response, principal=NOBODY)
-        # Who calls, before anything else runs (UnauthenticatedError: a 401 from the view).
+        # Who calls, before anything else runs (UnauthenticatedError: a 401 from the view);
+        # the access log names the caller (catalog.access_log.actor_of).
+        request.state.actor = "anonymous"
         principal = await services.auth.authenticate(request.headers.get("authorization"))
+        request.state.actor = principal.actor
         if services.graph.version:  # projections loaded: catch up with other processes first
             wanted = request.headers.get(VERSION_HEADER)
             if wanted is not None:  # read-your-writes across replicas (docs/deployment.md)
@@ -172,10 +175,12 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
     async def metrics_page(request: Request) -> Response:
         services: Services | None = state.get("services")
         if services is not None and settings.auth == "on":
+            request.state.actor = "anonymous"
             try:
-                await services.auth.authenticate(request.headers.get("authorization"))
+                principal = await services.auth.authenticate(request.headers.get("authorization"))
             except UnauthenticatedError as error:
                 return _unauthenticated(request, error)
+            request.state.actor = principal.actor
         if services is not None:
             metrics.collector.committed = await committed_version(services)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import orjson
 from starlette.types import Scope
 
-from catalog.access_log import access_line
+from catalog.access_log import access_line, actor_of
 
 LogFormat = Literal["text", "json"]
 
@@ -67,7 +67,8 @@ class JsonFormatter(logging.Formatter):
 def json_access_line(scope: Scope, status: int, seconds: float = 0.0) -> str:
     """The access log's line for one request as a JSON object: uvicorn's text as ``message``,
     and the request's client, method, path, status, duration, ``X-Request-Id`` (when it sent a
-    usable one), GraphQL operation name and the catalog version it was answered at."""
+    usable one), caller (``actor``: ``token:ci``, ``user:ada``, ``anonymous``; never a
+    credential), GraphQL operation name and the catalog version it was answered at."""
     client = scope.get("client")
     entry: dict[str, Any] = {
         "time": _timestamp(),
@@ -85,6 +86,9 @@ def json_access_line(scope: Scope, status: int, seconds: float = 0.0) -> str:
             if _REQUEST_ID.fullmatch(value):
                 entry["request_id"] = value.decode("ascii")
             break
+    actor = actor_of(scope)
+    if actor is not None:
+        entry["actor"] = actor
     state = scope.get("state") or {}
     operation = state.get("graphql_operation")
     if operation:
