@@ -39,6 +39,7 @@ from catalog.playground import playground_routes
 from catalog.registry import Registry
 from catalog.services import Services, WriteServices
 from catalog.settings import Settings
+from catalog.tracing import TraceRequests, tracer_from_environment, tracing_wanted
 from metadata.errors import UnauthenticatedError
 from metadata.store import COMMITTED
 from resolvers import build_schema, make_context
@@ -196,6 +197,10 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
     if settings.metrics:
         routes.append(Route("/metrics", metrics_page, methods=["GET"]))
     middleware = _middleware(settings)
+    if tracing_wanted():  # the standard OTEL_* environment (docs/deployment.md, "Traces")
+        tracer = tracer_from_environment()
+        if tracer is not None:
+            middleware.insert(0, Middleware(TraceRequests, tracer=tracer))
     if settings.metrics:
         middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
