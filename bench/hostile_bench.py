@@ -24,6 +24,7 @@ import argparse
 import json
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +38,7 @@ from load_bench import parse_wrk
 
 from catalog.settings import Settings
 
+ATTACKER_ADDRESS = "127.0.0.2"
 NODE_QUERY = '{ node(id: "system:crm") { id name } }'
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -124,7 +126,11 @@ def attacker(
     if not bodies:  # nothing to send: wrk alone (the baseline)
         stop.wait()
         return
-    with httpx.Client(timeout=120, trust_env=False) as client:
+    # Another caller than wrk's connections: the attacker comes from 127.0.0.2 (any 127/8
+    # address reaches the loopback server), so a per-caller budget tells the two apart. It
+    # ignores Retry-After: it sends its next request as soon as it has an answer.
+    transport = httpx.HTTPTransport(local_address=ATTACKER_ADDRESS)
+    with httpx.Client(timeout=120, trust_env=False, transport=transport) as client:
         while not stop.is_set():
             for name, body in bodies.items():
                 if stop.is_set():
@@ -162,12 +168,25 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="keep the generated catalog here (reused)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the server with py-spy during wrk into this file (speedscope JSON)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="CAPAHUB_COST_PER_MINUTE of the server (default: the hub's default; 0: none)",
+    )
     args = parser.parse_args()
+    env = {} if args.budget is None else {"CAPAHUB_COST_PER_MINUTE": str(args.budget)}
     max_body = Settings().max_body_bytes  # the default, or CAPAHUB_MAX_BODY_BYTES of this shell
     with tempfile.TemporaryDirectory(prefix="capahub-hostile-") as name:
         directory = Path(name)
         url = seeded_database(args.nodes, 7, args.data or directory)
-        with running_server(url, log=directory / "serve.log") as server:
+        with running_server(url, log=directory / "serve.log", env=env) as server:
             pid = server.process.pid
             with httpx.Client(trust_env=False) as c:
                 ids = [
@@ -222,6 +241,25 @@ def main() -> None:
             for t in threads:
                 t.start()
             time.sleep(1)  # the attacker is under way before wrk starts
+            spy = None
+            if args.profile is not None:
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(args.duration),
+                        "--format",
+                        "speedscope",
+                        "--threads",
+                        "--output",
+                        str(args.profile),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             out = subprocess.run(
                 [
                     "wrk",
@@ -241,10 +279,14 @@ def main() -> None:
             stop.set()
             for t in threads:
                 t.join()
+            if spy is not None:
+                spy.wait()
             end_rss = rss_mb(pid)
     result = parse_wrk(out)
     print(f"machine: {machine_note()}; code: {code_note()}")
     print(f"catalog: {args.nodes} generated nodes (bench/synth.py, seed 7)")
+    budget = "default" if args.budget is None else args.budget or "off"
+    print(f"cost budget (CAPAHUB_COST_PER_MINUTE): {budget}; attacker from {ATTACKER_ADDRESS}")
     print(
         f"wrk -t1 -c{args.connections} -d{args.duration}s node(id): {result.rps:.0f} req/s, p50 {result.latency.get('50%')}, p99 {result.latency.get('99%')}, max {result.latency.get('max')}, errors: {result.errors}"
     )

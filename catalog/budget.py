@@ -12,9 +12,13 @@ refilled continuously at ``per_minute / 60`` a second. A request is charged, bef
 so every request pays at least a point, an answer pays for the objects it may hold and a large
 body for being read and decoded. A request whose charge is more than the bucket holds is
 refused with ``RATE_LIMITED`` and the seconds after which it would be admitted
-(``retryAfter``); nothing of it runs and nothing is charged. A full bucket admits any request
-within the per-request limits, even one that costs more than a whole minute's points (the
-bucket is then in debt), so that no operation the limits admit is refused for ever.
+(``retryAfter``); nothing of it runs and nothing is charged. An operation refused for costing
+more than the per-request limit is charged ``REFUSED_POINTS`` (its check was work: a client
+that repeats it without end is soon refused at the door instead), and a caller that cannot pay
+even for its body is refused before the body is read (``early_refusal``). A full bucket
+admits any request within the per-request limits, even one that costs more than a whole
+minute's points (the bucket is then in debt), so that no operation the limits admit is refused
+for ever.
 
 Buckets are kept in a ``cachetools.TTLCache`` bounded by ``max_callers``. A bucket is dropped
 once it would have refilled (its time to live is the time from its lowest possible level to
@@ -37,6 +41,10 @@ from cachetools import LRUCache, TTLCache
 #: Body bytes that cost one point: reading and decoding 2 MB (about 10 ms of the event loop's
 #: time, bench/README.md "Hostile load") is charged like a 2,000-object answer.
 BODY_BYTES_PER_POINT = 1_000
+#: What an operation refused for its cost (over ``CAPAHUB_MAX_QUERY_COST``) is charged: about
+#: the hub's time its check takes for the largest documents (parsing and validating 200
+#: aliased graph questions, 2-5 ms) at the rate answers cost (some 5 us a point).
+REFUSED_POINTS = 1_000
 #: Callers whose buckets are kept at most (about 300 bytes each).
 MAX_CALLERS = 50_000
 #: Where the HTTP layer records a request's body size for the charge (ASGI scope state).
@@ -123,9 +131,10 @@ class CostBudget:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._clock = clock
-        lowest = min(0.0, self.capacity - max_charge)
-        #: Seconds from the lowest level a bucket can reach to full.
-        self.ttl = (self.capacity - lowest) / self.rate
+        #: The lowest level a bucket can reach: in debt by what a full one admits beyond it.
+        self.lowest = min(0.0, self.capacity - max_charge)
+        #: Seconds from the lowest level to full.
+        self.ttl = (self.capacity - self.lowest) / self.rate
         self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(
             maxsize=max_callers, ttl=self.ttl, timer=clock
         )
@@ -163,6 +172,12 @@ class CostBudget:
             self._buckets[caller] = (level - charge, self._clock())
         return refusal
 
+    def take(self, caller: str, points: int) -> None:
+        """Take ``points`` whatever the bucket holds, down to its lowest level: the charge of
+        an operation refused for its cost."""
+        level = max(self.remaining(caller) - points, self.lowest)
+        self._buckets[caller] = (level, self._clock())
+
     def remember(self, authorization: str | None, caller: str) -> None:
         """Note which caller a credential proved (for ``early_refusal``)."""
         if authorization:
@@ -188,6 +203,7 @@ __all__ = [
     "BODY_BYTES_PER_POINT",
     "CALLER",
     "MAX_CALLERS",
+    "REFUSED_POINTS",
     "BudgetRefusal",
     "CostBudget",
     "caller_key",

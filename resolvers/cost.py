@@ -74,7 +74,14 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from catalog.analysis import BACKWARD, FORWARD, LINEAGE
-from catalog.budget import BODY_BYTES, CALLER, CostBudget, caller_key, charge_of
+from catalog.budget import (
+    BODY_BYTES,
+    CALLER,
+    REFUSED_POINTS,
+    CostBudget,
+    caller_key,
+    charge_of,
+)
 from metadata.model import Kind, RelationType
 
 if TYPE_CHECKING:
@@ -973,37 +980,46 @@ class QueryCosts:
 
     def refusal(self, cost: int, context: Any = None) -> GraphQLError | None:
         """The error for an operation of this cost, or None when it is within the limit and
-        the caller of ``context`` (an HTTP request's) can pay for it, which it then does."""
-        if self.limit is not None and cost > self.limit:
-            return cost_error(cost, self.limit)
+        the caller of ``context`` (an HTTP request's) can pay for it, which it then does.
+
+        An operation over the limit is charged ``REFUSED_POINTS`` all the same
+        (``catalog.budget``): its check was the hub's work, and a client that repeats it
+        without end is soon refused at the door instead.
+        """
+        limit = self.limit
+        over = limit if limit is not None and cost > limit else None  # the limit it breaks
         if self.budget is not None and context is not None:
-            return _spend(self.budget, cost, context)
+            caller, state = _caller(context)
+            if caller is not None:
+                body = state.get(BODY_BYTES, 0)
+                if over is not None:
+                    self.budget.take(caller, charge_of(REFUSED_POINTS, body))
+                else:
+                    refused = self.budget.spend(caller, charge_of(cost, body))
+                    if refused is not None:
+                        return GraphQLError(refused.message, extensions=refused.extensions)
+                headers = getattr(context.request, "headers", None)
+                # so that its next request, if the bucket cannot pay, is refused at the door
+                self.budget.remember(headers.get("authorization") if headers else None, caller)
+        if over is not None:
+            return cost_error(cost, over)
         return None
 
 
-def _spend(budget: CostBudget, cost: int, context: Any) -> GraphQLError | None:
-    """Charge the caller of an HTTP request (``catalog.budget``); others are not charged."""
-    request = getattr(context, "request", None)
-    scope = getattr(request, "scope", None)
+def _caller(context: Any) -> tuple[str | None, dict[str, Any]]:
+    """The bucket an HTTP request's caller pays from and the request's ASGI state; None for
+    anything else (a subscription's socket, a schema executed in-process): not charged."""
+    scope = getattr(getattr(context, "request", None), "scope", None)
     if not isinstance(scope, dict) or scope.get("type") != "http":
-        return None
-    state = scope.setdefault("state", {})
+        return None, {}
+    state: dict[str, Any] = scope.setdefault("state", {})
     caller = state.get(CALLER)
-    principal = getattr(context, "principal", None)
-    actor = getattr(principal, "actor", None)
     if caller is None:
         client = scope.get("client")
+        actor = getattr(getattr(context, "principal", None), "actor", None)
         caller = caller_key(actor, client[0] if client else None)
-        if caller is None:
-            return None
         state[CALLER] = caller
-    refusal = budget.spend(caller, charge_of(cost, state.get(BODY_BYTES, 0)))
-    if refusal is not None:
-        return GraphQLError(refusal.message, extensions=refusal.extensions)
-    if caller.startswith("actor "):  # so that its next request, if over, is refused at once
-        headers = getattr(request, "headers", None)
-        budget.remember(headers.get("authorization") if headers else None, caller)
-    return None
+    return caller, state
 
 
 def _first_item(value: tuple[int, Any]) -> int:
