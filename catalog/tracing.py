@@ -8,7 +8,7 @@ attributes, parented on the caller's W3C ``traceparent`` when it sent one. Other
 of OpenTelemetry is imported and requests pay nothing (docs/deployment.md, "Traces").
 
 Why not strawberry's ``OpenTelemetryExtension``: it opens a span for every resolved field (an
-``impact`` answer of 20,000 nodes is about 100,000 of them), records the whole query text,
+``impact`` answer of 20,000 nodes, tens of thousands), records the whole query text,
 and a schema extension takes requests off the prepared lane (docs/architecture.md). One span
 per operation, from the request's state, costs one span whichever lane answers.
 """
