@@ -89,7 +89,6 @@ class HarvestMutation:
         rec = await ctx.services.harvest.register_source(
             spec, actor=ctx.principal.actor, request_id=ctx.request_id
         )
-        info.context.loaders.clear()  # later fields must see the write
         return Source(rec=rec)
 
     @mutation(
@@ -111,7 +110,6 @@ class HarvestMutation:
             actor=ctx.principal.actor,
             request_id=ctx.request_id,
         )
-        info.context.loaders.clear()
         return HarvestReport.from_model(report)
 
 

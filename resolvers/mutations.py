@@ -94,34 +94,29 @@ class CatalogMutation:
             data["expectedVersion"] = data.pop("expected_version")
         spec = build(NodeSpec, data, "input")
         rec = await info.context.services.registry.upsert_node(spec, by=info.context.caller)
-        info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
     @mutation(description="Register a new capability and its relations at once.")
     async def register_capability(self, info: CatalogInfo, input: CapabilityInput) -> Capability:
         spec = build(CapabilitySpec, _capability_data(input), "input")
         rec = await info.context.services.registry.register_capability(spec, by=info.context.caller)
-        info.context.loaders.clear()  # later fields must see the write
         return Capability(rec=rec)
 
     @mutation(description="Create a relation (or update its properties).")
     async def relate(self, info: CatalogInfo, input: RelationInput) -> Relation:
         spec = build(RelationSpec, _relation_data(input), "input")
         rec = await info.context.services.registry.relate(spec, by=info.context.caller)
-        info.context.loaders.clear()  # later fields must see the write
         return Relation(rec=rec)
 
     @mutation(description="Remove a relation; false when there was none.")
     async def unrelate(self, info: CatalogInfo, input: RelationInput) -> bool:
         spec = build(RelationSpec, _relation_data(input), "input")
         removed = await info.context.services.registry.unrelate(spec, by=info.context.caller)
-        info.context.loaders.clear()
         return removed
 
     @mutation(description="Set a node's lifecycle to RETIRED (kept in history).")
     async def retire(self, info: CatalogInfo, id: strawberry.ID) -> CatalogNode:
         rec = await info.context.services.registry.retire(str(id), by=info.context.caller)
-        info.context.loaders.clear()  # later fields must see the write
         return as_node(rec)
 
     @mutation(description="Apply a YAML or JSON catalog document as a diff.")
@@ -132,7 +127,6 @@ class CatalogMutation:
         report = await info.context.services.registry.apply_document(
             doc, dry_run=bool(dry_run), by=info.context.caller
         )
-        info.context.loaders.clear()  # later fields must see the write
         return ApplyReport(
             added=[strawberry.ID(i) for i in report.added],
             updated=[strawberry.ID(i) for i in report.updated],

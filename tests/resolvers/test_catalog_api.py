@@ -243,3 +243,29 @@ def test_several_operations_need_an_operation_name(demo_gql: GraphQLClient) -> N
     assert err["extensions"]["code"] == "BAD_USER_INPUT" and "operationName" in err["message"]
     body = demo_gql.http.post("/graphql", json={"query": doc, "operationName": "A"}).json()
     assert body["data"]["node"]["lifecycle"] == "ACTIVE"  # the mutation did not run
+
+
+def test_fields_after_a_mutation_read_what_it_wrote(gql: GraphQLClient) -> None:
+    """Every mutation empties the request's dataloaders once it has written (``FreshReads``):
+    a later mutation's fields in the same request see the earlier writes, not what the
+    request loaded before them."""
+    data = gql.data(
+        """mutation {
+          a: upsertNode(input: {id: "system:crm", name: "CRM"}) { id relations { type } }
+          b: upsertNode(input: {id: "system:erp", name: "ERP"}) { id }
+          c: relate(input: {from: "system:crm", type: DEPENDS_ON, to: "system:erp"}) { type }
+          d: upsertNode(input: {id: "system:crm", description: "the CRM"}) {
+            id description relations { type to { id name } }
+          }
+          e: unrelate(input: {from: "system:crm", type: DEPENDS_ON, to: "system:erp"})
+          f: retire(id: "system:erp") { id lifecycle }
+          g: upsertNode(input: {id: "system:crm", name: "CRM"}) { relations { type } }
+        }"""
+    )
+    assert data["a"]["relations"] == []
+    assert data["d"]["description"] == "the CRM"
+    assert data["d"]["relations"] == [
+        {"type": "DEPENDS_ON", "to": {"id": "system:erp", "name": "ERP"}}
+    ]
+    assert data["e"] is True and data["f"]["lifecycle"] == "RETIRED"
+    assert data["g"]["relations"] == []
