@@ -92,6 +92,11 @@ async def _reach_cursors(info: CatalogInfo, afters: Sequence[str | None]) -> Non
         committed=lambda: committed_version(services),
         wait=services.settings.version_wait,
     )
+    # The answer is read at the version waited for: extensions.catalogVersion says so.
+    scope = getattr(info.context.request, "scope", None)
+    state = scope.get("state") if isinstance(scope, dict) else None
+    if isinstance(state, dict) and state.get("catalog_version", wanted) < wanted:
+        state["catalog_version"] = graph.last_change
 
 
 def _afters(info: CatalogInfo, *names: str) -> list[str | None]:

@@ -429,3 +429,36 @@ def test_hotspots_of_tied_nodes_page_alike_whatever_order_a_replica_holds_them_i
     assert len(got) == 2020
     for replica in replicas:
         assert [h[0] for h in replica.hotspots_page(none, 3000, None).items] == [h[0] for h in got]
+
+
+def test_through_the_app_a_replica_behind_answers_at_the_cursors_version(tmp_path: Path) -> None:
+    """Two apps on one SQLite file, the second never polling the change log by itself: given
+    a cursor of the first's newer version, it catches up, answers the next page and states
+    that version in ``extensions.catalogVersion``."""
+    from starlette.testclient import TestClient
+
+    from catalog.app import create_app
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        allowed_hosts=TEST_HOSTS,
+        auth="off",
+        read_sync_interval=3600,
+        sync_interval=3600,
+        _env_file=None,
+    )
+    doc = json.dumps({"nodes": [{"id": f"capability:c{i:02}", "name": f"C{i}"} for i in range(9)]})
+    apply = "mutation A($doc: String!) { applyCatalog(document: $doc) { added } }"
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        assert b.post("/graphql", json={"query": "{ gaps { reason } }"}).json()["data"]
+        wrote = a.post("/graphql", json={"query": apply, "variables": {"doc": doc}}).json()
+        version = wrote["extensions"]["catalogVersion"]
+        first = a.post("/graphql", json={"query": GAPS_PAGE % ""}).json()
+        after = first["data"]["gapsPage"]["pageInfo"]["endCursor"]
+        stale = b.post("/graphql", json={"query": "{ gaps { reason } }"}).json()
+        assert stale["data"]["gaps"] == [] and stale["extensions"]["catalogVersion"] < version
+        nxt = b.post("/graphql", json={"query": GAPS_PAGE % f', after: "{after}"'}).json()
+        assert not nxt.get("errors"), nxt
+        assert nxt["extensions"]["catalogVersion"] == version
+        same = a.post("/graphql", json={"query": GAPS_PAGE % f', after: "{after}"'}).json()
+        assert nxt["data"] == same["data"]
