@@ -354,7 +354,6 @@ async def reach(
         f"after: this cursor was cut at catalog version {wanted}, which this replica has not "
         f"reached after waiting {wait:g} s (it is at {current()}); try again shortly",
         field="after",
-        catalogVersion=current(),
     )
 
 
@@ -408,7 +407,6 @@ def position(after: str, tag: str, at: str | None, print_: str, total: int) -> i
             f"after: this cursor was cut at catalog version {was_change}, which this replica "
             f"has not reached yet (it is at {now}); try again shortly",
             field="after",
-            catalogVersion=now,
         )
     if printed != print_:
         raise InvalidInputError(

@@ -462,3 +462,22 @@ def test_through_the_app_a_replica_behind_answers_at_the_cursors_version(tmp_pat
         assert nxt["extensions"]["catalogVersion"] == version
         same = a.post("/graphql", json={"query": GAPS_PAGE % f', after: "{after}"'}).json()
         assert nxt["data"] == same["data"]
+
+
+async def test_a_replica_still_behind_after_the_wait_is_unavailable_naming_after() -> None:
+    from catalog.answers import reach
+
+    synced = 0
+
+    async def sync() -> None:
+        nonlocal synced
+        synced += 1
+
+    async def committed() -> int:
+        return 9
+
+    with pytest.raises(UnavailableError, match="has not reached after waiting") as refused:
+        await reach(9, current=lambda: 7, sync=sync, committed=committed, wait=0.2)
+    assert refused.value.field == "after" and refused.value.retry_after == 1
+    assert synced > 1  # it kept looking at the change log while it waited
+    await reach(7, current=lambda: 7, sync=sync, committed=committed, wait=0.2)  # reached
