@@ -66,8 +66,12 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    """Settings pointing at the test database."""
-    return Settings(database_url=db_url, allowed_hosts=TEST_HOSTS, _env_file=None)
+    """Settings pointing at the test database, without the cost budget per caller: one test
+    client is one caller, and a hypothesis test sends it hundreds of operations in seconds.
+    tests/http/test_budget.py tests the default budget (apps built with it, and served)."""
+    return Settings(
+        database_url=db_url, allowed_hosts=TEST_HOSTS, cost_per_minute=0, _env_file=None
+    )
 
 
 @pytest.fixture

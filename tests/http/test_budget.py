@@ -9,7 +9,9 @@ clock, from two addresses.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from catalog.app import create_app
 from catalog.budget import (
     MAX_CALLERS,
     REFUSED_POINTS,
@@ -26,7 +29,10 @@ from catalog.budget import (
 )
 from catalog.settings import Settings
 from resolvers import make_context
-from tests.conftest import GraphQLClient
+from tests.conftest import TEST_HOSTS, GraphQLClient
+
+#: The hub's default budget (the tests' own apps run without one: tests/conftest.py).
+DEFAULT = Settings.model_fields["cost_per_minute"].default
 
 #: Costs 1 + 2 x n: the connection, then an edge and a node per item.
 NODES = "query($n: Int) { nodes(first: $n) { edges { node { id } } } }"
@@ -182,20 +188,20 @@ def test_in_process_execution_is_not_charged(gql: GraphQLClient) -> None:
 def test_the_hub_builds_its_budget_from_the_settings(
     app_factory: Callable[..., GraphQLClient],
 ) -> None:
-    assert Settings(_env_file=None).cost_per_minute == 100_000
-    default = app_factory().http.app.state.schema.costs.budget  # type: ignore[attr-defined]
-    assert default.per_minute == 100_000 and default.capacity == 100_000
+    assert Settings(_env_file=None).cost_per_minute == DEFAULT == 100_000
+    default = create_app(Settings(allowed_hosts=TEST_HOSTS, _env_file=None)).state.schema
+    assert default.costs.budget.per_minute == 100_000 and default.costs.budget.capacity == 100_000
     assert app_factory(cost_per_minute=0).http.app.state.schema.costs.budget is None  # type: ignore[attr-defined]
+    chosen = app_factory(cost_per_minute=600).http.app.state.schema.costs.budget  # type: ignore[attr-defined]
+    assert chosen.per_minute == 600 and chosen.rate == 10
 
 
 def test_the_default_budget_runs_every_readme_example_many_times_a_minute(
-    demo_gql: GraphQLClient,
+    app_factory: Callable[..., GraphQLClient],
 ) -> None:
-    """Each README query and the explorer's home five times in a row, on the default budget
-    and the real clock: none is refused, and together they take a small part of it."""
-    import re
-    from pathlib import Path
-
+    """Each README query five times in a row, on the default budget and the real clock: none
+    is refused, and together they take less than half of it."""
+    demo_gql = app_factory(demo=True, cost_per_minute=DEFAULT)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     blocks = re.findall(r"```graphql\n(.*?)```", readme, re.DOTALL)
     spent = 0
