@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from catalog.harvest.fetch import FetchPolicy
     from catalog.sources import RecordService
     from metadata.graph import CatalogGraph
+    from metadata.search.snapshot import SearchSnapshotter
     from metadata.snapshot import GraphSnapshotter
 
 log = logging.getLogger("capahub")
@@ -92,6 +93,8 @@ class Services:
     #: Reads the graph projection from its snapshot file at start and writes new ones
     #: (None: snapshots are off, or a one-shot CLI command).
     snapshots: GraphSnapshotter | None = None
+    #: The same for the search projection (beside the graph's, in the same directory).
+    search_snapshots: SearchSnapshotter | None = None
     _synced_at: float = field(default=0.0, init=False)
     _notifications: ChangeNotifications | None = field(default=None, init=False)
     _seen: int = field(default=0, init=False)
@@ -115,14 +118,18 @@ class Services:
         writing = await WriteServices.start(settings)
         store, search = writing.store, writing.search
         graph = CatalogGraph()
-        snapshots = None
+        snapshots = search_snapshots = None
         if projections:
-            snapshots = _graph_snapshotter(settings, graph, store)
+            directory = _snapshot_dir(settings)
+            snapshots = _graph_snapshotter(settings, directory, graph, store)
             if snapshots is not None:
                 await snapshots.start()  # the snapshot plus what followed, or the tables
             else:
                 await graph.load(store)
             graph.attach(store)
+            search_snapshots = _search_snapshotter(settings, directory, search)
+            if search_snapshots is not None:
+                await search_snapshots.load()  # then warmed as always: the documents after it
             await search.warm()
         discovery = Discovery(store, max_page_size=settings.max_page_size)
         if projections:
@@ -154,11 +161,14 @@ class Services:
             auth=Authenticator.from_settings(settings, tokens),
             webhooks=WebhookService(store, settings),
             snapshots=snapshots,
+            search_snapshots=search_snapshots,
         )
         if projections:
             await services.follow_changes()
             if snapshots is not None:
                 snapshots.run()
+            if search_snapshots is not None:
+                search_snapshots.run()
         return services
 
     @functools.cached_property
@@ -284,6 +294,8 @@ class Services:
             await self.delivery.stop()
         if self.snapshots is not None:
             await self.snapshots.close()  # a last snapshot, while the database is open
+        if self.search_snapshots is not None:
+            await self.search_snapshots.close()
         if self.analysis.workers is not None:
             self.analysis.workers.close()
         if self._notifications is not None:
@@ -296,30 +308,52 @@ class Services:
         await self.store.close()
 
 
-def _graph_snapshotter(
-    settings: Settings, graph: CatalogGraph, store: Store
-) -> GraphSnapshotter | None:
-    """The graph projection's snapshots in ``projection_snapshot_dir``: by default beside a
-    SQLite catalog file, none for other databases (replicas on PostgreSQL often have no disk
-    of their own that outlives them: give them a directory that does)."""
-    from metadata.snapshot import GraphSnapshotter, ProjectionSnapshots
-
+def _snapshot_dir(settings: Settings) -> Path | None:
+    """Where the projections' snapshots are kept (``projection_snapshot_dir``): by default
+    beside a SQLite catalog file, none for other databases (replicas on PostgreSQL often have
+    no disk of their own that outlives them: give them a directory that does)."""
     where = settings.projection_snapshot_dir.strip()
     if where.lower() == "off":
         return None
-    if not where:
-        url = make_url(settings.database_url)
-        database = url.database or ""
-        if not url.drivername.startswith("sqlite") or database in ("", ":memory:"):
-            return None
-        if database.startswith("file:"):  # a URI (shared memory, options): no plain file
-            return None
-        db = Path(database)
-        directory = db.parent / f"{db.stem}-projections"
-    else:
-        directory = Path(where)
-    files = ProjectionSnapshots(directory.expanduser(), settings.database_url)
+    if where:
+        return Path(where).expanduser()
+    url = make_url(settings.database_url)
+    database = url.database or ""
+    if not url.drivername.startswith("sqlite") or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):  # a URI (shared memory, options): no plain file
+        return None
+    db = Path(database)
+    return (db.parent / f"{db.stem}-projections").expanduser()
+
+
+def _graph_snapshotter(
+    settings: Settings, directory: Path | None, graph: CatalogGraph, store: Store
+) -> GraphSnapshotter | None:
+    """The graph projection's snapshots in ``directory`` (None: off)."""
+    from metadata.snapshot import GraphSnapshotter, ProjectionSnapshots
+
+    if directory is None:
+        return None
+    files = ProjectionSnapshots(directory, settings.database_url)
     return GraphSnapshotter(files, graph, store, interval=settings.projection_snapshot_interval)
+
+
+def _search_snapshotter(
+    settings: Settings, directory: Path | None, search: Search
+) -> SearchSnapshotter | None:
+    """The search projection's snapshots in ``directory`` (None: off)."""
+    from metadata.search.snapshot import SearchSnapshots, SearchSnapshotter
+
+    if directory is None:
+        return None
+    return SearchSnapshotter(
+        SearchSnapshots(directory, settings.database_url),
+        search.projection,
+        search.store,
+        interval=settings.projection_snapshot_interval,
+        with_text=search.memory_ranking,
+    )
 
 
 def _live_data_policy(settings: Settings) -> FetchPolicy:

@@ -208,9 +208,10 @@ def encode(view: GraphView, identity: SnapshotIdentity, anchor: Anchor) -> bytes
     return seal(header, body)
 
 
-def seal(header: bytes, body: bytes) -> bytes:
-    """A snapshot file's bytes from its encoded header and body: framed, with the checksum."""
-    head = MAGIC + _LENGTH.pack(len(header)) + header
+def seal(header: bytes, body: bytes, magic: bytes = MAGIC) -> bytes:
+    """A snapshot file's bytes from its encoded header and body: framed, with the checksum
+    (``magic``: what kind of snapshot; the search projection's has its own)."""
+    head = magic + _LENGTH.pack(len(header)) + header
     return head + body + hashlib.sha256(head + body).digest()
 
 
@@ -233,15 +234,15 @@ def write_atomically(path: Path, data: bytes) -> None:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def decode_header(data: bytes) -> tuple[dict[str, Any], memoryview]:
+def decode_header(data: bytes, magic: bytes = MAGIC) -> tuple[dict[str, Any], memoryview]:
     """Check the checksum and split the file into its header and (compressed) body."""
-    if len(data) < len(MAGIC) + _LENGTH.size + _DIGEST or not data.startswith(MAGIC):
-        raise SnapshotRejectedError("not a graph snapshot of this format (wrong magic or size)")
+    if len(data) < len(magic) + _LENGTH.size + _DIGEST or not data.startswith(magic):
+        raise SnapshotRejectedError("not a snapshot of this kind and format (wrong magic or size)")
     content = memoryview(data)[:-_DIGEST]
     if hashlib.sha256(content).digest() != data[-_DIGEST:]:
         raise SnapshotRejectedError("checksum mismatch (a corrupt or truncated file)")
-    (length,) = _LENGTH.unpack_from(data, len(MAGIC))
-    start = len(MAGIC) + _LENGTH.size
+    (length,) = _LENGTH.unpack_from(data, len(magic))
+    start = len(magic) + _LENGTH.size
     try:
         header = orjson.loads(content[start : start + length])
     except orjson.JSONDecodeError as err:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -329,6 +329,26 @@ class DocProjection:
         #: The projection of the FTS5 index (SQLite only; ``sync_text``), of ``state``.
         self.text: TextIndex | None = None
         self._node_pos: dict[str, int] = {}
+
+    def install(self, state: ProjectionState, text: TextIndex | None, last: int, live: int) -> None:
+        """Take a snapshot's projection (``metadata.search.snapshot``) as if synced up to
+        document ``last``: the next sync reads only the documents above it."""
+        if text is not None:
+            # Of no index version yet: the first ``sync_text`` reads the documents above
+            # ``last`` and checks the totals against FTS5's (documents deleted since are then
+            # found), whatever version the index is at.
+            text = replace(text, version=-1)
+        self.state, self.text, self.last, self._live = state, text, last, live
+        # Each node's newest position, as a build from the index makes it.
+        self._node_pos = {n: i for i, n in enumerate(state.node_id)}
+
+    def current(self) -> tuple[ProjectionState, TextIndex | None, int, int] | None:
+        """The projection as it stands, for a snapshot: state, text index, last document id
+        and documents counted; None while the text index is behind the state (SQLite)."""
+        text = self.text
+        if text is not None and len(text.live) != self.state.size:
+            return None
+        return self.state, text, self.last, self._live
 
     async def sync(self, reader: Reader, upto: int) -> ProjectionState:
         """Load the documents up to id ``upto`` (and any other new ones) not seen yet; the
