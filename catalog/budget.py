@@ -13,9 +13,10 @@ so every request pays at least a point, an answer pays for the objects it may ho
 body for being read and decoded. A request whose charge is more than the bucket holds is
 refused with ``RATE_LIMITED`` and the seconds after which it would be admitted
 (``retryAfter``); nothing of it runs and nothing is charged. An operation refused for costing
-more than the per-request limit is charged ``REFUSED_POINTS`` (its check was work: a client
-that repeats it without end is soon refused at the door instead), and a caller that cannot pay
-even for its body is refused before the body is read (``early_refusal``). A full bucket
+more than the per-request limit is charged ``REFUSED_POINTS``, into debt if need be (its
+check was work: a client that repeats it without end is soon in debt, and refused at the door
+until its bucket refills), and a caller that cannot pay even for its body is refused before
+the body is read (``early_refusal``). A full bucket
 admits any request within the per-request limits, even one that costs more than a whole
 minute's points (the bucket is then in debt), so that no operation the limits admit is refused
 for ever.
@@ -131,8 +132,9 @@ class CostBudget:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._clock = clock
-        #: The lowest level a bucket can reach: in debt by what a full one admits beyond it.
-        self.lowest = min(0.0, self.capacity - max_charge)
+        #: The lowest level a bucket can reach: in debt by what a full one admits beyond it,
+        #: and by a minute's points more for the operations refused for their cost (``take``).
+        self.lowest = min(0.0, self.capacity - max_charge) - self.capacity
         #: Seconds from the lowest level to full.
         self.ttl = (self.capacity - self.lowest) / self.rate
         self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(
@@ -173,8 +175,9 @@ class CostBudget:
         return refusal
 
     def take(self, caller: str, points: int) -> None:
-        """Take ``points`` whatever the bucket holds, down to its lowest level: the charge of
-        an operation refused for its cost."""
+        """Take ``points`` whatever the bucket holds, into debt down to its lowest level: the
+        charge of an operation refused for its cost. A client that repeats such operations is
+        soon in debt, and then refused at the door until its bucket refills."""
         level = max(self.remaining(caller) - points, self.lowest)
         self._buckets[caller] = (level, self._clock())
 

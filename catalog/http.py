@@ -54,6 +54,9 @@ _CODES_BY_STATUS = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
 #: search: both C loops, 7x faster than the regular expression ``\d{19}`` on a large body.
 _LONG_NUMBER = b"0" * 19
 _DIGITS = bytes(0x30 if 0x30 <= c <= 0x39 else 0x20 for c in range(256))
+#: A body refused before it is read is let in (and skipped) up to this size, keeping the
+#: connection; past it the connection is closed (uvicorn pauses reading at 64 kB).
+_UNREAD_BODY = 65_536
 #: The time budget of the request being served (``asyncio.timeout``): a mutation lifts it.
 _deadline: contextvars.ContextVar[asyncio.Timeout | None] = contextvars.ContextVar(
     "capahub_deadline", default=None
@@ -276,8 +279,10 @@ class CatalogGraphQL(GraphQL[Any, None]):
             return None
         scope.setdefault("state", {})[CALLER] = caller
         headers = {"Retry-After": str(refusal.retry_after)}
-        if declared != 0 and scope["method"] != "GET":
-            headers["Connection"] = "close"  # the body is never read
+        if scope["method"] not in ("GET", "HEAD") and (declared is None or declared > _UNREAD_BODY):
+            # The body is never read: uvicorn buffers (and then skips) a small one, so the
+            # connection may serve the next request; a larger one is not worth receiving.
+            headers["Connection"] = "close"
         return rate_limited(refusal, headers)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Response | _Prepared | None:
