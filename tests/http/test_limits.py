@@ -39,7 +39,7 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
         settings = Settings(
             database_url=f"sqlite:///{tmp_path / 'c.db'}",
             _env_file=None,
-            **{"allowed_hosts": TEST_HOSTS, **overrides},
+            **{"allowed_hosts": TEST_HOSTS, "cost_per_minute": 0, **overrides},
         )
         client = TestClient(create_app(settings))
         client.__enter__()

@@ -56,7 +56,8 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     db = tmp_path_factory.mktemp("prepared") / "c.db"
-    settings = Settings(database_url=f"sqlite:///{db}", _env_file=None)
+    # No cost budget: the hypothesis test sends hundreds of requests from one caller.
+    settings = Settings(database_url=f"sqlite:///{db}", cost_per_minute=0, _env_file=None)
     with (
         TestClient(create_app(settings, demo=True)) as fast,
         TestClient(create_app(settings)) as full,
