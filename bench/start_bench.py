@@ -1,5 +1,6 @@
-"""Replica start: how long `capahub serve` takes until /readyz answers 200, with and without a
-snapshot of the graph projection (issue 15), and its RSS then.
+"""Replica start: how long `capahub serve` takes until /readyz answers 200, with and without
+snapshots of the projections (issue 15: the graph's, ``metadata/snapshot.py``, and the
+search's, ``metadata/search/snapshot.py``), and its RSS then.
 
     .venv/bin/python bench/start_bench.py [--nodes 100000] [--runs 3] [--db PATH]
         [--database postgresql://...] [--replay 1000]
@@ -7,13 +8,17 @@ snapshot of the graph projection (issue 15), and its RSS then.
 
 Modes, each a fresh process on the same catalog:
 
-- ``off``: ``CAPAHUB_PROJECTION_SNAPSHOT_DIR=off``, the projection is built from the tables
+- ``off``: ``CAPAHUB_PROJECTION_SNAPSHOT_DIR=off``, both projections are built from the tables
   (what every start did before);
-- ``first``: snapshots on, none on disk yet: built from the tables, a snapshot written in the
-  background after start (its size is printed);
-- ``snapshot``: the snapshot the previous mode wrote, nothing to replay;
+- ``first``: snapshots on, none on disk yet: built from the tables, both snapshots written in
+  the background after start (each file's size is printed);
+- ``snapshot``: the snapshots the previous mode wrote, nothing to replay;
 - ``replay``: ``--replay`` nodes applied by `capahub apply` (another process) after the
-  snapshot, replayed at start.
+  snapshots, replayed at start (the graph's changes; the search's documents after its last).
+
+The servers log JSON (``CAPAHUB_LOG_FORMAT=json``: the text format shows no INFO lines but
+uvicorn's), and the snapshot lines and any warnings are printed at the end: check there that
+each start from the snapshots read both files.
 
 The SQLite catalog is built once with `capahub apply` from ``bench/synth.py`` (in parts: one
 document must stay under 50 MB) and copied for the run, which changes it (``replay``).
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -72,6 +78,7 @@ def start_once(database: str, env: dict[str, str], log: Path) -> tuple[float, fl
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("CAPAHUB_")}
     cmd = [str(CAPAHUB), "serve", "--database", database, "--port", str(port)]
+    env = {"CAPAHUB_LOG_FORMAT": "json", **env}
     url = f"http://127.0.0.1:{port}"
     t = time.perf_counter()
     with log.open("ab") as out:
@@ -219,8 +226,11 @@ def main() -> None:
                 + "  ".join(f"{t:6.2f} s ({c:5.2f} s CPU) / {r:5.0f} MB" for t, r, c in got)
             )
             if name == "first":
-                sizes = [p.stat().st_size for p in snapshots.glob("*.snapshot")]
-                print(f"          snapshot file: {sum(sizes) / 1e6:.1f} MB")
+                sizes = {p.name: p.stat().st_size for p in sorted(snapshots.glob("*.snapshot"))}
+                for file, size in sizes.items():
+                    print(f"          snapshot file {file}: {size / 1e6:.1f} MB")
+                if len(sizes) < 2:
+                    print("          (fewer snapshot files than projections: see the log below)")
         if args.replay:
             apply_more(database, args.replay, work)
             got = [start_once(database, on, log)]
@@ -238,8 +248,17 @@ def main() -> None:
                 f"{statistics.median(cs):.1f} s | {statistics.median(rs):.0f} MB | {len(got)} |"
             )
         for line in log.read_text(errors="replace").splitlines():
-            if "capahub.snapshot" in line or "graph projection read" in line:
-                print("log:", line[-200:])
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = {"level": "?", "logger": "?", "message": line}
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("logger") == "capahub.snapshot" or entry.get("level") not in (
+                "INFO",
+                "DEBUG",
+            ):
+                print(f"log: {entry.get('level')} {entry.get('message', '')}"[:300])
 
 
 if __name__ == "__main__":
