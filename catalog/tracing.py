@@ -108,12 +108,14 @@ def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter | None:
                     OTLPSpanExporter as GrpcExporter,
                 )
 
-                return GrpcExporter()
+                grpc: SpanExporter = GrpcExporter()  # typed: Any when the stubs are absent
+                return grpc
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
                 OTLPSpanExporter,
             )
 
-            return OTLPSpanExporter()
+            http: SpanExporter = OTLPSpanExporter()
+            return http
         if name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 

@@ -32,6 +32,7 @@ from resolvers.connections import (
 )
 from resolvers.context import CatalogInfo
 from resolvers.enums import Direction, Kind, RelationType
+from resolvers.fastpath import direct
 from resolvers.paging import PageInfo
 from resolvers.timetravel import UNSET, AsOf, enter_past
 from resolvers.types import (
@@ -129,12 +130,12 @@ async def _preload(info: CatalogInfo, ids: Sequence[str]) -> None:
     if not _selects_nodes(info.selected_fields):
         return
     discovery = info.context.services.discovery
-    missing = [i for i in ids if discovery.cached(i) is None]
+    missing = [i for i in dict.fromkeys(ids) if discovery.cached(i) is None]
     if missing:
         info.context.loaders.node.prime_many(await discovery.get_nodes(missing))
 
 
-_NODE_FIELDS = frozenset({"node", "root", "involved", "nodes"})
+_NODE_FIELDS = frozenset({"node", "root", "involved", "nodes", "from", "to"})
 
 
 def _selects_nodes(fields: Sequence[Any]) -> bool:
@@ -228,10 +229,12 @@ class ImpactedNode:
     steps: strawberry.Private[list[Step]]
 
     @strawberry.field
+    @direct
     def node(self, info: CatalogInfo) -> CatalogNode:
         return cast("CatalogNode", node_by_id(info, self.node_id))
 
     @field(description="The relations from the root to this node, in order.")
+    @direct
     def via(self) -> list[Relation]:
         return _relations(self.steps)
 
@@ -329,11 +332,14 @@ class Subgraph:
         return await _nodes(info, self.result.nodes)
 
     @strawberry.field
-    def relations(self) -> list[Relation]:
+    async def relations(self, info: CatalogInfo) -> list[Relation]:
         result = self.result
         # The order of relationPage: by from, to and type (stored order differs by process).
         question = (*result.question, "relations")
-        return _relations(self.pager.ordered(question, result.relations, _relation_order))
+        found = _relations(self.pager.ordered(question, result.relations, _relation_order))
+        # Their ends in one batch, so that each `from`/`to` completes by plan.
+        await _preload(info, [i for r in found for i in (r.rec.from_id, r.rec.to_id)])
+        return found
 
     @field(
         description="`nodes` a page at a time (by id), optionally filtered (docs/graph.md, "
@@ -621,8 +627,8 @@ class GraphQuery:
         # of the catalog, and loading it all (on the event loop) for `root { id }` took seconds.
         fields = info.selected_fields
         ids = [result.root] if _children(fields, "root") else []
-        if _selects_nodes(_children(fields, "affected")):
-            ids.extend(n for n, _, _ in result.affected)
+        if _selects_nodes(_children(fields, "affected")):  # `via` starts at the root
+            ids.extend([result.root, *(n for n, _, _ in result.affected)])
         await _preload(info, ids)
         return Impact(result=result, pager=pager)
 

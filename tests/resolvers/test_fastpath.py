@@ -9,6 +9,7 @@ the interface, named fragments and ``@skip``/``@include`` driven by variables.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class CountingContext(CatalogExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.planned = 0
+        self.by_type: Counter[str] = Counter()
         CountingContext.instances.append(self)
 
     def _plan(self, object_type: Any, field_details_list: Any) -> Any:
@@ -61,6 +63,7 @@ class CountingContext(CatalogExecutionContext):
         def counted(source: Any) -> Any:
             out = plan(source)
             self.planned += 1
+            self.by_type[object_type.name] += 1
             return out
 
         return counted
@@ -146,6 +149,29 @@ def test_nested_relations_beyond_the_prefetch_are_equal(harness: Harness) -> Non
     planned, plain, _ = harness.run(query)
     assert planned == plain
     assert planned[1] == []
+
+
+def test_graph_answers_and_their_relation_ends_are_planned(harness: Harness) -> None:
+    # An impact's affected nodes, their `via` relations and the relations' ends complete from
+    # memory by plan once the answer's nodes are loaded (one batch): before, every `from` and
+    # `to` was an awaited dataloader load, a future and a task per relation end, 1-2 ms per
+    # affected node (docs/graph.md, "Answers outside the thread").
+    query = """{ impact(id: "system:crm", depth: 3) { root { id }
+      affected { node { id name kind } distance via { type from { id name } to { id } } } }
+      neighborhood(id: "system:crm", depth: 2) { nodes { id } relations { type from { id }
+        to { id name } } } }"""
+    planned, plain, objects = harness.run(query)
+    assert planned == plain
+    assert planned[1] == []
+    affected = planned[0]["impact"]["affected"]
+    relations = planned[0]["neighborhood"]["relations"]
+    vias = sum(len(x["via"]) for x in affected)
+    assert len(affected) >= 5 and vias >= len(affected) and len(relations) >= 5
+    assert objects >= 2 * len(affected) + vias + len(relations)
+    by_type = sum((c.by_type for c in CountingContext.instances), Counter[str]())
+    # Every affected node and every relation (the via ones and the neighbourhood's) by plan.
+    assert by_type["ImpactedNode"] == len(affected)
+    assert by_type["Relation"] == vias + len(relations)
 
 
 def test_skip_include_fragments_and_aliases(harness: Harness) -> None:
