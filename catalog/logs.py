@@ -13,6 +13,7 @@ the same shape (``json_access_line``), with the request's fields beside its mess
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from datetime import UTC, datetime
@@ -99,14 +100,18 @@ def json_access_line(scope: Scope, status: int, seconds: float = 0.0) -> str:
     return orjson.dumps(entry, default=str, option=_DUMP_OPTIONS).decode()
 
 
-def log_config(level: str, fmt: LogFormat) -> dict[str, Any] | None:
-    """The ``logging.config.dictConfig`` that ``capahub serve`` hands uvicorn (None: uvicorn's
-    own, the text format). JSON: every logger, uvicorn's included, through one handler."""
-    if fmt == "text":
-        return None
-    from uvicorn.config import LOG_LEVELS
+def log_config(level: str, fmt: LogFormat) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` that ``capahub serve`` hands uvicorn. Text: uvicorn's
+    own, with capahub's loggers (``capahub.*``: snapshots loaded, sources, webhooks...) printed
+    through uvicorn's handler at the same level (without it they reached no handler, and only
+    warnings showed). JSON: every logger, uvicorn's included, through one handler."""
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     number = LOG_LEVELS.get(level.lower(), logging.INFO)
+    if fmt == "text":
+        text = copy.deepcopy(LOGGING_CONFIG)
+        text["loggers"]["capahub"] = {"handlers": ["default"], "level": number, "propagate": False}
+        return text
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
     return {
         "version": 1,
@@ -126,11 +131,9 @@ def log_config(level: str, fmt: LogFormat) -> dict[str, Any] | None:
 
 def configure_logging(level: str, fmt: LogFormat) -> None:
     """Set up the process's logging as ``capahub serve`` runs it (before uvicorn starts)."""
-    config = log_config(level, fmt)
-    if config is not None:
-        import logging.config
+    import logging.config
 
-        logging.config.dictConfig(config)
+    logging.config.dictConfig(log_config(level, fmt))
 
 
 __all__ = ["JsonFormatter", "LogFormat", "configure_logging", "json_access_line", "log_config"]

@@ -263,14 +263,16 @@ class Settings(BaseSettings):
     # ----- Replica start (docs/architecture.md, "Replica start") -----
     projection_snapshot_dir: str = Field(
         default="",
-        description="Directory of the graph projection's snapshot files, which let `serve` "
-        "start without reading every row: empty: a directory beside a SQLite catalog file "
+        description="Directory of the projections' snapshot files (the graph's and the "
+        "search projection's), which let `serve` start without reading every row or "
+        "rebuilding the search ranking: empty: a directory beside a SQLite catalog file "
         "(`<name>-projections`), none for other databases; `off`: never.",
     )
     projection_snapshot_interval: float = Field(
         default=600.0,
         ge=0,
-        description="Seconds between snapshots of the graph projection while serving, "
+        description="Seconds between snapshots of the projections (graph and search) while "
+        "serving, "
         "written only when the catalog changed since the last one (and once more at "
         "shutdown); 0: only at start (when none was usable) and at shutdown.",
     )

@@ -450,7 +450,9 @@ class GraphSnapshotter:
             last = await r.last_change_id() if loaded is not None else 0
         if loaded is not None:
             snap = loaded.snapshot
-            rows = snap.graph.number_of_nodes() + snap.relations
+            # Counted before the replay, which changes snap.graph (it becomes the live one).
+            node_count = snap.graph.number_of_nodes()
+            rows = node_count + snap.relations
             behind = last - snap.change_id
             if behind > rows:
                 log.info(
@@ -472,7 +474,7 @@ class GraphSnapshotter:
                     "in %.2f s; %d later changes replayed",
                     self.files.path,
                     snap.change_id,
-                    snap.graph.number_of_nodes(),
+                    node_count,
                     snap.relations,
                     loaded.size / 1e6,
                     loaded.seconds,

@@ -70,9 +70,7 @@ def serve(
         "access_log": False,  # capahub's own, batched (catalog/access_log.py)
         "lifespan": "on",
     }
-    json_logs = log_config(settings.log_level, settings.log_format)
-    if json_logs is not None:  # else uvicorn's own
-        options["log_config"] = json_logs
+    options["log_config"] = log_config(settings.log_level, settings.log_format)
     urls = served_urls(listen, options["port"])
     announce = _log_announcement if settings.log_format == "json" else _announce
     if count == 1:

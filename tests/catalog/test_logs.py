@@ -75,8 +75,30 @@ def test_serve_with_json_logs_writes_only_json_lines(tmp_path: Path, workers: st
 
 
 def test_text_is_the_default_and_keeps_uvicorns_own_config() -> None:
+    from uvicorn.config import LOGGING_CONFIG
+
     assert Settings().log_format == "text"
-    assert log_config("info", "text") is None
+    config = log_config("info", "text")
+    # uvicorn's own, untouched, plus capahub's loggers through its handler.
+    assert {k: v for k, v in config["loggers"].items() if k != "capahub"} == LOGGING_CONFIG[
+        "loggers"
+    ]
+    assert config["loggers"]["capahub"]["handlers"] == ["default"]
+    assert "capahub" not in LOGGING_CONFIG["loggers"]  # a copy, not uvicorn's dict changed
+
+
+def test_text_logs_show_capahubs_info_lines(tmp_path: Path) -> None:
+    # Before, capahub.* loggers reached no handler in the text format: only warnings showed
+    # (Python's last resort), so e.g. the demo's load and a snapshot's use were invisible.
+    env = {**os.environ, "CAPAHUB_LOG_FORMAT": "text", "CAPAHUB_LOG_LEVEL": "info"}
+    env.pop("CAPAHUB_AUTH", None)
+    database = f"sqlite:///{tmp_path / 'c.db'}"
+    with capahub_serve(tmp_path, "--database", database, "--demo", env=env) as srv:
+        deadline = time.monotonic() + 10
+        while "demo landscape:" not in srv.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        output = srv.output()
+    assert "INFO:     demo landscape:" in output, output
 
 
 def test_an_exception_is_a_field_and_extra_fields_are_kept() -> None:
