@@ -392,7 +392,14 @@ class SearchSnapshotter:
         syncs the projection as always (reading only the documents above the snapshot)."""
         async with self.store.read() as r:
             loaded = await self.files.load(r)
-        if loaded is None or (self.with_text and loaded.text is None):
+        if loaded is not None and self.with_text and loaded.text is None:
+            log.warning(
+                "search snapshot %s ignored: written without the in-memory ranking's text "
+                "index, which this process uses; building the projection from the index",
+                self.files.path,
+            )
+            loaded = None
+        if loaded is None:
             self.source = "index"
             return
         self.projection.install(loaded.state, loaded.text, loaded.last, loaded.live)

@@ -209,6 +209,11 @@ def _short_names(path: Path) -> None:
     _reseal(path, change)
 
 
+def _without_text(path: Path) -> None:
+    # As a process without the in-memory ranking writes it: no text index. Was used silently.
+    _reseal(path, lambda h, a: h.update(text=None))
+
+
 def _pickled_array(path: Path) -> None:
     def change(h: dict[str, Any], a: dict[str, Any]) -> None:
         a["kind"] = np.array([object()] * h["size"], dtype=object)
@@ -232,6 +237,7 @@ def _pickled_array(path: Path) -> None:
         (_unknown_owner_code, "owner: values outside"),
         (_short_names, "do not match the documents"),
         (_pickled_array, "unreadable body"),
+        (_without_text, "without the in-memory ranking's text index"),
     ],
 )
 async def test_a_spoiled_snapshot_is_ignored_with_a_warning(
