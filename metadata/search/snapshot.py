@@ -99,9 +99,10 @@ def encode(snapshot: SearchSnapshot, identity: SnapshotIdentity, anchor: Anchor)
     for doc, val in _PAIR_ARRAYS.values():
         arrays[doc], arrays[val] = getattr(state, doc), getattr(state, val)
     strings: dict[str, Any] = {
-        "node_id": state.node_id,
-        "name_norm": state.name_norm,
-        "key_norm": state.key_norm,
+        # The lists may be longer than the state (metadata.search.projection, "Appending").
+        "node_id": state.node_id[: state.size],
+        "name_norm": state.name_norm[: state.size],
+        "key_norm": state.key_norm[: state.size],
     }
     header: dict[str, Any] = {
         "format": FORMAT_VERSION,
