@@ -34,12 +34,13 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from metadata.search.buffers import Tail, append_array
 from metadata.search.index import FloatArray, IdArray, Matches, Relevance
 from metadata.search.query import ParsedQuery
 
@@ -179,6 +180,9 @@ class TextIndex:
     #: ``search_state.next_doc_id`` this is the projection of.
     version: int
     stats: FtsStats
+    #: The buffer ``columns`` is the front of, shared with the indexes built on this one
+    #: (``metadata.search.buffers``): adding documents does not copy every row.
+    _tails: dict[str, Tail] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -209,10 +213,21 @@ class TextIndex:
         if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
             order = np.argsort(key, kind="stable")
             key, term, pos, col = key[order], term[order], pos[order], col[order]
-        counted = np.bincount(pos * len(COLUMNS) + col, minlength=size * len(COLUMNS))
-        columns: Int32 = counted.reshape(size, len(COLUMNS)).astype(np.int32)
-        if base is not None:
-            columns[: len(base.columns)] = base.columns
+        before = len(base.columns) if base is not None else 0
+        tails = base._tails if base is not None else {}
+        if base is not None and not (len(pos) and int(pos.min()) < before):
+            # Words of new documents only (the usual sync): count those rows, append them.
+            counted = np.bincount(
+                (pos - before) * len(COLUMNS) + col, minlength=(size - before) * len(COLUMNS)
+            )
+            added_rows = counted.reshape(size - before, len(COLUMNS)).astype(np.int32)
+            columns: Int32 = append_array(tails, "columns", base.columns, added_rows)
+        else:
+            counted = np.bincount(pos * len(COLUMNS) + col, minlength=size * len(COLUMNS))
+            columns = counted.reshape(size, len(COLUMNS)).astype(np.int32)
+            if base is not None:
+                columns[:before] = base.columns
+                tails = {}
         # One group per (word, position).
         starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else key
         freq = np.add.reduceat(_WEIGHT[col], starts) if len(key) else np.zeros(0, np.float32)
@@ -256,12 +271,18 @@ class TextIndex:
                     for t, a, r in zip(base.stats.columns, added, removed, strict=True)
                 ),
             )
-        return cls(postings, vocab, columns, live, version, stats)
+        return cls(postings, vocab, columns, live, version, stats, tails)
 
     def with_live(self, live: Mask, version: int) -> TextIndex:
         """The same postings with other documents live, at ``version``."""
         return TextIndex(
-            self.postings, self.vocab, self.columns, live, version, _stats(self.columns, live)
+            self.postings,
+            self.vocab,
+            self.columns,
+            live,
+            version,
+            _stats(self.columns, live),
+            self._tails,  # the same columns: whichever is extended next may append
         )
 
     def query(self, q: ParsedQuery, tokenizer: Tokenizer, doc_ids: IdArray) -> TextQuery | None:

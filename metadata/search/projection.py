@@ -14,13 +14,13 @@ ones, the projection reloads. A sync never changes a state in place: a search ke
 on the state it started with.
 
 Appending costs what is appended, not the projection's size: each array and list of a state
-is the front of a larger buffer (``_Tail``) that the next state shares, so a state that is
-extended writes its new rows into the buffer's free space past its own end, which no reader
-of it looks at (its arrays are views that end there). Only the newest state of a buffer may
-write into it; extending an older one (a failed sync's leftover) copies, as does a buffer that
-is full (a quarter more room each time: amortized O(1) per row). Before, every write copied
-every array and list: 35-80 ms per search after a write at 1,000,000 documents; now about
-2 ms (most of it the position table, rebuilt per state).
+is the front of a larger buffer (``metadata.search.buffers``) that the next state shares, so a
+state that is extended writes its new rows into the buffer's free space past its own end,
+which no reader of it looks at (its arrays are views that end there). Only the newest state of
+a buffer may write into it; extending an older one (a failed sync's leftover) copies, as does a
+buffer that is full. Before, every write copied every array and list: 35-80 ms per search after
+a write at 1,000,000 documents; now about 2 ms (most of it the position table, rebuilt per
+state). The text index (``metadata.search.bm25``) appends its per-document columns alike.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metadata.search.bm25 import FtsStats, TextIndex
+from metadata.search.buffers import Tail, append_array, append_list
 from metadata.search.documents import DocRow
 from metadata.search.index import IdArray, Matches, SearchFilter, SearchIndex
 from metadata.store import Reader
@@ -90,52 +91,6 @@ class Selection:
         return sum(self.sizes)
 
 
-class _Tail:
-    """A buffer whose front ``filled`` items belong to the newest state built on it (an
-    array with spare capacity, or a list that only grows)."""
-
-    __slots__ = ("buf", "filled")
-
-    def __init__(self, buf: Any, filled: int) -> None:
-        self.buf = buf
-        self.filled = filled
-
-
-#: Items a fresh buffer has room for at least.
-_MIN_CAPACITY = 1024
-
-
-def _append_array(tails: dict[str, _Tail], name: str, old: Any, new: Any) -> Any:
-    """``old`` (a state's array) followed by ``new``, written into the buffer ``old`` is the
-    front of when it is that buffer's newest state and there is room; else into a new buffer
-    with a quarter more room."""
-    n, k = len(old), len(new)
-    tail = tails.get(name)
-    if tail is None or old.base is not tail.buf or tail.filled != n or len(tail.buf) < n + k:
-        # A quarter more room: amortized O(1) per row, and a reload's arrays 25 % larger.
-        buf = np.empty(n + k + max((n + k) // 4, _MIN_CAPACITY), dtype=old.dtype)
-        buf[:n] = old
-        tail = tails[name] = _Tail(buf, n)
-    tail.buf[n : n + k] = new
-    tail.filled = n + k
-    return tail.buf[: n + k]
-
-
-def _append_list(
-    tails: dict[str, _Tail], name: str, old: list[str], size: int, new: list[str]
-) -> list[str]:
-    """The first ``size`` items of ``old`` (a state's list) followed by ``new``: the same list
-    object grown when its state is the newest on it (a state reads only positions below its
-    size), else a copy."""
-    tail = tails.get(name)
-    if tail is None or tail.buf is not old or tail.filled != size or len(old) != size:
-        old = old[:size]
-        tail = tails[name] = _Tail(old, size)
-    old.extend(new)
-    tail.filled = len(old)
-    return old
-
-
 @dataclass(frozen=True, slots=True)
 class ProjectionState:
     """The projection at one moment. Arrays are indexed by position; ``doc_ids`` rise."""
@@ -160,7 +115,7 @@ class ProjectionState:
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: The buffers its arrays and lists are the front of, shared with the states extended
     #: from it (see the module doc). The lists may be longer than ``size``: read positions.
-    _tails: dict[str, _Tail] = field(default_factory=dict, compare=False, repr=False)
+    _tails: dict[str, Tail] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -343,11 +298,11 @@ class ProjectionState:
         tails = self._tails  # shared with the new state: only it may append from now on
 
         def cat(name: str, new: Any) -> Any:
-            return _append_array(tails, name, getattr(self, name), new)
+            return append_array(tails, name, getattr(self, name), new)
 
         def grow(name: str, new: list[str]) -> list[str]:
             old: list[str] = getattr(self, name)
-            return _append_list(tails, name, old, base, new)
+            return append_list(tails, name, old, base, new)
 
         return ProjectionState(
             doc_ids=cat("doc_ids", np.fromiter((r.doc_id for r in rows), dtype=np.int64)),

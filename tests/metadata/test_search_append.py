@@ -93,3 +93,54 @@ def test_appending_to_the_newest_state_shares_its_buffers() -> None:
     assert branch.doc_ids.base is not state.doc_ids.base and branch.node_id is not state.node_id
     assert branch.doc_ids[-1] == 7000 and grown.doc_ids[-1] == 6000 and again.doc_ids[-1] == 6001
     assert branch.node_id[4999] == "capability:c7000" and again.node_id[4999] == "capability:c6000"
+
+
+def _instances(docs: dict[int, list[tuple[str, int]]]) -> list[tuple[str, str]]:
+    """Rows as ``INSTANCES_SQL`` gives them: per word (sorted), its (document << 3 | column)s."""
+    by_word: dict[str, list[int]] = {}
+    for doc, words in sorted(docs.items()):
+        for word, column in words:
+            by_word.setdefault(word, []).append(doc << 3 | column)
+    return [(w, ",".join(map(str, sorted(v)))) for w, v in sorted(by_word.items())]
+
+
+def _words(doc: int) -> list[tuple[str, int]]:
+    return [(f"w{(doc * 7 + i) % 13}", i % 3) for i in range(1 + doc % 4)]
+
+
+def test_the_text_index_appends_its_columns_and_reads_as_one_built_in_one_go() -> None:
+    from metadata.search.bm25 import TextIndex
+
+    first = {d: _words(d) for d in range(1, 3000)}
+    state = ProjectionState.empty().extended([_row(d, d) for d in first])
+    live = np.ones(state.size, dtype=np.bool_)
+    text = TextIndex.build(state.positions, state.size, _instances(first), live, 1)
+    grown_docs = dict(first)
+    states = []
+    for step in range(3):
+        new = {d: _words(d) for d in range(3000 + 10 * step, 3000 + 10 * step + 10)}
+        grown_docs |= new
+        state = state.extended([_row(d, d) for d in new])
+        live = np.ones(state.size, dtype=np.bool_)
+        base = text
+        text = TextIndex.build(
+            state.positions, state.size, _instances(new), live, 2 + step, base=base
+        )
+        # One buffer under every step's columns (not a copy per write) ...
+        assert text.columns.base is base.columns.base or step == 0
+        states.append((state, text, dict(grown_docs)))
+    # ... and each step reads what a build of all its documents at once reads.
+    for state, text, docs in states:
+        whole = TextIndex.build(
+            state.positions,
+            state.size,
+            _instances(docs),
+            np.ones(state.size, dtype=np.bool_),
+            text.version,
+        )
+        assert np.array_equal(text.columns, whole.columns)
+        assert text.stats == whole.stats
+        assert text.vocab == whole.vocab
+        for word, postings in whole.postings.items():
+            assert np.array_equal(text.postings[word].pos, postings.pos), word
+            assert np.allclose(text.postings[word].freq, postings.freq), word
