@@ -148,6 +148,9 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         gc.collect()
         gc.freeze()
         syncer = asyncio.create_task(_follow_other_processes(services))
+        # The cost limit's catalog statistics, on a worker thread (seconds at 100,000 nodes):
+        # else the first request works them out on the event loop.
+        warming = asyncio.create_task(schema.costs.sizes.warm(services.graph))
         await services.start_delivery()  # webhooks: this server delivers; CLI commands never do
         try:
             yield
@@ -155,6 +158,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await syncer
+            with contextlib.suppress(Exception):  # a thread's work is not cancelled: awaited
+                await warming
             await services.close()
 
     async def healthz(request: Request) -> JSONResponse:
