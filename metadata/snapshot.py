@@ -47,7 +47,7 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from metadata.graph import CatalogGraph, GraphView
+from metadata.graph import CatalogGraph, GraphView, edge_data, node_attrs
 from metadata.model import Kind, Lifecycle, RelationType
 from metadata.store import Reader, Store, normalize_url
 from metadata.tables import history
@@ -308,7 +308,7 @@ def _decode_graph(header: dict[str, Any], body: memoryview) -> GraphSnapshot:
             ids, arrays["kind"], arrays["lifecycle"], arrays["owner"], strict=True
         ):
             owner = None if o == -1 else ids[o] if o >= 0 else owners[-1 - o]
-            node[n] = {"kind": kinds[k], "lifecycle": lifecycles[lc], "owner": owner}
+            node[n] = node_attrs(kinds[k], lifecycles[lc], owner)
         if len(node) != len(ids) or len(ids) != header["nodes"]:
             raise SnapshotRejectedError("node count or ids disagree with the header")
         succ: dict[str, dict[str, Any]] = {n: {} for n in ids}
@@ -320,14 +320,11 @@ def _decode_graph(header: dict[str, Any], body: memoryview) -> GraphSnapshot:
         rtypes = [types[t] for t in arrays["type"]]
         count = len(froms)
         # A pair's relations share one data dict, on both sides, as networkx and
-        # CatalogGraph share it.
+        # CatalogGraph share it; plain pairs of one type share one (metadata.graph.edge_data).
         for a, b, t, p in zip(froms, tos, rtypes, arrays["properties"], strict=True):
             adjacent = succ[a]
             data = adjacent.get(b)
-            if data is None:
-                adjacent[b] = pred[b][a] = {"rels": {t: p}}
-            else:
-                data["rels"][t] = p
+            adjacent[b] = pred[b][a] = edge_data({**data["rels"], t: p} if data else {t: p})
         if count != header["relations"]:
             raise SnapshotRejectedError("relation count disagrees with the header")
     except SnapshotRejectedError:
