@@ -16,9 +16,9 @@ Modes, each a fresh process on the same catalog:
 - ``replay``: ``--replay`` nodes applied by `capahub apply` (another process) after the
   snapshots, replayed at start (the graph's changes; the search's documents after its last).
 
-The servers log JSON (``CAPAHUB_LOG_FORMAT=json``: the text format shows no INFO lines but
-uvicorn's), and the snapshot lines and any warnings are printed at the end: check there that
-each start from the snapshots read both files.
+The servers log JSON (``CAPAHUB_LOG_FORMAT=json``, to read the lines back), and the snapshot
+lines and any warnings are printed at the end: check there that each start from the snapshots
+read both files.
 
 The SQLite catalog is built once with `capahub apply` from ``bench/synth.py`` (in parts: one
 document must stay under 50 MB) and copied for the run, which changes it (``replay``).
@@ -131,7 +131,7 @@ def projection_only(nodes: int) -> None:
 
     from metadata.graph import CatalogGraph
     from metadata.model import KIND_BY_PREFIX
-    from metadata.snapshot import Anchor, SnapshotIdentity, decode_graph, decode_header, encode
+    from metadata.snapshot import Anchor, SnapshotIdentity, encode
     from metadata.store import Change
 
     t = time.perf_counter()
@@ -170,13 +170,45 @@ def projection_only(nodes: int) -> None:
     print(f"encode: {time.perf_counter() - t:.2f} s, {len(data) / 1e6:.1f} MB")
     del graph
     gc.collect()
-    for _ in range(3):
-        t = time.perf_counter()
-        header, body = decode_header(data)
-        snap = decode_graph(header, body)
-        print(f"decode (checksum, inflate, JSON, dicts): {time.perf_counter() - t:.2f} s")
-        del snap
-        gc.collect()
+    # Each decode in a fresh process, so that its RSS growth is the projection's (in this one
+    # the build's freed memory would be reused).
+    with tempfile.NamedTemporaryFile(suffix=".snapshot") as f:
+        f.write(data)
+        f.flush()
+        del data
+        for _ in range(3):
+            subprocess.run([sys.executable, __file__, "--decode", f.name], check=True)
+
+
+def decode_file(path: Path) -> None:
+    """Decode a graph snapshot file in this (fresh) process: time and RSS growth."""
+    import gc
+
+    from metadata.snapshot import decode_graph, decode_header
+
+    data = path.read_bytes()
+    gc.collect()
+    before = _rss_now_mb()
+    t = time.perf_counter()
+    header, body = decode_header(data)
+    snap = decode_graph(header, body)
+    took = time.perf_counter() - t
+    del data, body
+    gc.collect()
+    held = _rss_now_mb() - before
+    nodes = snap.graph.number_of_nodes()
+    print(
+        f"decode (checksum, inflate, JSON, dicts), fresh process: {took:.2f} s; "
+        f"{nodes} nodes; RSS +{held:.0f} MB after (the projection)"
+    )
+
+
+def _rss_now_mb() -> float:
+    """This process's resident memory now (not its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def main() -> None:
@@ -187,12 +219,16 @@ def main() -> None:
     ap.add_argument("--db-dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--database", help="a PostgreSQL URL holding the catalog (used as is)")
     ap.add_argument("--replay", type=int, default=1000, help="nodes applied after the snapshot")
+    ap.add_argument("--decode", type=Path, help=argparse.SUPPRESS)  # projection_only's child
     ap.add_argument(
         "--projection-only",
         action="store_true",
         help="no database, no server: encode and decode the snapshot of --nodes in memory",
     )
     args = ap.parse_args()
+    if args.decode:
+        decode_file(args.decode)
+        return
     print(machine_note())
     print(code_note())
     if args.projection_only:

@@ -51,8 +51,9 @@ from metadata.tables import nodes, relations
 #: Nodes whose relation records ``touching`` remembers at most (it starts over past it).
 MAX_REMEMBERED = 50_000
 
-#: The data dict of a pair joined by relations of one type without properties, by type.
-_PLAIN: dict[RelationType, dict[str, Any]] = {t: {"rels": {t: None}} for t in RelationType}
+#: The data dict of a pair joined by relations of one type without properties, by type
+#: (shared: never change one in place).
+PLAIN_EDGES: dict[RelationType, dict[str, Any]] = {t: {"rels": {t: None}} for t in RelationType}
 #: Attribute dicts by (kind, lifecycle, owner); started over past this many.
 _ATTRS: dict[tuple[Kind, Lifecycle, str | None], dict[str, Any]] = {}
 MAX_ATTRS = 100_000
@@ -65,7 +66,7 @@ def edge_data(rels: dict[RelationType, Any]) -> dict[str, Any]:
     if len(rels) == 1:
         for t, props in rels.items():
             if props is None:
-                return _PLAIN[t]
+                return PLAIN_EDGES[t]
     return {"rels": rels}
 
 
@@ -554,10 +555,16 @@ def _add_edge(g: nx.DiGraph, f: str, t: RelationType, to: str, props: Any) -> No
             )
     old = g._succ[f].get(to)
     # Replaced, not changed: data dicts are shared (edge_data).
-    g._succ[f][to] = g._pred[to][f] = edge_data({**old["rels"], t: props} if old else {t: props})
+    if old is None and props is None:
+        g._succ[f][to] = g._pred[to][f] = PLAIN_EDGES[t]
+    else:
+        g._succ[f][to] = g._pred[to][f] = edge_data(
+            {**old["rels"], t: props} if old else {t: props}
+        )
 
 
 __all__ = [
+    "PLAIN_EDGES",
     "CatalogGraph",
     "edge_data",
     "node_attrs",

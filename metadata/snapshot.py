@@ -47,7 +47,7 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
-from metadata.graph import CatalogGraph, GraphView, edge_data, node_attrs
+from metadata.graph import PLAIN_EDGES, CatalogGraph, GraphView, edge_data, node_attrs
 from metadata.model import Kind, Lifecycle, RelationType
 from metadata.store import Reader, Store, normalize_url
 from metadata.tables import history
@@ -321,10 +321,14 @@ def _decode_graph(header: dict[str, Any], body: memoryview) -> GraphSnapshot:
         count = len(froms)
         # A pair's relations share one data dict, on both sides, as networkx and
         # CatalogGraph share it; plain pairs of one type share one (metadata.graph.edge_data).
+        plain = PLAIN_EDGES
         for a, b, t, p in zip(froms, tos, rtypes, arrays["properties"], strict=True):
             adjacent = succ[a]
             data = adjacent.get(b)
-            adjacent[b] = pred[b][a] = edge_data({**data["rels"], t: p} if data else {t: p})
+            if data is None and p is None:  # most pairs
+                adjacent[b] = pred[b][a] = plain[t]
+            else:
+                adjacent[b] = pred[b][a] = edge_data({**data["rels"], t: p} if data else {t: p})
         if count != header["relations"]:
             raise SnapshotRejectedError("relation count disagrees with the header")
     except SnapshotRejectedError:
