@@ -28,6 +28,7 @@ from _util import Stats, machine_note, settings_for
 
 from catalog.services import Services
 from catalog.specs import NodeSpec
+from metadata.model import Kind
 from metadata.search import DocRow, ProjectionState
 from metadata.search.bm25 import TextIndex
 
@@ -134,9 +135,9 @@ async def served(url: str, searches: int) -> None:
 
 
 async def _some_capabilities(services: Services, n: int):  # type: ignore[no-untyped-def]
-    page = await services.search.search(query="capability", first=n)
-    for hit in page.hits:
-        yield hit.node.id
+    found = list(services.graph.nodes_of(Kind.CAPABILITY))
+    for node_id in random.Random(1).sample(found, min(n, len(found))):
+        yield node_id
 
 
 def main() -> None:
