@@ -2,6 +2,7 @@
 //
 //   node tests/browser/explorer.mjs open BASE_URL ARTIFACT_DIR SCREENSHOT_DIR
 //   CAPAHUB_EXPLORER_TOKEN=... node tests/browser/explorer.mjs auth BASE_URL ARTIFACT_DIR
+//   node tests/browser/explorer.mjs budget BASE_URL ARTIFACT_DIR
 //
 // "open" (a hub with auth off, the demo loaded) visits every view at 1280 px and at a phone's
 // width, runs axe-core on each, types into the search box, reads the journey board's gap marks,
@@ -318,9 +319,27 @@ async function auth(browser) {
   await page.close();
 }
 
+// "budget" (a hub whose cost budget is small): the map and the home page in turns until the
+// budget has refused some answers (HTTP 429); every view must still draw, its refused
+// requests asked again after the Retry-After the hub named.
+async function budget(browser) {
+  const page = await browser.newPage({ viewport: WIDE });
+  watch(page);
+  report.visits = [];
+  for (let round = 0; round < 8; round += 1) {
+    for (const [hash, view] of [['#/map', 'map'], ['#/', 'home']]) {
+      const seen = await visit(page, hash, view);
+      report.visits.push({ view, ms: seen.ms, message: await page.locator('main .message').count() });
+    }
+    if (report.graphql.some((r) => r.status === 429) && round >= 2) break;
+  }
+  await page.close();
+}
+
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
 try {
   if (mode === 'open') await open(browser);
+  else if (mode === 'budget') await budget(browser);
   else await auth(browser);
 } catch (error) {
   report.error = String(error && error.stack ? error.stack : error);

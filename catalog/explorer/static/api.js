@@ -51,6 +51,28 @@ function errorOf(error) {
   });
 }
 
+// A refusal by the caller's cost budget (HTTP 429, RATE_LIMITED) is asked again after the
+// Retry-After the hub names, at most this many times and never waiting longer than this
+// (docs/limits.md, "Cost budget"); after that the view shows the refusal.
+const RETRIES = 2;
+const MAX_WAIT_MS = 10_000;
+
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    if (signal) {
+      signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          reject(new DOMException('Aborted', 'AbortError'));
+        },
+        { once: true },
+      );
+    }
+  });
+}
+
 /**
  * Run one GraphQL operation. Resolves to {data, errors} where errors are ApiErrors (partial
  * answers keep their data); rejects with AuthError when the hub wants a (valid) token, and
@@ -61,19 +83,25 @@ export async function request(query, variables = {}, { signal } = {}) {
   const sent = token();
   if (sent) headers.Authorization = `Bearer ${sent}`;
   let response;
-  try {
-    response = await fetch(ENDPOINT, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ query, variables }),
-      signal,
-      credentials: 'omit',
-    });
-  } catch (error) {
-    if (error && error.name === 'AbortError') throw error;
-    throw new ApiError('The hub did not answer; check that it is running and reload.', {
-      code: 'NETWORK',
-    });
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      response = await fetch(ENDPOINT, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ query, variables }),
+        signal,
+        credentials: 'omit',
+      });
+    } catch (error) {
+      if (error && error.name === 'AbortError') throw error;
+      throw new ApiError('The hub did not answer; check that it is running and reload.', {
+        code: 'NETWORK',
+      });
+    }
+    const wait = Number(response.headers.get('Retry-After'));
+    const again = response.status === 429 && attempt < RETRIES;
+    if (!again || !(wait >= 0) || wait * 1000 > MAX_WAIT_MS) break;
+    await pause(Math.max(wait, 0.2) * 1000, signal);
   }
   let body = null;
   try {
