@@ -36,7 +36,7 @@ import httpx
 from _util import code_note, machine_note, running_server, seeded_database
 from load_bench import parse_wrk
 
-from catalog.settings import Settings
+from catalog.settings import DEFAULT_COST_PER_MINUTE, Settings
 
 ATTACKER_ADDRESS = "127.0.0.2"
 NODE_QUERY = '{ node(id: "system:crm") { id name } }'
@@ -177,11 +177,14 @@ def main() -> None:
     parser.add_argument(
         "--budget",
         type=int,
-        default=None,
-        help="CAPAHUB_COST_PER_MINUTE of the server (default: the hub's default; 0: none)",
+        default=DEFAULT_COST_PER_MINUTE,
+        help="CAPAHUB_COST_PER_MINUTE of the server (default: what a hub other machines can "
+        f"reach gets, {DEFAULT_COST_PER_MINUTE:,}: the attacker is on the network; 0: none)",
     )
     args = parser.parse_args()
-    env = {} if args.budget is None else {"CAPAHUB_COST_PER_MINUTE": str(args.budget)}
+    # The server listens on loopback with auth off, where the hub's own default is no budget
+    # (only local processes can call it); the attack is one from the network: say the budget.
+    env = {"CAPAHUB_COST_PER_MINUTE": str(args.budget)}
     max_body = Settings().max_body_bytes  # the default, or CAPAHUB_MAX_BODY_BYTES of this shell
     with tempfile.TemporaryDirectory(prefix="capahub-hostile-") as name:
         directory = Path(name)
@@ -285,7 +288,7 @@ def main() -> None:
     result = parse_wrk(out)
     print(f"machine: {machine_note()}; code: {code_note()}")
     print(f"catalog: {args.nodes} generated nodes (bench/synth.py, seed 7)")
-    budget = "default" if args.budget is None else args.budget or "off"
+    budget = args.budget or "off"
     print(f"cost budget (CAPAHUB_COST_PER_MINUTE): {budget}; attacker from {ATTACKER_ADDRESS}")
     print(
         f"wrk -t1 -c{args.connections} -d{args.duration}s node(id): {result.rps:.0f} req/s, p50 {result.latency.get('50%')}, p99 {result.latency.get('99%')}, max {result.latency.get('max')}, errors: {result.errors}"

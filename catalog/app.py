@@ -80,9 +80,10 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         max_page_size=settings.max_page_size,
         query_cache_mb=settings.query_cache_mb,
     )
-    if settings.cost_per_minute:  # each caller's points (docs/limits.md, "Cost budget")
+    per_minute = settings.effective_cost_per_minute  # docs/limits.md, "Cost budget per caller"
+    if per_minute:
         schema.costs.budget = CostBudget(
-            settings.cost_per_minute,
+            per_minute,
             max_charge=max(settings.max_query_cost, charge_of(0, settings.max_body_bytes)),
         )
     state: dict[str, Any] = {}

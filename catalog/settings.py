@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The cost budget of a hub that other machines can reach (``Settings.cost_per_minute``).
+DEFAULT_COST_PER_MINUTE = 100_000
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is loopback only (a host name other than localhost: no)."""
+    if host.strip("[]").lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 class Settings(BaseSettings):
@@ -158,15 +172,32 @@ class Settings(BaseSettings):
         "a price that grows with their depth, aliases add up); costlier operations are refused "
         "before anything runs, with the cost and the limit in the error.",
     )
-    cost_per_minute: int = Field(
-        default=100_000,
+    cost_per_minute: int | None = Field(
+        default=None,
         ge=0,
         description="Query-cost points each caller (its token or user; without one, its "
         "address) may spend a minute, as a token bucket holding a minute's points and refilled "
         "continuously; a request is charged its static cost (at least 1, and 1 per 1,000 body "
         "bytes) before it runs, and one the bucket cannot pay is refused with RATE_LIMITED "
-        "(HTTP 429) and retryAfter seconds (docs/limits.md). 0: no budget.",
+        "(HTTP 429) and retryAfter seconds (docs/limits.md). Unset: 100,000 when other "
+        "machines can reach the hub (CAPAHUB_AUTH=on, or a listen address that is not "
+        "loopback), none when it serves this machine alone (auth off on loopback: every "
+        "caller is a local process). 0: no budget.",
     )
+
+    @property
+    def exposed(self) -> bool:
+        """Whether other machines may reach the hub: access control on (it is meant to be
+        reached), or a listen address that is not loopback."""
+        return self.auth == "on" or not is_loopback(self.host)
+
+    @property
+    def effective_cost_per_minute(self) -> int:
+        """``cost_per_minute``, or its default for this hub when unset (0: no budget)."""
+        if self.cost_per_minute is not None:
+            return self.cost_per_minute
+        return DEFAULT_COST_PER_MINUTE if self.exposed else 0
+
     max_response_bytes: int = Field(
         default=20_000_000,
         ge=1_000,
@@ -394,4 +425,4 @@ class Settings(BaseSettings):
     )
 
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_COST_PER_MINUTE", "Settings", "is_loopback"]

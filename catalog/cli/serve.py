@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from catalog.cli._common import CliError, DatabaseOption, settings_for
+from catalog.settings import is_loopback
 
 if TYPE_CHECKING:
     from catalog.settings import Settings
@@ -156,18 +156,9 @@ def _run_announced(
         sys.exit(STARTUP_FAILURE)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.strip("[]").lower() in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
 def _check_exposure(host: str, auth: str, insecure: bool) -> None:
     """Secure by default: with auth off, only loopback unless told otherwise."""
-    if auth == "on" or _is_loopback(host):
+    if auth == "on" or is_loopback(host):
         return
     if not insecure:
         raise CliError(

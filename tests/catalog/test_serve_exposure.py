@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.cli import app
-from catalog.cli.serve import _check_exposure, _is_loopback
+from catalog.cli.serve import _check_exposure
+from catalog.settings import is_loopback
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "hub.example.com"])
@@ -20,7 +21,7 @@ def test_serve_refuses_a_public_address_with_auth_off(host: str, tmp_path: objec
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"])
 def test_loopback_addresses_are_fine(host: str) -> None:
-    assert _is_loopback(host)
+    assert is_loopback(host)
     _check_exposure(host, "off", insecure=False)
 
 

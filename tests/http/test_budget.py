@@ -27,12 +27,13 @@ from catalog.budget import (
     caller_key,
     charge_of,
 )
-from catalog.settings import Settings
+from catalog.settings import DEFAULT_COST_PER_MINUTE, Settings
 from resolvers import make_context
 from tests.conftest import TEST_HOSTS, GraphQLClient
 
-#: The hub's default budget (the tests' own apps run without one: tests/conftest.py).
-DEFAULT = Settings.model_fields["cost_per_minute"].default
+#: The default budget of a hub other machines can reach (the tests' own apps run without one:
+#: tests/conftest.py).
+DEFAULT = DEFAULT_COST_PER_MINUTE
 
 #: Costs 1 + 2 x n: the connection, then an edge and a node per item.
 NODES = "query($n: Int) { nodes(first: $n) { edges { node { id } } } }"
@@ -200,9 +201,20 @@ def test_in_process_execution_is_not_charged(gql: GraphQLClient) -> None:
 def test_the_hub_builds_its_budget_from_the_settings(
     app_factory: Callable[..., GraphQLClient],
 ) -> None:
-    assert Settings(_env_file=None).cost_per_minute == DEFAULT == 100_000
-    default = create_app(Settings(allowed_hosts=TEST_HOSTS, _env_file=None)).state.schema
-    assert default.costs.budget.per_minute == 100_000 and default.costs.budget.capacity == 100_000
+    assert Settings(_env_file=None).cost_per_minute is None and DEFAULT == 100_000
+
+    def built(**settings: Any) -> Any:
+        made = Settings(allowed_hosts=TEST_HOSTS, _env_file=None, **settings)  # type: ignore[call-arg]
+        return create_app(made).state.schema.costs.budget
+
+    # Reachable from other machines (auth on, or not on loopback): the default budget.
+    for exposed in ({"auth": "on"}, {"host": "0.0.0.0"}):
+        budget = built(**exposed)
+        assert budget.per_minute == 100_000 and budget.capacity == 100_000, exposed
+    # Auth off on loopback (the default, e.g. `capahub serve --demo`): only local processes
+    # can call it, which can read the database file anyway: no budget unless one is set.
+    assert built() is None and built(host="localhost") is None
+    assert built(cost_per_minute=5_000).per_minute == 5_000
     assert app_factory(cost_per_minute=0).http.app.state.schema.costs.budget is None  # type: ignore[attr-defined]
     chosen = app_factory(cost_per_minute=600).http.app.state.schema.costs.budget  # type: ignore[attr-defined]
     assert chosen.per_minute == 600 and chosen.rate == 10
