@@ -286,7 +286,7 @@ class GraphAnalysis:
 
     def _serving(self, system: str) -> bool:
         """Whether a system is in service: ACTIVE or DEPRECATED (PLANNED ones not yet)."""
-        return self.graph.g.nodes[system]["lifecycle"] in _IN_SERVICE
+        return self.graph.g._node[system]["lifecycle"] in _IN_SERVICE
 
     def _gone_with(self, root: str, deadline: Deadline) -> set[str]:
         """What goes when ``root`` goes: itself and, for a system, its components (the
@@ -440,7 +440,7 @@ class GraphAnalysis:
     ) -> SubgraphResult:
         members = {root, *found}
         wanted = set(types) if types else None
-        succ = self.graph.g.succ
+        succ = self.graph.g._succ  # networkx's own dicts (metadata/graph.py, "readers")
         rels: list[Step] = []
         ordered = sorted(members)
         for u in ordered:
@@ -731,19 +731,23 @@ def _pagerank(
     """PageRank of the active nodes with relation directions ignored (power iteration on a
     sparse matrix: about a second for 500,000 relations, where networkx on a view takes five)."""
     g = graph.g
-    nodes = [n for n, d in g.nodes(data=True) if d["lifecycle"] is not Lifecycle.RETIRED]
+    nodes = [n for n, d in g._node.items() if d["lifecycle"] is not Lifecycle.RETIRED]
     n = len(nodes)
     if n == 0:
         return {}
     index = {node: i for i, node in enumerate(nodes)}
     rows: list[int] = []
     cols: list[int] = []
-    for u, v in g.edges():
+    for u, around in g._succ.items():
+        iu = index.get(u)
+        if iu is None:
+            continue
         deadline.check()
-        iu, iv = index.get(u), index.get(v)
-        if iu is not None and iv is not None and iu != iv:
-            rows += (iu, iv)
-            cols += (iv, iu)
+        for v in around:
+            iv = index.get(v)
+            if iv is not None and iu != iv:
+                rows += (iu, iv)
+                cols += (iv, iu)
     if not rows:
         return {}
     adj = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))

@@ -595,8 +595,8 @@ def catalog_statistics(graph: GraphView) -> tuple[dict[str, int], ReachBounds]:
     step_kind = Kind.JOURNEY_STEP
     twice = {Kind.CAPABILITY: RelationType.PROVIDES, Kind.DATA_ENTITY: RelationType.MASTERS}
     served_twice = 0
-    succ, pred = g.succ, g.pred
-    for n, data in g.nodes(data=True):
+    succ, pred = g._succ, g._pred  # networkx's own dicts (metadata/graph.py, "readers")
+    for n, data in g._node.items():
         kind = data["kind"]
         kinds[kind] += 1
         owner = data.get("owner")
