@@ -28,6 +28,7 @@ import numpy as np
 from scipy import sparse
 
 from catalog.answers import AnswerFilter, AnswerPage, Answers, Pager, Question, list_bytes
+from catalog.gaps import GapMemo, GapResult, covered_capabilities
 from metadata.errors import InvalidInputError, NotFoundError
 from metadata.graph import CatalogGraph, Deadline, GraphView, Step
 from metadata.model import Kind, Lifecycle, RelationType, parse_id
@@ -78,14 +79,6 @@ class SubgraphResult:
     relations: list[Step]
     #: The question and arguments that gave it (its pages' cursors name them).
     question: Question = ()
-
-
-@dataclass(frozen=True)
-class GapResult:
-    """A node missing something it should have, with a reason a person can read."""
-
-    node: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -164,6 +157,7 @@ class GraphAnalysis:
         self.answers = answers or Answers()
         self._cancelled: Callable[[], bool] | None = None
         self._ranked = _Ranked()
+        self._gaps = GapMemo()  # shared by every copy, as the PageRank cache is
         self._past_ranked = _Ranked()  # of past views (negative versions): never the present's
 
     async def ask(
@@ -456,21 +450,6 @@ class GraphAnalysis:
 
     # -- coverage -------------------------------------------------------------------------
 
-    def _covered(self, deadline: Deadline) -> set[str]:
-        """Capabilities that an active system provides, directly or through a descendant."""
-        g = self.graph
-        covered: set[str] = set()
-        for c in g.nodes_of(Kind.CAPABILITY):
-            deadline.check()
-            if any(g.active(s) for s in g.into(c, R.PROVIDES)):
-                # Mark c and its ancestors.
-                n: str | None = c
-                while n is not None and n not in covered:
-                    covered.add(n)
-                    parents = [p for p in g.out(n, R.PART_OF) if g.kind(p) is Kind.CAPABILITY]
-                    n = parents[0] if parents else None
-        return covered
-
     def gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
         """What is missing: providers, systems of record, stewards, owners, served touchpoints
         (kept per catalog version)."""
@@ -491,54 +470,9 @@ class GraphAnalysis:
         )
 
     def _find_gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
-        g = self.graph
-        want = set(kinds) if kinds else set(Kind)
-        deadline = self._deadline("gaps")
-        out: list[GapResult] = []
-        covered = self._covered(deadline) if want & {Kind.CAPABILITY, Kind.JOURNEY_STEP} else set()
-        if Kind.CAPABILITY in want:
-            for c in sorted(g.nodes_of(Kind.CAPABILITY)):
-                deadline.check()
-                if c not in covered:
-                    out.append(
-                        GapResult(
-                            c,
-                            "no active system provides this capability or any sub-capability",
-                        )
-                    )
-        for kind in (Kind.SYSTEM, Kind.CAPABILITY):
-            if kind in want:
-                for n in sorted(g.nodes_of(kind)):
-                    deadline.check()
-                    if g.owner(n) is None and not g.into(n, R.OWNS):
-                        out.append(
-                            GapResult(n, f"this {kind.prefix} has no owner (no team owns it)")
-                        )
-        if Kind.DATA_ENTITY in want:
-            for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
-                deadline.check()
-                if g.out(e, R.REPRESENTS) or g.into(e, R.STORES):
-                    continue  # a physical copy in a system: its canonical entity carries these
-                if not any(g.active(s) for s in g.into(e, R.MASTERS)):
-                    out.append(
-                        GapResult(
-                            e, "no active system is the system of record (MASTERS) for this entity"
-                        )
-                    )
-                if not g.into(e, R.STEWARDS):
-                    out.append(GapResult(e, "no team stewards this entity"))
-        if Kind.JOURNEY_STEP in want:
-            for s in sorted(g.nodes_of(Kind.JOURNEY_STEP)):
-                deadline.check()
-                for c in sorted(g.out(s, R.USES)):
-                    if c not in covered:
-                        out.append(GapResult(s, f"uses {c}, which no active system provides"))
-        if Kind.TOUCHPOINT in want:
-            for t in sorted(g.nodes_of(Kind.TOUCHPOINT)):
-                deadline.check()
-                if not any(g.active(s) for s in g.out(t, R.SERVED_BY)):
-                    out.append(GapResult(t, "no active system serves this touchpoint"))
-        return out
+        # From the kept index of an earlier version, moved on by the changes since
+        # (catalog/gaps.py), or from a whole pass.
+        return self._gaps.results(self.graph, kinds, self._deadline("gaps"))
 
     def redundancies(self) -> list[RedundancyResult]:
         """Capabilities provided by several active systems; entities mastered by several (silos);
@@ -647,7 +581,7 @@ class GraphAnalysis:
         self._node(journey, kind=Kind.JOURNEY)
         g = self.graph
         deadline = self._deadline("journeyCoverage")
-        covered = self._covered(deadline)
+        covered = covered_capabilities(self.graph, deadline)
         steps = [
             s for s in g.into(journey, R.PART_OF) if g.kind(s) is Kind.JOURNEY_STEP and g.active(s)
         ]
@@ -766,4 +700,4 @@ def _pagerank(
     return {node: float(rank[i]) for i, node in enumerate(nodes)}
 
 
-__all__ = ["GraphAnalysis", "MAX_DEPTH", "MAX_FIRST", "MAX_PATH_LENGTH"]
+__all__ = ["GapResult", "GraphAnalysis", "MAX_DEPTH", "MAX_FIRST", "MAX_PATH_LENGTH"]
