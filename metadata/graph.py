@@ -50,6 +50,12 @@ from metadata.tables import nodes, relations
 
 #: Nodes whose relation records ``touching`` remembers at most (it starts over past it).
 MAX_REMEMBERED = 50_000
+#: Versions whose touched nodes the projection remembers (``GraphView.touched_since``), and
+#: the most nodes one version may name before it counts as touching everything.
+TOUCHED_VERSIONS = 512
+MAX_TOUCHED_NODES = 50_000
+#: The most node ids the log holds over all its versions (the oldest versions go first).
+MAX_LOGGED_NODES = 200_000
 
 #: The data dict of a pair joined by relations of one type without properties, by type
 #: (shared: never change one in place).
@@ -155,9 +161,44 @@ class GraphView:
     ``snapshot()`` is a frozen one that any thread may read while the live one moves on.
     """
 
-    def __init__(self, g: nx.DiGraph, version: int) -> None:
+    def __init__(
+        self,
+        g: nx.DiGraph,
+        version: int,
+        log: deque[tuple[int, frozenset[str] | None]] | None = None,
+    ) -> None:
         self.g = g
         self.version = version  # rises with every applied change; caches key on it
+        #: The live projection's log of the nodes each version touched (``touched_since``);
+        #: None for a graph that follows no changes (a past one).
+        self._log = log
+
+    @property
+    def follows_changes(self) -> bool:
+        """Whether this is the live projection or a snapshot of it (its versions move on
+        with the catalog's changes), not a past catalog."""
+        return self._log is not None
+
+    def touched_since(self, version: int) -> set[str] | None:
+        """The nodes the changes after ``version`` up to this one touched (a node change's
+        node, a relation change's ends), or None when the log no longer reaches back there
+        (or a version replaced the whole projection)."""
+        log = self._log
+        if log is None or version > self.version:
+            return None
+        entries = tuple(log)  # one step under the GIL: the loop's thread appends
+        found: set[str] = set()
+        expected = version + 1
+        for at, ids in entries:
+            if at <= version:
+                continue
+            if at > self.version:
+                break
+            if at != expected or ids is None:
+                return None
+            found.update(ids)
+            expected += 1
+        return found if expected == self.version + 1 else None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -295,7 +336,8 @@ class CatalogGraph(GraphView):
     """The in-memory projection of every node and relation, kept in step with the store."""
 
     def __init__(self) -> None:
-        super().__init__(nx.DiGraph(), 0)
+        super().__init__(nx.DiGraph(), 0, deque(maxlen=TOUCHED_VERSIONS))
+        self._logged = 0  # node ids in the log
         self.last_change = 0
         self._followers: list[Callable[[Sequence[Change]], None]] = []
         self._sync_lock = asyncio.Lock()
@@ -342,21 +384,25 @@ class CatalogGraph(GraphView):
         self._latest = None
         self.last_change = last_change
         self.version += 1
+        self._touch(None)
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Apply committed changes (full snapshots; applying one twice is harmless)."""
         touching = self._touching
+        touched: set[str] | None = set()
         for c in changes:
             if c.target == "node":
                 snap = c.after or {}
                 self._set_node(
                     snap["id"], Kind(snap["kind"]), Lifecycle(snap["lifecycle"]), snap.get("owner")
                 )
+                ends: tuple[str, ...] = (snap["id"],)
             elif c.op == "delete":
                 before = c.before or {}
                 touching.pop(before["from"], None)
                 touching.pop(before["to"], None)
                 self._remove_edge(before["from"], RelationType(before["type"]), before["to"])
+                ends = (before["from"], before["to"])
             else:
                 after = c.after or {}
                 touching.pop(after["from"], None)
@@ -364,8 +410,14 @@ class CatalogGraph(GraphView):
                 self._add_edge(
                     after["from"], RelationType(after["type"]), after["to"], after.get("properties")
                 )
+                ends = (after["from"], after["to"])
+            if touched is not None:
+                touched.update(ends)
+                if len(touched) > MAX_TOUCHED_NODES:
+                    touched = None
         if changes:
             self.version += 1
+            self._touch(touched)
             for follower in self._followers:
                 follower(changes)
 
@@ -407,6 +459,18 @@ class CatalogGraph(GraphView):
         if changes and changes[0].id == self.last_change + 1:
             self.last_change = changes[-1].id
 
+    def _touch(self, ids: set[str] | None) -> None:
+        """Log the nodes this version touched (None: all of them)."""
+        log = self._log
+        if log is None:
+            return
+        if len(log) == log.maxlen:
+            self._logged -= len(log[0][1] or ())
+        log.append((self.version, None if ids is None else frozenset(ids)))
+        self._logged += len(ids or ())
+        while self._logged > MAX_LOGGED_NODES and len(log) > 1:
+            self._logged -= len(log.popleft()[1] or ())
+
     # -- snapshots (copy on write) ------------------------------------------------------------
 
     def snapshot(self) -> GraphView:
@@ -423,7 +487,7 @@ class CatalogGraph(GraphView):
         frozen._node = g._node.copy()
         frozen._adj = g._succ.copy()  # also sets frozen._succ
         frozen._pred = g._pred.copy()
-        view = GraphView(frozen, self.version)
+        view = GraphView(frozen, self.version, self._log)
         self._snapshots.add(view)
         self._latest = weakref.ref(view)
         # From now on every adjacency dict is shared with this snapshot until copied again.

@@ -208,3 +208,22 @@ def test_the_analysis_answers_gaps_through_the_index() -> None:
     assert analysis.gaps([Kind.SYSTEM]) == [
         x for x in reference_gaps(graph) if x.node.startswith("system:")
     ]
+
+
+def test_the_touched_log_is_bounded_and_says_when_it_no_longer_reaches_back() -> None:
+    from metadata import graph as graph_module
+
+    graph = CatalogGraph()
+    log = Log()
+    graph.apply([log.node(n, Lifecycle.ACTIVE, None) for n in NODES])
+    start = graph.version
+    graph.apply([log.node("system:s0", Lifecycle.RETIRED, None)])
+    assert graph.touched_since(start) == {"system:s0"}
+    assert graph.snapshot().touched_since(start) == {"system:s0"}
+    for i in range(graph_module.TOUCHED_VERSIONS + 5):
+        graph.apply([log.node("system:s1", Lifecycle.ACTIVE, f"team:t{i % 2}")])
+    assert len(graph._log or ()) <= graph_module.TOUCHED_VERSIONS
+    assert graph.touched_since(start) is None  # forgotten: a whole pass
+    assert graph.touched_since(graph.version - 3) == {"system:s1"}
+    assert graph.touched_since(graph.version) == set()
+    assert GraphView(graph.g, graph.version).touched_since(start) is None  # a past graph
