@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -300,6 +301,13 @@ class Services:
             self.analysis.workers.close()
         if self._notifications is not None:
             await self._notifications.close()
+        waking = self._waking  # a catch-up a notification started: let it return its connection
+        if waking is not None and not waking.done():
+            await asyncio.wait({waking}, timeout=5)
+            if not waking.done():
+                waking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waking
         if "feed" in self.__dict__:
             await self.feed.close()
         await self.auth.close()
