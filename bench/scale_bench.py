@@ -1,12 +1,29 @@
 """Issue 15's figures at scale (1,000,000 nodes / ~5,000,000 relations) on one SQLite replica.
 
-Two commands:
-
-    # build: one synthetic landscape (synth.py) cut into parts applied one after the other
+    # build: one synthetic landscape (synth.py, seed 1) cut into parts applied one after the
+    # other by `capahub apply PART --database sqlite:///DB`, each under /usr/bin/time -v
     .venv/bin/python bench/scale_bench.py build --nodes 1000000 --parts 5 \
         --db /tmp/capahub-scale-1000000.db
-    # measure: start-up (3 modes) and HTTP latencies of a real ``capahub serve``
+    # measure: start-up (3 modes) and HTTP latencies of a real `capahub serve`
     .venv/bin/python bench/scale_bench.py measure --db /tmp/capahub-scale-1000000.db
+    .venv/bin/python bench/scale_bench.py measure --db /tmp/capahub-graph-bench-100000.db --copy
+    # latencies again, from snapshots kept by an earlier run
+    .venv/bin/python bench/scale_bench.py measure --db DB --snapshot-dir DIR --skip-starts
+
+``build``: the parts are not ``synth.split_document``'s (round-robin, for one ``capahub apply
+A B ...`` run, whose relations may point into any part): nodes are cut in synth's order and a
+relation goes with the later of its two ends, so each part refers only to itself and to parts
+applied before it (``apply`` accepts relations to stored nodes).
+
+``measure``: each start is a fresh ``capahub serve`` (one worker, clean environment, no cost
+budget) polled every 50 ms at /healthz and /readyz: snapshots off; snapshots on with none yet
+(built from the tables, both snapshot files waited for); again from those snapshots. On the
+last: discovery, ``node(id)`` of random ids, ``search``, ``gapsPage(first: 20)`` and page
+1,000 of ``nodes(first: 20)`` (its cursor found by walking the pages before it once), each
+``--runs`` times after 3 warm-ups (the first request's time is shown: it pays what the start
+left to do). A row the default limits refuse, and ``impact(depth: 3)`` (impact_bench's full
+answer, whose static cost is over the default limit), are asked again on a server with
+impact_bench's raised limits. Prints markdown tables, the load and the commit.
 """
 
 from __future__ import annotations
@@ -179,15 +196,18 @@ def started(database: str, env: dict[str, str], log: Path) -> Iterator[Started]:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**base, **BASE_ENV, **env}
         )
+    # One client for all the polls: ``httpx.get`` makes a client (and an SSL context) each
+    # time, a quarter of a core at 20 polls a second, taken from the server starting.
+    poll = httpx.Client(timeout=1)
     try:
         healthz = readyz = None
         while readyz is None:
             if proc.poll() is not None:
                 raise RuntimeError(f"capahub serve exited with {proc.returncode}; see {log}")
             with contextlib.suppress(httpx.HTTPError):
-                if healthz is None and httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if healthz is None and poll.get(f"{url}/healthz").status_code == 200:
                     healthz = time.perf_counter() - t
-                if healthz is not None and httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                if healthz is not None and poll.get(f"{url}/readyz").status_code == 200:
                     readyz = time.perf_counter() - t
             if time.perf_counter() - t > 1800:
                 raise RuntimeError(f"no /readyz in 1800 s; see {log}")
@@ -195,6 +215,7 @@ def started(database: str, env: dict[str, str], log: Path) -> Iterator[Started]:
         assert healthz is not None
         yield Started(url, proc, healthz, readyz, rss_mb(proc.pid), cpu_seconds(proc.pid))
     finally:
+        poll.close()
         proc.terminate()
         try:
             proc.wait(timeout=300)
@@ -209,7 +230,7 @@ def wait_for_snapshots(directory: Path, count: int = 2, timeout: float = 600) ->
     last: dict[str, int] = {}
     stable_since = time.perf_counter()
     while time.perf_counter() - t < timeout:
-        sizes = {p.name: p.stat().st_size for p in directory.glob("*.snapshot*")}
+        sizes = {p.name: p.stat().st_size for p in directory.glob("*.snapshot")}
         if sizes != last:
             last, stable_since = sizes, time.perf_counter()
         elif len(sizes) >= count and time.perf_counter() - stable_since > 3:
@@ -236,23 +257,29 @@ class Client:
         return took, len(response.content), body["data"]
 
 
-def series(client: Client, query: str, runs: int, warmup: int = 3, variables: Any = None) -> Stats:
-    """``runs`` timed requests after ``warmup``; ``variables`` a dict or a function of the run."""
+def series(
+    client: Client, query: str, runs: int, warmup: int = 3, variables: Any = None
+) -> tuple[Stats, float]:
+    """``runs`` timed requests after ``warmup``; ``variables`` a dict or a function of the run.
+    Returns the statistics and the first (cold) request's seconds; raises ``RuntimeError`` on
+    an error answer."""
 
     def vars_of(i: int) -> dict[str, Any] | None:
         return variables(i) if callable(variables) else variables
 
+    first = None
     for i in range(warmup):
-        _, _, data = client.ask(query, vars_of(-1 - i))
+        took, _, data = client.ask(query, vars_of(-1 - i))
+        first = took if first is None else first
         if "errors" in data:
-            raise RuntimeError(f"{query[:80]}: {data}")
+            raise RuntimeError(f"after {took:.1f} s: {data['errors'][0].get('message')}")
     samples = []
     for i in range(runs):
         took, _, data = client.ask(query, vars_of(i))
         if "errors" in data:
-            raise RuntimeError(f"{query[:80]}: {data}")
+            raise RuntimeError(f"run {i}, after {took:.1f} s: {data['errors'][0].get('message')}")
         samples.append(took)
-    return Stats.of(samples)
+    return Stats.of(samples), first or 0.0
 
 
 def sample_ids(db: Path, seed: int) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -292,44 +319,63 @@ def page_cursor(client: Client, page: int, size: int) -> tuple[str, float]:
     return cursor, time.perf_counter() - t
 
 
-def latencies(url: str, db: Path, args: argparse.Namespace) -> list[tuple[str, Stats, str]]:
-    """The latency rows (name, stats, note) against the server at ``url``."""
+Row = tuple[str, "Stats | None", str]
+
+
+def latencies(
+    url: str, db: Path, args: argparse.Namespace, only: set[str] | None = None
+) -> tuple[list[Row], set[str]]:
+    """The latency rows (name, stats or None when refused, note) against the server at
+    ``url``, and the names of the refused ones; ``only``: these rows alone."""
     client = Client(url)
     ids, systems, l1, domains = sample_ids(db, args.seed)
-    rows: list[tuple[str, Stats, str]] = []
-    runs = args.runs
-
-    def row(name: str, stats: Stats, note: str = "") -> None:
-        rows.append((name, stats, note))
-        print(f"  {name}: {stats} {note}", flush=True)
-
-    row("discovery query (_util.DISCOVERY_QUERY)", series(client, DISCOVERY_QUERY, runs))
-    row(
-        "node(id), a random id each run",
-        series(client, NODE_QUERY, runs, variables=lambda i: {"id": ids[i % len(ids)]}),
-    )
-    _, size, data = client.ask(SEARCH_QUERY)
-    total = data["search"]["totalCount"] if "search" in data else data
-    row('search(query: "customer", first: 20)', series(client, SEARCH_QUERY, runs),
-        f"{total:,} hits, {size / 1e3:.1f} kB")  # fmt: skip
-    row("the same with facets", series(client, SEARCH_FACETS_QUERY, runs))
-    _, size, data = client.ask(GAPS_QUERY)
-    total = data["gapsPage"]["totalCount"] if "gapsPage" in data else data
-    row("gapsPage(first: 20), first page", series(client, GAPS_QUERY, runs),
-        f"{total:,} gaps in all")  # fmt: skip
-    cursor, walk = page_cursor(client, args.page, 20)
-    page_vars = {"after": cursor, "first": 20}
-    _, _, data = client.ask(NODES_QUERY, page_vars)
-    first_id = data["nodes"]["edges"][0]["node"]["id"]
-    row(f"nodes(first: 20, after: cursor), page {args.page:,}",
-        series(client, NODES_QUERY, runs, variables=page_vars),
-        f"its cursor found by walking {(args.page - 1) * 20:,} nodes in {walk:.1f} s; "
-        f"page starts at {first_id}")  # fmt: skip
     rng = random.Random(args.seed)
     roots = domains[:2] + rng.sample(systems, min(args.impact_roots, len(systems)))
-    roots += rng.sample(l1, min(2, len(l1)))
-    args._impact_roots = roots
-    return rows
+    args._impact_roots = roots + rng.sample(l1, min(2, len(l1)))
+    rows: list[Row] = []
+    refused: set[str] = set()
+
+    def row(name: str, query: str, variables: Any = None, note: Any = None) -> None:
+        if only is not None and name not in only:
+            return
+        try:
+            stats, first = series(client, query, args.runs, variables=variables)
+        except RuntimeError as err:
+            rows.append((name, None, f"refused: {err}"))
+            refused.add(name)
+            print(f"  {name}: refused: {err}", flush=True)
+            return
+        extra = f"first request {first * 1000:,.0f} ms"
+        if note is not None:
+            extra += "; " + (note() if callable(note) else note)
+        rows.append((name, stats, extra))
+        print(f"  {name}: {stats} ({extra})", flush=True)
+
+    def total(query: str, field: str, what: str) -> str:
+        _, size, data = client.ask(query)
+        return f"{data[field]['totalCount']:,} {what}, {size / 1e3:.1f} kB"
+
+    row("discovery query (_util.DISCOVERY_QUERY)", DISCOVERY_QUERY)
+    row(
+        "node(id), a random id each run",
+        NODE_QUERY,
+        variables=lambda i: {"id": ids[i % len(ids)]},
+    )
+    row('search(query: "customer", first: 20)', SEARCH_QUERY,
+        note=lambda: total(SEARCH_QUERY, "search", "hits"))  # fmt: skip
+    row("the same with facets", SEARCH_FACETS_QUERY)
+    row("gapsPage(first: 20), first page", GAPS_QUERY,
+        note=lambda: total(GAPS_QUERY, "gapsPage", "gaps in all"))  # fmt: skip
+    name = f"nodes(first: 20, after: cursor), page {args.page:,}"
+    if only is None or name in only:
+        cursor, walk = page_cursor(client, args.page, 20)
+        page_vars = {"after": cursor, "first": 20}
+        _, _, data = client.ask(NODES_QUERY, page_vars)
+        first_id = data["nodes"]["edges"][0]["node"]["id"]
+        row(name, NODES_QUERY, variables=page_vars,
+            note=f"its cursor found by walking {(args.page - 1) * 20:,} nodes in {walk:.1f} s; "
+            f"the page starts at {first_id}")  # fmt: skip
+    return rows, refused
 
 
 def impacts(url: str, roots: list[str], runs: int) -> list[tuple[str, int, int, Stats]]:
@@ -360,7 +406,7 @@ def measure(args: argparse.Namespace) -> None:
         db = work / "catalog.db"
         print(f"copied to {db} in {time.perf_counter() - t:.1f} s", flush=True)
     database = f"sqlite:///{db}"
-    snapshots = work / "snapshots"
+    snapshots = Path(args.snapshot_dir) if args.snapshot_dir else work / "snapshots"
     log = work / "serve.log"
     print(f"catalog {db} ({db.stat().st_size / 1e6:,.0f} MB); serve log {log}", flush=True)
     starts: list[tuple[str, Started, str]] = []
@@ -373,38 +419,45 @@ def measure(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    with started(database, {"CAPAHUB_PROJECTION_SNAPSHOT_DIR": "off"}, log) as s:
-        note("snapshots off (both projections from the tables)", s)
     on = {"CAPAHUB_PROJECTION_SNAPSHOT_DIR": str(snapshots)}
-    with started(database, on, log) as s:
-        written = wait_for_snapshots(snapshots, timeout=args.snapshot_timeout)
-        sizes = ", ".join(
-            f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(snapshots.glob("*"))
-        )
-        note("snapshots on, none yet (tables; snapshots written after ready)", s,
-             f"[files complete {written:.1f} s after ready: {sizes}]")  # fmt: skip
-    rows: list[tuple[str, Stats, str]] = []
+    if not args.skip_starts:
+        with started(database, {"CAPAHUB_PROJECTION_SNAPSHOT_DIR": "off"}, log) as s:
+            note("snapshots off (both projections from the tables)", s)
+        with started(database, on, log) as s:
+            written = wait_for_snapshots(snapshots, timeout=args.snapshot_timeout)
+            sizes = ", ".join(
+                f"{p.name} {p.stat().st_size / 1e6:.1f} MB"
+                for p in sorted(snapshots.glob("*.snapshot"))
+            )
+            note("snapshots on, none yet (tables; snapshots written after ready)", s,
+                 f"[files complete {written:.1f} s after ready: {sizes}]")  # fmt: skip
+    rows: list[Row] = []
+    refused: set[str] = set()
+    impact_refused = ""
     with started(database, on, log) as s:
         note("second start, from the snapshots", s)
         if not args.no_latency:
             print(f"latencies, {args.runs} runs after 3 warm-ups each:", flush=True)
-            rows = latencies(s.url, db, args)
+            rows, refused = latencies(s.url, db, args)
             # impact with the default limits, once: is it refused (static cost)?
-            _, _, data = Client(s.url).ask(IMPACT_QUERY.format(root=args._impact_roots[0]))
-            refused = data.get("errors") if "errors" in data else None
-            if refused:
-                print(f"  impact with default limits refused: {str(refused)[:400]}", flush=True)
+            took, _, data = Client(s.url).ask(IMPACT_QUERY.format(root=args._impact_roots[0]))
+            if "errors" in data:
+                impact_refused = f"after {took:.1f} s: {data['errors'][0].get('message')}"
+                print(f"  impact with the default limits refused: {impact_refused}", flush=True)
     results = []
     if not args.no_latency:
-        env = {**on, **IMPACT_ENV} if refused else on
-        if refused:
-            raised = ", ".join(f"{k}={v}" for k, v in IMPACT_ENV.items())
-            print(f"impact on a server with raised limits ({raised}):", flush=True)
-            with started(database, env, log) as s:
-                results = impacts(s.url, args._impact_roots, args.impact_runs)
-        else:
-            with started(database, env, log) as s:
-                results = impacts(s.url, args._impact_roots, args.impact_runs)
+        # Raised limits only where the defaults refused (impact_bench's: cost, response size,
+        # graph time budget, request timeout); a server of their own.
+        env = {**on, **IMPACT_ENV} if impact_refused or refused else on
+        raised = ", ".join(f"{k}={v}" for k, v in IMPACT_ENV.items())
+        print(f"impact{' and the refused rows' if refused else ''} on a server with "
+              f"{'raised limits (' + raised + ')' if env != on else 'the defaults'}:",
+              flush=True)  # fmt: skip
+        with started(database, env, log) as s:
+            if refused:
+                again, _ = latencies(s.url, db, args, only=refused)
+                rows += [(f"{n} (raised limits)", st, note) for n, st, note in again]
+            results = impacts(s.url, args._impact_roots, args.impact_runs)
     print(f"\n{machine_note()}; {code_note()}")
     print("\n| start | /healthz | /readyz | CPU by then | RSS at ready | note |")
     print("|---|---|---|---|---|---|")
@@ -415,8 +468,13 @@ def measure(args: argparse.Namespace) -> None:
         print(f"\n| query (HTTP, {args.runs} runs) | p50 | p95 | mean | min | note |")
         print("|---|---|---|---|---|---|")
         for name, st, extra in rows:
+            if st is None:
+                print(f"| {name} | - | - | - | - | {extra} |")
+                continue
             print(f"| {name} | {st.median:.1f} ms | {st.p95:.1f} ms | {st.mean:.1f} ms "
                   f"| {st.minimum:.1f} ms | {extra} |")  # fmt: skip
+    if impact_refused:
+        print(f"\nimpact(depth: 3) with the default limits: refused {impact_refused}")
     if results:
         print(f"\n| impact(depth: 3), full answer, {args.impact_runs} runs | affected | body "
               "| p50 | p95 | us per affected node (p50) |")  # fmt: skip
@@ -437,7 +495,8 @@ def measure(args: argparse.Namespace) -> None:
             print(
                 f"log: {entry.get('level')} {entry.get('logger')} {entry.get('message', '')}"[:300]
             )
-    shutil.rmtree(snapshots, ignore_errors=True)
+    if not args.snapshot_dir:
+        shutil.rmtree(snapshots, ignore_errors=True)
     if args.copy:
         db.unlink()
 
@@ -468,6 +527,12 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--snapshot-timeout", type=float, default=900)
     m.add_argument("--seed", type=int, default=7)
     m.add_argument("--no-latency", action="store_true", help="start-up only")
+    m.add_argument("--snapshot-dir", help="the projections' snapshots (kept; default: temporary)")
+    m.add_argument(
+        "--skip-starts",
+        action="store_true",
+        help="no start without and first with snapshots: start from those of --snapshot-dir",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args)
