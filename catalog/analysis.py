@@ -28,7 +28,14 @@ import numpy as np
 from scipy import sparse
 
 from catalog.answers import AnswerFilter, AnswerPage, Answers, Pager, Question, list_bytes
-from catalog.gaps import GapMemo, GapResult, covered_capabilities
+from catalog.findings import (
+    FindingMemo,
+    GapIndex,
+    GapResult,
+    RedundancyIndex,
+    RedundancyResult,
+    covered_capabilities,
+)
 from metadata.errors import InvalidInputError, NotFoundError
 from metadata.graph import CatalogGraph, Deadline, GraphView, Step
 from metadata.model import Kind, Lifecycle, RelationType, parse_id
@@ -79,15 +86,6 @@ class SubgraphResult:
     relations: list[Step]
     #: The question and arguments that gave it (its pages' cursors name them).
     question: Question = ()
-
-
-@dataclass(frozen=True)
-class RedundancyResult:
-    """A node served more than once (a capability with two providers, an entity mastered twice)."""
-
-    node: str
-    reason: str
-    involved: list[str]
 
 
 @dataclass
@@ -157,7 +155,10 @@ class GraphAnalysis:
         self.answers = answers or Answers()
         self._cancelled: Callable[[], bool] | None = None
         self._ranked = _Ranked()
-        self._gaps = GapMemo()  # shared by every copy, as the PageRank cache is
+        # Gaps and redundancies moved on from version to version (catalog/findings.py),
+        # shared by every copy as the PageRank cache is.
+        self._gaps = FindingMemo(GapIndex)
+        self._redundancies = FindingMemo(RedundancyIndex)
         self._past_ranked = _Ranked()  # of past views (negative versions): never the present's
 
     async def ask(
@@ -471,7 +472,7 @@ class GraphAnalysis:
 
     def _find_gaps(self, kinds: Sequence[Kind] | None) -> list[GapResult]:
         # From the kept index of an earlier version, moved on by the changes since
-        # (catalog/gaps.py), or from a whole pass.
+        # (catalog/findings.py), or from a whole pass.
         return self._gaps.results(self.graph, kinds, self._deadline("gaps"))
 
     def redundancies(self) -> list[RedundancyResult]:
@@ -492,28 +493,8 @@ class GraphAnalysis:
         )
 
     def _find_redundancies(self) -> list[RedundancyResult]:
-        g = self.graph
         deadline = self._deadline("redundancies")
-        out: list[RedundancyResult] = []
-        for c in sorted(g.nodes_of(Kind.CAPABILITY)):
-            deadline.check()
-            providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
-            if len(providers) > 1:
-                out.append(
-                    RedundancyResult(c, f"provided by {len(providers)} active systems", providers)
-                )
-        for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
-            deadline.check()
-            masters = sorted(s for s in g.into(e, R.MASTERS) if g.active(s))
-            if len(masters) > 1:
-                out.append(
-                    RedundancyResult(
-                        e,
-                        f"mastered by {len(masters)} systems: competing systems of record",
-                        masters,
-                    )
-                )
-        return out
+        return self._redundancies.results(self.graph, None, deadline)
 
     def capability_map(self, root: str | None, depth: int) -> list[MapEntry]:
         """The capability hierarchy in pre-order, with providers and leaf coverage at each node."""
@@ -700,4 +681,11 @@ def _pagerank(
     return {node: float(rank[i]) for i, node in enumerate(nodes)}
 
 
-__all__ = ["GapResult", "GraphAnalysis", "MAX_DEPTH", "MAX_FIRST", "MAX_PATH_LENGTH"]
+__all__ = [
+    "GapResult",
+    "GraphAnalysis",
+    "MAX_DEPTH",
+    "MAX_FIRST",
+    "MAX_PATH_LENGTH",
+    "RedundancyResult",
+]

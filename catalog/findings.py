@@ -1,7 +1,16 @@
-"""Gaps: what the landscape is missing, and how the answer follows the catalog's changes.
+"""Findings over the whole catalog, per node: gaps and redundancies, moved on from version to
+version by the changes instead of recomputed.
 
-The rules (docs/graph.md, "Gaps"), per node, each node's gaps in one of six categories, which
-the answer lists in this order, each category by node id:
+A finding belongs to one node and one category; an answer lists its categories in order, each
+by node id. ``FindingIndex`` holds the findings of one catalog version. Built once from the
+whole projection (``build``), it is moved on to a later version (``advance``) from the nodes the
+changes in between touched (``GraphView.touched_since``: a node change's node, a relation
+change's two ends): their findings are worked out again, with those of the nodes whose findings
+read them (``dependents``). A move costs what the changes touch; the answer is then read out in
+order (``results``). A move that touches more than a twentieth of the catalog, or reaches back
+past the projection's log, is a whole pass again.
+
+**Gaps** (docs/graph.md), six categories:
 
 0. a capability that no system in service provides, itself or through a sub-capability (it
    is *covered* when it, or a capability whose first capability parent chain leads to it, has
@@ -14,17 +23,16 @@ the answer lists in this order, each category by node id:
    its id);
 5. a touchpoint that no active system serves (SERVED_BY).
 
-Retired nodes have no gaps. ``GapIndex`` holds the gaps of one catalog version by category
-and node. Built once from the whole projection (``build``), it is moved on to a later version
-(``advance``) from the nodes the changes in between touched (``GraphView.touched_since``: a
-node change's node, a relation change's two ends): their gaps are worked out again, with those
-of the nodes whose gaps depend on them (a system's provided capabilities, mastered entities
-and served touchpoints, which read its lifecycle; the first-parent chain above a capability,
-whose coverage may flip; the steps that use a capability whose coverage flipped). A move costs
-what the changes touch; the answer is then read out in order (``results``). On the
-100,000-node bench catalog: the whole pass 0.65 s, the answer after one relation was written
-2.9 ms (8,505 gaps read out). A move that touches more than a twentieth of the catalog, or
-reaches back past the projection's log, is a whole pass again.
+A touched system's lifecycle is read by the capabilities it provides, the entities it masters
+and the touchpoints it serves; a capability's coverage by the first-parent chain above it (its
+coverage may flip) and by the steps that use it. On the 100,000-node bench catalog the whole
+pass took 0.65 s, the answer after one written relation 2.9 ms (bench/README.md).
+
+**Redundancies**, two categories: 0. a capability provided by several active systems; 1. an
+entity mastered by several (competing systems of record). A touched system's lifecycle is read
+by the capabilities it provides and the entities it masters.
+
+Retired nodes have no findings.
 """
 
 from __future__ import annotations
@@ -33,21 +41,14 @@ import bisect
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, Self, TypeVar
 
 from metadata.graph import Deadline, GraphView
 from metadata.model import Kind, RelationType
 
 R = RelationType
+F = TypeVar("F")
 
-#: The kind of node each category holds.
-CATEGORY_KINDS = (
-    Kind.CAPABILITY,
-    Kind.SYSTEM,
-    Kind.CAPABILITY,
-    Kind.DATA_ENTITY,
-    Kind.JOURNEY_STEP,
-    Kind.TOUCHPOINT,
-)
 #: A move touching more nodes than this share of the catalog rebuilds instead.
 MAX_TOUCHED_SHARE = 0.05
 
@@ -63,6 +64,15 @@ class GapResult:
 
     node: str
     reason: str
+
+
+@dataclass(frozen=True)
+class RedundancyResult:
+    """A node served more than once (a capability with two providers, an entity mastered twice)."""
+
+    node: str
+    reason: str
+    involved: list[str]
 
 
 def first_parent(g: GraphView, c: str) -> str | None:
@@ -120,43 +130,53 @@ def node_gaps(g: GraphView, n: str, covered: set[str]) -> list[tuple[int, GapRes
     return out
 
 
-class GapIndex:
-    """The gaps of one catalog version, by category and node (see the module doc)."""
+class FindingIndex(Generic[F]):
+    """The findings of one catalog version, by category and node (see the module doc)."""
 
-    def __init__(self, version: int, covered: set[str]) -> None:
+    #: The kind of node each category holds.
+    CATEGORY_KINDS: tuple[Kind, ...] = ()
+    #: The kinds whose nodes may have findings.
+    KINDS: tuple[Kind, ...] = ()
+
+    def __init__(self, version: int) -> None:
         self.version = version
-        self.covered = covered
-        #: Per category: node -> its gaps there, and the nodes in id order.
-        self.by_node: list[dict[str, tuple[GapResult, ...]]] = [{} for _ in CATEGORY_KINDS]
-        self.order: list[list[str]] = [[] for _ in CATEGORY_KINDS]
+        #: Per category: node -> its findings there, and the nodes in id order.
+        self.by_node: list[dict[str, tuple[F, ...]]] = [{} for _ in self.CATEGORY_KINDS]
+        self.order: list[list[str]] = [[] for _ in self.CATEGORY_KINDS]
+
+    def evaluate(self, g: GraphView, n: str) -> list[tuple[int, F]]:
+        """The findings of one node as (category, finding), in the answer's order."""
+        raise NotImplementedError
+
+    def prepare(self, g: GraphView, deadline: Deadline) -> None:
+        """Work out what ``evaluate`` reads of the whole catalog (a whole pass)."""
+
+    def dependents(self, g: GraphView, touched: set[str], deadline: Deadline) -> set[str]:
+        """The nodes whose findings may differ once ``touched`` changed (``touched`` too)."""
+        raise NotImplementedError
 
     @classmethod
-    def build(cls, g: GraphView, deadline: Deadline) -> GapIndex:
-        """The gaps of the whole projection ``g``."""
-        index = cls(g.version, covered_capabilities(g, deadline))
-        grouped: list[dict[str, list[GapResult]]] = [{} for _ in CATEGORY_KINDS]
-        for kind in (
-            Kind.CAPABILITY,
-            Kind.SYSTEM,
-            Kind.DATA_ENTITY,
-            Kind.JOURNEY_STEP,
-            Kind.TOUCHPOINT,
-        ):
+    def build(cls, g: GraphView, deadline: Deadline) -> Self:
+        """The findings of the whole projection ``g``."""
+        index = cls(g.version)
+        index.prepare(g, deadline)
+        grouped: list[dict[str, list[F]]] = [{} for _ in cls.CATEGORY_KINDS]
+        for kind in cls.KINDS:
             for n in g.nodes_of(kind):
                 deadline.check()
-                for category, gap in node_gaps(g, n, index.covered):
-                    grouped[category].setdefault(n, []).append(gap)
-        for category, found in enumerate(grouped):
-            index.by_node[category] = {n: tuple(gaps) for n, gaps in found.items()}
-            index.order[category] = sorted(found)
+                for category, found in index.evaluate(g, n):
+                    grouped[category].setdefault(n, []).append(found)
+        for category, held in enumerate(grouped):
+            index.by_node[category] = {n: tuple(items) for n, items in held.items()}
+            index.order[category] = sorted(held)
         return index
 
-    def results(self, kinds: Iterable[Kind] | None = None) -> list[GapResult]:
-        """The answer: every gap (of nodes of ``kinds``), category by category, by node id."""
+    def results(self, kinds: Iterable[Kind] | None = None) -> list[F]:
+        """The answer: every finding (of nodes of ``kinds``), category by category, by node."""
         wanted = set(kinds) if kinds else None
-        out: list[GapResult] = []
+        out: list[F] = []
         for category, ids in enumerate(self.order):
-            if wanted is not None and CATEGORY_KINDS[category] not in wanted:
+            if wanted is not None and self.CATEGORY_KINDS[category] not in wanted:
                 continue
             held = self.by_node[category]
             for n in ids:
@@ -167,27 +187,14 @@ class GapIndex:
         """Move this index, in place, to the version of ``g``, which differs from this one's
         only at the ``touched`` nodes (nodes changed, ends of relations changed). On an error
         the index is half moved: drop it."""
-        dirty = set(touched)
-        # Nodes whose gaps read a touched system's lifecycle.
-        for t in touched:
-            deadline.check()
-            if g.has(t) and g.kind(t) is Kind.SYSTEM:
-                dirty.update(g.out(t, R.PROVIDES))
-                dirty.update(g.out(t, R.MASTERS))
-                dirty.update(g.into(t, R.SERVED_BY))
-        flipped = self._recover(g, dirty, deadline)
-        for c in flipped:
-            if g.has(c):
-                dirty.update(s for s in g.into(c, R.USES) if g.kind(s) is Kind.JOURNEY_STEP)
-        dirty |= flipped
-        for n in dirty:
+        for n in self.dependents(g, touched, deadline):
             deadline.check()
             self._forget(n)
-            grouped: dict[int, list[GapResult]] = {}
-            for category, gap in node_gaps(g, n, self.covered):
-                grouped.setdefault(category, []).append(gap)
-            for category, gaps in grouped.items():
-                self.by_node[category][n] = tuple(gaps)
+            grouped: dict[int, list[F]] = {}
+            for category, found in self.evaluate(g, n):
+                grouped.setdefault(category, []).append(found)
+            for category, items in grouped.items():
+                self.by_node[category][n] = tuple(items)
                 bisect.insort(self.order[category], n)
         self.version = g.version
 
@@ -196,6 +203,55 @@ class GapIndex:
             if held.pop(n, None) is not None:
                 ids = self.order[category]
                 del ids[bisect.bisect_left(ids, n)]
+
+
+def _lifecycle_readers(
+    g: GraphView, touched: set[str], types: tuple[tuple[RelationType, str], ...], deadline: Deadline
+) -> set[str]:
+    """``touched`` and, for each touched system, its neighbours along ``types`` ((type,
+    "out"/"in")): the nodes whose findings read that system's lifecycle."""
+    dirty = set(touched)
+    for t in touched:
+        deadline.check()
+        if g.has(t) and g.kind(t) is Kind.SYSTEM:
+            for rtype, way in types:
+                dirty.update(g.out(t, rtype) if way == "out" else g.into(t, rtype))
+    return dirty
+
+
+class GapIndex(FindingIndex[GapResult]):
+    """The gaps of one catalog version (see the module doc)."""
+
+    CATEGORY_KINDS = (
+        Kind.CAPABILITY,
+        Kind.SYSTEM,
+        Kind.CAPABILITY,
+        Kind.DATA_ENTITY,
+        Kind.JOURNEY_STEP,
+        Kind.TOUCHPOINT,
+    )
+    KINDS = (Kind.CAPABILITY, Kind.SYSTEM, Kind.DATA_ENTITY, Kind.JOURNEY_STEP, Kind.TOUCHPOINT)
+    #: What reads a system's lifecycle: the capabilities it provides, the entities it masters,
+    #: the touchpoints it serves.
+    READERS = ((R.PROVIDES, "out"), (R.MASTERS, "out"), (R.SERVED_BY, "in"))
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.covered: set[str] = set()
+
+    def prepare(self, g: GraphView, deadline: Deadline) -> None:
+        self.covered = covered_capabilities(g, deadline)
+
+    def evaluate(self, g: GraphView, n: str) -> list[tuple[int, GapResult]]:
+        return node_gaps(g, n, self.covered)
+
+    def dependents(self, g: GraphView, touched: set[str], deadline: Deadline) -> set[str]:
+        dirty = _lifecycle_readers(g, touched, self.READERS, deadline)
+        flipped = self._recover(g, dirty, deadline)
+        for c in flipped:
+            if g.has(c):
+                dirty.update(s for s in g.into(c, R.USES) if g.kind(s) is Kind.JOURNEY_STEP)
+        return dirty | flipped
 
     def _recover(self, g: GraphView, dirty: set[str], deadline: Deadline) -> set[str]:
         """Work the coverage out again above the dirty capabilities (their first-parent
@@ -245,23 +301,50 @@ class GapIndex:
         return flipped
 
 
-class GapMemo:
-    """The newest ``GapIndex`` of the live projection, moved on from version to version
-    (shared by the analyses of every worker thread; one question at a time uses it)."""
+class RedundancyIndex(FindingIndex[RedundancyResult]):
+    """The redundancies of one catalog version (see the module doc)."""
 
-    def __init__(self) -> None:
+    CATEGORY_KINDS = (Kind.CAPABILITY, Kind.DATA_ENTITY)
+    KINDS = (Kind.CAPABILITY, Kind.DATA_ENTITY)
+    READERS = ((R.PROVIDES, "out"), (R.MASTERS, "out"))
+
+    def evaluate(self, g: GraphView, n: str) -> list[tuple[int, RedundancyResult]]:
+        if not g.has(n) or not g.active(n):
+            return []
+        kind = g.kind(n)
+        if kind is Kind.CAPABILITY:
+            providers = sorted(s for s in g.into(n, R.PROVIDES) if g.active(s))
+            if len(providers) > 1:
+                reason = f"provided by {len(providers)} active systems"
+                return [(0, RedundancyResult(n, reason, providers))]
+        elif kind is Kind.DATA_ENTITY:
+            masters = sorted(s for s in g.into(n, R.MASTERS) if g.active(s))
+            if len(masters) > 1:
+                reason = f"mastered by {len(masters)} systems: competing systems of record"
+                return [(1, RedundancyResult(n, reason, masters))]
+        return []
+
+    def dependents(self, g: GraphView, touched: set[str], deadline: Deadline) -> set[str]:
+        return _lifecycle_readers(g, touched, self.READERS, deadline)
+
+
+class FindingMemo(Generic[F]):
+    """The newest index of one kind of findings of the live projection, moved on from version
+    to version (shared by the analyses of every worker thread; one question at a time uses
+    it)."""
+
+    def __init__(self, index: type[FindingIndex[F]]) -> None:
+        self._kind = index
         self._lock = threading.Lock()
-        self._index: GapIndex | None = None
+        self._index: FindingIndex[F] | None = None
 
-    def results(
-        self, g: GraphView, kinds: Iterable[Kind] | None, deadline: Deadline
-    ) -> list[GapResult]:
-        """The gaps of ``g`` (of nodes of ``kinds``): from the kept index, moved on to ``g``'s
-        version when the changes since touched few nodes, else from a whole pass."""
+    def results(self, g: GraphView, kinds: Iterable[Kind] | None, deadline: Deadline) -> list[F]:
+        """The findings of ``g`` (of nodes of ``kinds``): from the kept index, moved on to
+        ``g``'s version when the changes since touched few nodes, else from a whole pass."""
         with self._lock:
             index = self._index
             if index is not None and index.version > g.version:  # an older snapshot
-                return GapIndex.build(g, deadline).results(kinds)
+                return self._kind.build(g, deadline).results(kinds)
             if index is not None and index.version < g.version:
                 touched = g.touched_since(index.version)
                 limit = max(1000, MAX_TOUCHED_SHARE * len(g.g))
@@ -271,17 +354,19 @@ class GapMemo:
                 else:
                     index.advance(g, touched, deadline)
             if index is None:
-                index = GapIndex.build(g, deadline)
+                index = self._kind.build(g, deadline)
             if g.follows_changes:
                 self._index = index
             return index.results(kinds)
 
 
 __all__ = [
-    "CATEGORY_KINDS",
+    "FindingIndex",
+    "FindingMemo",
     "GapIndex",
-    "GapMemo",
     "GapResult",
+    "RedundancyIndex",
+    "RedundancyResult",
     "covered_capabilities",
     "node_gaps",
 ]

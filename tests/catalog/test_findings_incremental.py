@@ -1,7 +1,8 @@
-"""Gaps moved on from version to version (catalog/gaps.py) equal a whole pass of the rules as
-they were written before (``reference_gaps``, kept here as the oracle), after every batch of
-random changes: lifecycles, owners, and relations of every type gaps read, on random landscapes
-(capability hierarchies with several parents, retired links in the chains)."""
+"""Gaps and redundancies moved on from version to version (catalog/findings.py) equal a whole
+pass of the rules as they were written before (``reference_gaps``, ``reference_redundancies``,
+kept here as the oracles), after every batch of random changes: lifecycles, owners, and
+relations of every type they read, on random landscapes (capability hierarchies with several
+parents, retired links in the chains)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from catalog.analysis import GraphAnalysis
-from catalog.gaps import GapMemo, GapResult
+from catalog.findings import (
+    FindingMemo,
+    GapIndex,
+    GapResult,
+    RedundancyIndex,
+    RedundancyResult,
+)
 from metadata.graph import CatalogGraph, Deadline, GraphView
 from metadata.model import Kind, Lifecycle, RelationType
 from metadata.store import Change
@@ -78,6 +85,26 @@ def reference_gaps(g: GraphView) -> list[GapResult]:
     for t in sorted(g.nodes_of(Kind.TOUCHPOINT)):
         if not any(g.active(s) for s in g.out(t, R.SERVED_BY)):
             out.append(GapResult(t, "no active system serves this touchpoint"))
+    return out
+
+
+def reference_redundancies(g: GraphView) -> list[RedundancyResult]:
+    """``GraphAnalysis._find_redundancies`` as it was before the index (at 53b64d3)."""
+    out: list[RedundancyResult] = []
+    for c in sorted(g.nodes_of(Kind.CAPABILITY)):
+        providers = sorted(s for s in g.into(c, R.PROVIDES) if g.active(s))
+        if len(providers) > 1:
+            out.append(
+                RedundancyResult(c, f"provided by {len(providers)} active systems", providers)
+            )
+    for e in sorted(g.nodes_of(Kind.DATA_ENTITY)):
+        masters = sorted(s for s in g.into(e, R.MASTERS) if g.active(s))
+        if len(masters) > 1:
+            out.append(
+                RedundancyResult(
+                    e, f"mastered by {len(masters)} systems: competing systems of record", masters
+                )
+            )
     return out
 
 
@@ -154,18 +181,21 @@ def _changes(log: Log, steps: list[tuple[Any, ...]]) -> list[Change]:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(start=landscape, steps=batches)
-def test_moved_on_gaps_equal_a_whole_pass(start: list[Any], steps: list[list[Any]]) -> None:
+def test_moved_on_findings_equal_a_whole_pass(start: list[Any], steps: list[list[Any]]) -> None:
     graph = CatalogGraph()
     log = Log()
     graph.apply([log.node(n, Lifecycle.ACTIVE, None) for n in NODES])
     graph.apply(_changes(log, [s for s in start if not s[4]]))  # creations only at first
-    memo = GapMemo()
+    memo = FindingMemo(GapIndex)
+    doubles = FindingMemo(RedundancyIndex)
     deadline = Deadline(60, "gaps")
     assert memo.results(graph.snapshot(), None, deadline) == reference_gaps(graph)
+    assert doubles.results(graph.snapshot(), None, deadline) == reference_redundancies(graph)
     for batch in steps:
         graph.apply(_changes(log, batch))
         view = graph.snapshot()
         assert memo.results(view, None, deadline) == reference_gaps(view), batch
+        assert doubles.results(view, None, deadline) == reference_redundancies(view), batch
         for kinds in ([Kind.CAPABILITY], [Kind.DATA_ENTITY, Kind.JOURNEY_STEP]):
             whole = reference_gaps(view)
             wanted = [x for x in whole if view.kind(x.node) in kinds]
@@ -179,7 +209,7 @@ def test_a_move_costs_what_the_changes_touch() -> None:
     graph.apply([log.node(c, Lifecycle.ACTIVE, None) for c in caps])
     graph.apply([log.relation(caps[i], R.PART_OF, caps[i // 10], False) for i in range(1, 20_000)])
     graph.apply([log.node("system:s", Lifecycle.ACTIVE, "team:a")])
-    memo = GapMemo()
+    memo = FindingMemo(GapIndex)
     deadline = Deadline(60, "gaps")
     t = time.perf_counter()
     first = memo.results(graph.snapshot(), None, deadline)
