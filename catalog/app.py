@@ -49,6 +49,14 @@ log = logging.getLogger("capahub")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
+async def _prime_after(warming: asyncio.Task[None], services: Services) -> None:
+    """The findings' first pass once the cost statistics are worked out (one whole pass over
+    the projection at a time: they would slow each other, and readiness waits for the first)."""
+    with contextlib.suppress(Exception):
+        await warming
+    await services.analysis.prime()
+
+
 async def _follow_other_processes(services: Services) -> None:
     """Poll the change log so projections see what other processes (apply, replicas) wrote;
     record when hub tokens were last used."""
@@ -149,9 +157,13 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         gc.collect()
         gc.freeze()
         syncer = asyncio.create_task(_follow_other_processes(services))
-        # The cost limit's catalog statistics, on a worker thread (seconds at 100,000 nodes):
-        # else the first request works them out on the event loop.
+        # The cost limit's catalog statistics, on a worker thread (seconds at 1,000,000 nodes):
+        # else the first request works them out on the event loop. /readyz waits for them.
         warming = asyncio.create_task(schema.costs.sizes.warm(services.graph))
+        state["warming"] = warming
+        # Then the whole-catalog findings (gaps, redundancies), in the background: their first
+        # pass outlasts a question's time budget on a large catalog; later versions move on.
+        priming = asyncio.create_task(_prime_after(warming, services))
         await services.start_delivery()  # webhooks: this server delivers; CLI commands never do
         try:
             yield
@@ -161,6 +173,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
                 await syncer
             with contextlib.suppress(Exception):  # a thread's work is not cancelled: awaited
                 await warming
+            with contextlib.suppress(Exception):
+                await priming
             await services.close()
 
     async def healthz(request: Request) -> JSONResponse:
@@ -176,7 +190,12 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         return JSONResponse({"status": "ok", "database": services.store.dialect, "change": change})
 
     async def readyz(request: Request) -> JSONResponse:
-        ready, body = await readiness(state.get("services"), max_lag=settings.ready_max_lag)
+        warming = state.get("warming")
+        ready, body = await readiness(
+            state.get("services"),
+            max_lag=settings.ready_max_lag,
+            warming=warming is not None and not warming.done(),
+        )
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics_page(request: Request) -> Response:

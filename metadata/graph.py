@@ -347,6 +347,7 @@ class CatalogGraph(GraphView):
         # predecessors) were copied since it was taken, so no snapshot shares them.
         self._snapshots: weakref.WeakSet[GraphView] = weakref.WeakSet()
         self._latest: weakref.ref[GraphView] | None = None
+        self._kept: GraphView | None = None
         self._own_succ: set[str] = set()
         self._own_pred: set[str] = set()
 
@@ -382,6 +383,7 @@ class CatalogGraph(GraphView):
         # Snapshots of the old graph share nothing with the new one.
         self._snapshots = weakref.WeakSet()
         self._latest = None
+        self._kept = None
         self.last_change = last_change
         self.version += 1
         self._touch(None)
@@ -477,7 +479,9 @@ class CatalogGraph(GraphView):
         """This version of the projection, frozen, for readers on other threads.
 
         Call it on the event loop's thread (where changes are applied). Questions asked at the
-        same version share one snapshot; it lives as long as one of them holds it.
+        same version share one snapshot, which is kept until a later version's is taken (not
+        only while a question holds it: at 1,000,000 nodes the three dict copies take 80 ms,
+        and every small graph question paid them).
         """
         latest = self._latest() if self._latest is not None else None
         if latest is not None and latest.version == self.version:
@@ -490,6 +494,7 @@ class CatalogGraph(GraphView):
         view = GraphView(frozen, self.version, self._log)
         self._snapshots.add(view)
         self._latest = weakref.ref(view)
+        self._kept = view  # the previous one goes once no question holds it
         # From now on every adjacency dict is shared with this snapshot until copied again.
         self._own_succ.clear()
         self._own_pred.clear()

@@ -43,6 +43,37 @@ def test_readyz_says_ready_with_the_version_it_is_at(gql: GraphQLClient) -> None
     assert body["version"] == body["committed"] >= 1
 
 
+def test_readyz_waits_for_the_cost_statistics_and_the_findings_are_primed(
+    app_factory: Callable[..., GraphQLClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 1,000,000 nodes the cost limit's statistics are a pass of seconds: a replica that said
+    # ready before them made its first request work them out on the event loop (16 s).
+    from resolvers import cost
+
+    real = cost.catalog_statistics
+    release = threading.Event()
+
+    def slow(graph: object) -> object:
+        release.wait(10)
+        return real(graph)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cost, "catalog_statistics", slow)
+    gql = app_factory()
+    resp = gql.http.get("/readyz")
+    assert resp.status_code == 503 and resp.json()["status"] == "warming up"
+    assert gql.http.get("/healthz").status_code == 200  # alive meanwhile
+    release.set()
+    deadline = time.monotonic() + 10
+    while gql.http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gql.http.get("/readyz").json()["status"] == "ready"
+    # Then the gaps and redundancies were worked out in the background (catalog/findings.py).
+    analysis = gql.http.app.state.services.analysis  # type: ignore[attr-defined]
+    while analysis._gaps._index is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert analysis._gaps._index is not None and analysis._redundancies._index is not None
+
+
 def test_answers_state_the_catalog_version_and_a_write_states_its_own(
     gql: GraphQLClient,
 ) -> None:

@@ -129,15 +129,26 @@ def test_a_snapshot_copies_only_the_outer_dicts_and_changed_nodes() -> None:
     assert graph.snapshot() is not snap and graph.snapshot().version == graph.version
 
 
-def test_without_live_snapshots_changes_are_made_in_place() -> None:
+def test_a_node_is_copied_once_after_a_snapshot_then_changed_in_place() -> None:
     graph = dense_graph(50, 3)
     snap = graph.snapshot()
     shared = graph.g._succ["system:n1"]
     del snap
-    # Nothing reads an old version any more: the next change copies nothing.
+    # The latest snapshot is kept for the next question at this version (metadata/graph.py,
+    # ``snapshot``): the first change of a node copies its adjacency, the snapshot keeps the
+    # old one ...
     graph.apply([_rel(10_000, "system:n1", "DEPENDS_ON", "system:n2")])
-    assert graph.g._succ["system:n1"] is shared
-    assert "system:n2" in shared
+    copied = graph.g._succ["system:n1"]
+    assert copied is not shared and "system:n2" in copied and "system:n2" not in shared
+    assert graph.snapshot() is not None  # a new version: a new snapshot, the old one let go
+    # ... and before the next snapshot, further changes of it are made in place.
+    again = graph.g._succ["system:n1"]
+    graph.apply([_rel(10_001, "system:n3", "DEPENDS_ON", "system:n4")])
+    graph.apply([_rel(10_002, "system:n1", "DEPENDS_ON", "system:n5")])
+    assert graph.g._succ["system:n1"] is not again  # copied once for the new snapshot
+    once = graph.g._succ["system:n1"]
+    graph.apply([_rel(10_003, "system:n1", "DEPENDS_ON", "system:n6")])
+    assert graph.g._succ["system:n1"] is once and "system:n6" in once
 
 
 def test_questions_on_a_snapshot_race_a_stream_of_changes_without_harm() -> None:
