@@ -210,16 +210,19 @@ class GraphAnalysis:
     #: Seconds the background first pass of the whole-catalog findings may take (``prime``).
     PRIME_BUDGET_S = 600.0
 
-    async def prime(self) -> None:
+    async def prime(self, stop: Callable[[], bool] | None = None) -> None:
         """Work the whole-catalog findings (gaps, redundancies) out once, on a worker thread,
         over a snapshot of the live projection, with a budget of their own: their first pass
         takes 8 s at 1,000,000 nodes, past a question's time budget, and later versions move
-        on from it (catalog/findings.py). A question meanwhile waits for it. Never raises."""
+        on from it (catalog/findings.py). A question meanwhile waits for it. ``stop``: when it
+        says so, the pass stops at its next check (the server is shutting down). Never
+        raises."""
         live = self.graph
         if not isinstance(live, CatalogGraph):
             return
         primer = copy.copy(self)
         primer.graph, primer.time_budget = live.snapshot(), self.PRIME_BUDGET_S
+        primer._cancelled = stop
 
         def run() -> None:
             primer._find_gaps(None)
@@ -228,7 +231,8 @@ class GraphAnalysis:
         try:
             await asyncio.to_thread(run)
         except Exception:  # the first question does the pass instead
-            log.warning("working out the gaps and redundancies at start failed", exc_info=True)
+            if stop is None or not stop():
+                log.warning("working out the gaps and redundancies at start failed", exc_info=True)
 
     def _node(self, node_id: str, field_name: str = "id", kind: Kind | None = None) -> str:
         parse_id(node_id, field=field_name)

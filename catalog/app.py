@@ -8,6 +8,7 @@ import gc
 import ipaddress
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,12 +50,16 @@ log = logging.getLogger("capahub")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-async def _prime_after(warming: asyncio.Task[None], services: Services) -> None:
+async def _prime_after(
+    warming: asyncio.Task[None], services: Services, stopping: threading.Event
+) -> None:
     """The findings' first pass once the cost statistics are worked out (one whole pass over
-    the projection at a time: they would slow each other, and readiness waits for the first)."""
+    the projection at a time: they would slow each other, and readiness waits for the first);
+    it stops early when ``stopping`` is set (shutdown)."""
     with contextlib.suppress(Exception):
         await warming
-    await services.analysis.prime()
+    if not stopping.is_set():
+        await services.analysis.prime(stopping.is_set)
 
 
 async def _follow_other_processes(services: Services) -> None:
@@ -163,7 +168,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
         state["warming"] = warming
         # Then the whole-catalog findings (gaps, redundancies), in the background: their first
         # pass outlasts a question's time budget on a large catalog; later versions move on.
-        priming = asyncio.create_task(_prime_after(warming, services))
+        stopping = threading.Event()
+        priming = asyncio.create_task(_prime_after(warming, services, stopping))
         await services.start_delivery()  # webhooks: this server delivers; CLI commands never do
         try:
             yield
@@ -171,6 +177,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Starl
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await syncer
+            stopping.set()  # the findings' pass stops at its next check
             with contextlib.suppress(Exception):  # a thread's work is not cancelled: awaited
                 await warming
             with contextlib.suppress(Exception):
