@@ -409,3 +409,15 @@ async def test_touching_is_ordered_and_follows_every_change(small: Services) -> 
     await small.registry.unrelate(both)
     assert as_keys("system:erp") == await from_store("system:erp")
     assert as_keys("entity:order") == await from_store("entity:order")
+
+
+async def test_the_findings_are_primed_in_the_background_and_stop_when_told(
+    small: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    analysis = small.analysis
+    await analysis.prime(lambda: True)  # shutting down: stops at its first check, quietly
+    assert analysis._gaps._index is None and analysis._redundancies._index is None
+    assert not [r for r in caplog.records if "gaps and redundancies" in r.getMessage()]
+    await analysis.prime()
+    assert analysis._gaps._index is not None and analysis._redundancies._index is not None
+    assert analysis.gaps(None) == analysis._gaps._index.results()
