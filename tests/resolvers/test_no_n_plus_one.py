@@ -55,7 +55,10 @@ def _statements(
     # A long read-sync interval: the change-log check then runs once, on the warm-up request.
     # The deep query costs about 18,000 per capability: far over the default cost limit,
     # which is not what this test is about.
-    settings = settings.model_copy(update={"read_sync_interval": 3600, "max_query_cost": 10**7})
+    # No background poll either (the change log, the hub tokens' last use) during a count.
+    settings = settings.model_copy(
+        update={"read_sync_interval": 3600, "sync_interval": 3600, "max_query_cost": 10**7}
+    )
     with TestClient(create_app(settings, demo=True)) as client:
         client.post("/graphql", json={"query": "{ __typename }"})
         _settle(client.app.state.services)  # type: ignore[attr-defined]

@@ -164,8 +164,9 @@ BOMB = """{ nodes(first: 500) { edges { node { relations { from { relations {
 @pytest.fixture
 def quiet_settings(settings: Settings) -> Settings:
     """Settings whose app checks the change log only once (so a request runs no statement
-    for it)."""
-    return settings.model_copy(update={"read_sync_interval": 3600})
+    for it), and whose background loop (the change log's poll, the hub tokens' last use)
+    does not run during a count either."""
+    return settings.model_copy(update={"read_sync_interval": 3600, "sync_interval": 3600})
 
 
 def test_an_operation_over_the_limit_is_refused_before_anything_runs(
