@@ -259,8 +259,6 @@ class GapIndex(FindingIndex[GapResult]):
         level: dict[str, int] = {}
         for c in dirty:
             if not (g.has(c) and g.kind(c) is Kind.CAPABILITY):
-                if c in self.covered and not g.has(c):
-                    level.setdefault(c, 0)
                 continue
             n: str | None = c
             depth = 0

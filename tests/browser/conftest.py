@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from strawberry.http.ides import get_graphql_ide_html
@@ -31,3 +34,14 @@ def node() -> str:
             "run `.venv/bin/python scripts/fetch-assets` (scripts/test does)"
         )
     return node
+
+
+def run_driver(node: str, driver: Path, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a browser driver (``node DRIVER ARGS...``) and return the JSON report it prints;
+    fails the test when it exits with an error."""
+    done = subprocess.run(
+        [node, str(driver), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"{driver.name} failed ({done.returncode}):\n{done.stderr}"
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report

@@ -11,11 +11,9 @@ and after, so the page is compared with the API it is the frontend of.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import httpx
 import pytest
 
 from catalog.explorer import missing_explorer_assets
+from tests.browser.conftest import run_driver
 from tests.serving import capahub_serve
 
 pytestmark = pytest.mark.browser
@@ -65,16 +64,7 @@ def report(node: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     database = f"sqlite:///{tmp / 'explorer.db'}"
     with capahub_serve(tmp, "--demo", "--database", database, env=env) as srv:
         before = graphql(srv.base, GAPS)
-        done = subprocess.run(
-            [node, str(DRIVER), "open", srv.base, str(tmp), str(shots)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, f"explorer.mjs failed ({done.returncode}):\n{done.stderr}"
-        result: dict[str, Any] = json.loads(done.stdout)
+        result = run_driver(node, DRIVER, ["open", srv.base, str(tmp), str(shots)], env)
         assert result["error"] is None, f"{result['error']}\nartifacts: {tmp}"
         result["apiBefore"] = before
         result["apiAfter"] = graphql(srv.base, AFTER)

@@ -9,14 +9,13 @@ later instead of with an error.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser.conftest import run_driver
 from tests.serving import capahub_serve
 
 pytestmark = pytest.mark.browser
@@ -35,16 +34,7 @@ def report(node: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     env["CAPAHUB_COST_PER_MINUTE"] = str(PER_MINUTE)
     database = f"sqlite:///{tmp / 'b.db'}"
     with capahub_serve(tmp, "--demo", "--database", database, env=env) as srv:
-        done = subprocess.run(
-            [node, str(DRIVER), "budget", srv.base, str(tmp)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert done.returncode == 0, f"explorer.mjs failed ({done.returncode}):\n{done.stderr}"
-    result: dict[str, Any] = json.loads(done.stdout)
+        result = run_driver(node, DRIVER, ["budget", srv.base, str(tmp)], env)
     assert result["error"] is None, result["error"]
     return result
 
